@@ -1,0 +1,191 @@
+//! What the session tells the application: connection states and events.
+
+use serde::Serialize;
+
+use crate::router::SubscriptionId;
+use crate::wire::Envelope;
+
+/// The connection lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Created, never connected.
+    Idle,
+    /// A transport is opening or finishing the hello/welcome handshake.
+    Connecting,
+    /// Welcomed by the server; messages flow.
+    Open,
+    /// Waiting out a backoff (or for the network) before the next attempt.
+    Reconnecting,
+    /// The server refused the credential; waiting for a new token.
+    Unauthorized,
+    /// A user-initiated close is in progress.
+    Closing,
+    /// Stopped by the user.
+    Closed,
+    /// Gave up: attempts exhausted or a fatal close.
+    Failed,
+}
+
+impl State {
+    /// The canonical snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Connecting => "connecting",
+            State::Open => "open",
+            State::Reconnecting => "reconnecting",
+            State::Unauthorized => "unauthorized",
+            State::Closing => "closing",
+            State::Closed => "closed",
+            State::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a message left the outbox without being delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The outbox was full.
+    QueueFull,
+    /// A newer message with the same coalescing key replaced it.
+    Coalesced,
+    /// Its time to live passed before it could be sent (or acked).
+    Expired,
+    /// A volatile message was sent while not connected.
+    NotConnected,
+    /// A volatile message was still queued when the connection was lost.
+    Disconnected,
+}
+
+/// Something the application should know; one canonical JSON object each (`{"kind": ...}`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The connection state changed.
+    Status {
+        /// Previous state.
+        from: State,
+        /// New state.
+        to: State,
+        /// Why, in words.
+        reason: String,
+        /// The reconnect attempt this state belongs to (0 = the initial connect).
+        attempt: u32,
+    },
+    /// A reconnect attempt will start after `delay_ms`.
+    ReconnectScheduled {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The delay before it.
+        delay_ms: u64,
+    },
+    /// The server welcomed the client: `resumed` says whether the old session continued.
+    Ready {
+        /// The server's session id.
+        session_id: String,
+        /// Whether missed messages will be replayed.
+        resumed: bool,
+    },
+    /// An application message for the listed subscriptions.
+    Message {
+        /// Matching subscriptions, ascending.
+        subscriptions: Vec<SubscriptionId>,
+        /// The message as received.
+        message: Envelope,
+    },
+    /// The server acknowledged an at-least-once message.
+    Acked {
+        /// The message id.
+        id: String,
+    },
+    /// A message was dropped; `reason` says why.
+    Dropped {
+        /// The message id.
+        id: String,
+        /// The message type.
+        #[serde(rename = "type")]
+        msg_type: String,
+        /// Why it was dropped.
+        reason: DropReason,
+    },
+    /// An at-least-once message has waited longer than `ack_timeout_ms`; it is still held.
+    AckTimeout {
+        /// The message id.
+        id: String,
+    },
+    /// An inbound frame was rejected; the session carries on.
+    ProtocolError {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The server reported an error.
+    ServerError {
+        /// Its machine-readable code.
+        code: String,
+        /// Its text.
+        message: String,
+        /// Its retry hint, if any.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// The server refused the credential; call `set_token` to continue.
+    TokenRequired {
+        /// What the server said.
+        reason: String,
+    },
+    /// A hole in a sequence: server `seq` (no `project_id`) or a project's versions.
+    Gap {
+        /// The project whose versions skipped, when it is a project gap.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        project_id: Option<u64>,
+        /// Last contiguous value held.
+        from: u64,
+        /// The value received.
+        to: u64,
+    },
+}
+
+/// Counters describing the session so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Text and binary frames received.
+    pub frames_in: u64,
+    /// Frames transmitted.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes transmitted.
+    pub bytes_out: u64,
+    /// Application messages transmitted (first transmissions).
+    pub messages_sent: u64,
+    /// Application messages delivered to at least one subscription.
+    pub messages_delivered: u64,
+    /// Application messages no subscription matched.
+    pub messages_unrouted: u64,
+    /// Inbound duplicates withheld (by `seq` or `id`).
+    pub duplicates: u64,
+    /// Messages dropped, with a `dropped` event each.
+    pub dropped: u64,
+    /// At-least-once messages transmitted again after a reconnect.
+    pub resent: u64,
+    /// At-least-once messages acknowledged.
+    pub acked: u64,
+    /// Reconnect attempts started.
+    pub reconnects: u64,
+    /// Inbound frames rejected.
+    pub protocol_errors: u64,
+    /// The last heartbeat round trip.
+    pub last_rtt_ms: Option<u64>,
+    /// Application messages held in the outbox.
+    pub queue_depth: usize,
+    /// Bytes held in the outbox.
+    pub queue_bytes: usize,
+}

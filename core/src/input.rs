@@ -1,0 +1,225 @@
+//! Everything that can happen to a session, in the canonical JSON form traces store.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::outbox::Delivery;
+use crate::router::SubscriptionId;
+
+/// An application message to send.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Message type; must not be a control type.
+    #[serde(rename = "type")]
+    pub msg_type: String,
+    /// Payload.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+    /// Project the message belongs to (sent as `projectId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
+    /// Delivery class.
+    #[serde(default, skip_serializing_if = "is_default_delivery")]
+    pub delivery: Delivery,
+    /// Drop the message instead of sending it this long after `send`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// A newer queued message with the same key replaces this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<String>,
+    /// Caller-chosen id; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The caller's wall clock (Unix ms), stamped into the envelope as RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_ms: Option<u64>,
+}
+
+fn is_default_delivery(d: &Delivery) -> bool {
+    *d == Delivery::default()
+}
+
+impl SendRequest {
+    /// A message of type `msg_type` with payload `data` and default options.
+    pub fn new(msg_type: impl Into<String>, data: Value) -> Self {
+        SendRequest {
+            msg_type: msg_type.into(),
+            data,
+            project_id: None,
+            delivery: Delivery::default(),
+            ttl_ms: None,
+            coalesce: None,
+            id: None,
+            unix_ms: None,
+        }
+    }
+
+    /// Sets the project.
+    pub fn project(mut self, project_id: u64) -> Self {
+        self.project_id = Some(project_id);
+        self
+    }
+
+    /// Sets the delivery class.
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// Sets the time to live.
+    pub fn ttl_ms(mut self, ttl_ms: u64) -> Self {
+        self.ttl_ms = Some(ttl_ms);
+        self
+    }
+
+    /// Sets the coalescing key.
+    pub fn coalesce(mut self, key: impl Into<String>) -> Self {
+        self.coalesce = Some(key.into());
+        self
+    }
+
+    /// Sets the message id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the wall-clock time to stamp.
+    pub fn unix_ms(mut self, unix_ms: u64) -> Self {
+        self.unix_ms = Some(unix_ms);
+        self
+    }
+}
+
+/// One input to the session: `{"kind": ..., ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Input {
+    /// The user asks to connect.
+    Connect,
+    /// The user asks to close (code 1000; never reconnects).
+    Disconnect,
+    /// The transport the session asked for is open.
+    TransportOpened,
+    /// The transport closed.
+    TransportClosed {
+        /// WebSocket close code.
+        code: u16,
+        /// Close reason.
+        #[serde(default)]
+        reason: String,
+    },
+    /// The transport failed.
+    TransportError {
+        /// What the driver saw.
+        #[serde(default)]
+        message: String,
+    },
+    /// A text frame arrived.
+    Frame {
+        /// Its text.
+        text: String,
+    },
+    /// A binary frame arrived (protocol v1 is text only; only its size matters).
+    BinaryFrame {
+        /// Its size in bytes.
+        len: usize,
+    },
+    /// The user sends a message.
+    Send(SendRequest),
+    /// The user subscribes to a message pattern, optionally for one project.
+    Subscribe {
+        /// `type`, `prefix*` or `*`.
+        pattern: String,
+        /// Only messages with this `projectId`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        project_id: Option<u64>,
+    },
+    /// The user removes a subscription.
+    Unsubscribe {
+        /// The id `subscribe` returned.
+        id: SubscriptionId,
+    },
+    /// The host regained network connectivity.
+    Online,
+    /// The host lost network connectivity.
+    Offline,
+    /// The page became visible.
+    Visible,
+    /// The page was hidden.
+    Hidden,
+    /// The driver's timer fired.
+    Timeout,
+    /// The host slept: the clock jumps `ms` without firing the deadlines in between.
+    Suspend {
+        /// How long it slept.
+        ms: u64,
+    },
+}
+
+impl Input {
+    /// The canonical `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Input::Connect => "connect",
+            Input::Disconnect => "disconnect",
+            Input::TransportOpened => "transport_opened",
+            Input::TransportClosed { .. } => "transport_closed",
+            Input::TransportError { .. } => "transport_error",
+            Input::Frame { .. } => "frame",
+            Input::BinaryFrame { .. } => "binary_frame",
+            Input::Send(_) => "send",
+            Input::Subscribe { .. } => "subscribe",
+            Input::Unsubscribe { .. } => "unsubscribe",
+            Input::Online => "online",
+            Input::Offline => "offline",
+            Input::Visible => "visible",
+            Input::Hidden => "hidden",
+            Input::Timeout => "timeout",
+            Input::Suspend { .. } => "suspend",
+        }
+    }
+}
+
+/// What a successful input returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to report.
+    Done,
+    /// `send` accepted the message under this id.
+    Sent(String),
+    /// `subscribe` created this subscription.
+    Subscribed(SubscriptionId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_forms_round_trip() {
+        let cases = [
+            r#"{"kind":"transport_closed","code":1006,"reason":""}"#,
+            r#"{"kind":"frame","text":"{}"}"#,
+            r#"{"kind":"send","type":"chat","data":{"a":1},"project_id":1,"delivery":"at_least_once","ttl_ms":5000,"coalesce":"key"}"#,
+            r#"{"kind":"subscribe","pattern":"project_updated","project_id":1}"#,
+            r#"{"kind":"unsubscribe","id":1}"#,
+            r#"{"kind":"suspend","ms":60000}"#,
+            r#"{"kind":"connect"}"#,
+        ];
+        for c in cases {
+            let i: Input = serde_json::from_str(c).unwrap();
+            assert_eq!(serde_json::to_string(&i).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_kinds_are_errors() {
+        assert!(
+            serde_json::from_str::<Input>(r#"{"kind":"send","type":"x","projectId":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<Input>(r#"{"kind":"explode"}"#).is_err());
+        assert!(serde_json::from_str::<Input>(r#"{"kind":"transport_closed"}"#).is_err());
+    }
+}

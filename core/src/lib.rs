@@ -1,0 +1,48 @@
+//! `sockline-core`: a deterministic, sans-IO WebSocket client session.
+//!
+//! The session never touches a socket, a clock or an entropy source. Drivers feed it inputs
+//! (user commands, transport events, frames, the current monotonic time) and drain its outputs
+//! (`open_transport`, `transmit`, `close_transport`, events) until `Output::Timeout` names the next
+//! deadline. The same inputs always give the same outputs, so sessions replay from traces.
+//!
+//! ```
+//! use sockline_core::{Config, Output, Session, Timestamp};
+//! let mut s = Session::new(Config::new("ws://127.0.0.1:9/ws"), 7, Timestamp::ZERO).unwrap();
+//! s.connect(Timestamp::ZERO).unwrap();
+//! assert!(matches!(s.poll_output(), Output::OpenTransport { attempt: 0, .. }));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod config;
+mod dedupe;
+pub mod error;
+pub mod event;
+mod heartbeat;
+pub mod input;
+mod outbox;
+pub mod output;
+mod ratelimit;
+mod resume;
+pub mod rng;
+pub mod router;
+mod session;
+pub mod timer;
+pub mod trace;
+pub mod wire;
+
+pub use config::{
+    Config, HeartbeatConfig, Jitter, OutboxConfig, Overflow, RateLimitConfig, ReconnectConfig,
+    Secret,
+};
+pub use error::{ConfigError, SessionError};
+pub use event::{DropReason, Event, State, Stats};
+pub use input::{Input, Outcome, SendRequest};
+pub use outbox::Delivery;
+pub use output::Output;
+pub use router::{Pattern, SubscriptionId};
+pub use session::{Session, CLOSE_ABANDONED, CLOSE_NORMAL, CLOSE_UNAUTHORIZED};
+pub use timer::{Deadline, TimerKind, Timestamp};
+pub use trace::{replay, TimedInput, Trace, TraceError};
+pub use wire::Envelope;

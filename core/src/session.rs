@@ -1,0 +1,937 @@
+//! The session: orchestrates the modules, turning inputs into outputs. It owns no policy of its own
+//! beyond the connection lifecycle; each concern lives in its module.
+
+use std::collections::VecDeque;
+
+use crate::backoff::{Backoff, NextAttempt};
+use crate::config::{Config, MAX_ID_BYTES};
+use crate::dedupe::DedupeWindow;
+use crate::error::{ConfigError, SessionError};
+use crate::event::{DropReason, Event, State, Stats};
+use crate::heartbeat::{Beat, Heartbeat};
+use crate::input::{Input, Outcome, SendRequest};
+use crate::outbox::{Delivery, Held, Outbox};
+use crate::output::Output;
+use crate::ratelimit::RateLimiter;
+use crate::resume::{Resume, SeqVerdict};
+use crate::rng::Rng;
+use crate::router::{Router, SubscriptionId};
+use crate::timer::{Clock, Deadline, TimerKind, TimerSet, Timestamp};
+use crate::trace::{TimedInput, Trace};
+use crate::wire::{self, Envelope, CONTROL_TYPES};
+
+/// Close code the session uses when it abandons a transport itself (timeouts, transport errors).
+pub const CLOSE_ABANDONED: u16 = 4000;
+/// Close code a server uses to refuse a credential.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// Normal closure, used for user-initiated closes.
+pub const CLOSE_NORMAL: u16 = 1000;
+
+/// Bound on timer firings in one `handle_timeout` call; each firing moves its deadline past `now`,
+/// so this only guards against a bug turning into a hang.
+const MAX_FIRINGS: usize = 256;
+
+/// Where the current transport is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// No transport (or one the session already abandoned).
+    Down,
+    /// `open_transport` emitted, not yet opened.
+    Opening,
+    /// Opened; `hello` sent, waiting for `welcome`.
+    Handshaking,
+    /// Welcomed.
+    Up,
+}
+
+/// A deterministic, sans-IO WebSocket client session.
+#[derive(Debug)]
+pub struct Session {
+    cfg: Config,
+    seed: u64,
+    clock: Clock,
+    rng: Rng,
+    state: State,
+    link: Link,
+    timers: TimerSet,
+    backoff: Backoff,
+    heartbeat: Heartbeat,
+    outbox: Outbox,
+    router: Router,
+    resume: Resume,
+    dedupe: DedupeWindow,
+    limiter: RateLimiter,
+    /// Server hint for the next reconnect delay.
+    retry_hint: Option<u64>,
+    online: bool,
+    /// A reconnect is due but the host is offline.
+    waiting_online: bool,
+    /// The reconnect attempt announced and waiting for its backoff.
+    pending_attempt: Option<u32>,
+    id_prefix: String,
+    next_msg: u64,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+    recording: Option<Vec<TimedInput>>,
+}
+
+impl Session {
+    /// Creates an idle session; `seed` fixes every random choice it will make.
+    pub fn new(config: Config, seed: u64, now: Timestamp) -> Result<Session, ConfigError> {
+        config.validate()?;
+        let mut rng = Rng::new(seed);
+        let id_prefix = format!("{:08x}", rng.next_u32());
+        Ok(Session {
+            seed,
+            clock: Clock::new(now),
+            state: State::Idle,
+            link: Link::Down,
+            timers: TimerSet::default(),
+            backoff: Backoff::new(config.reconnect.clone()),
+            heartbeat: Heartbeat::new(config.heartbeat.clone()),
+            outbox: Outbox::new(config.outbox.clone()),
+            router: Router::default(),
+            resume: Resume::new(config.dedupe_window.max(64)),
+            dedupe: DedupeWindow::new(config.dedupe_window),
+            limiter: RateLimiter::new(config.rate_limit, now),
+            retry_hint: None,
+            online: true,
+            waiting_online: false,
+            pending_attempt: None,
+            id_prefix,
+            next_msg: 0,
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+            recording: None,
+            rng,
+            cfg: config,
+        })
+    }
+
+    /// Starts recording every input from now on, for `trace()`.
+    pub fn record(mut self) -> Self {
+        self.recording = Some(Vec::new());
+        self
+    }
+
+    /// The inputs recorded so far as a replayable trace (token redacted), if recording.
+    pub fn trace(&self) -> Option<Trace> {
+        self.recording.as_ref().map(|inputs| Trace {
+            config: self.cfg.clone(),
+            seed: self.seed,
+            inputs: inputs.clone(),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            last_rtt_ms: self.heartbeat.last_rtt_ms(),
+            queue_depth: self.outbox.len(),
+            queue_bytes: self.outbox.bytes(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The next output; `Output::Timeout` once there is nothing left to do right now.
+    pub fn poll_output(&mut self) -> Output {
+        self.outputs
+            .pop_front()
+            .unwrap_or_else(|| Output::Timeout(self.poll_timeout().map(|d| d.at)))
+    }
+
+    /// When `handle_timeout` is next needed, and for which timer.
+    pub fn poll_timeout(&self) -> Option<Deadline> {
+        let mut next = self.timers.next();
+        let beat = self.heartbeat.next_deadline().map(|(at, dead)| Deadline {
+            at,
+            timer: if dead {
+                TimerKind::HeartbeatTimeout
+            } else {
+                TimerKind::Heartbeat
+            },
+        });
+        next = Deadline::earliest(next, beat);
+        next = Deadline::earliest(next, self.outbox.next_deadline());
+        if self.state == State::Open && self.outbox.has_queued() {
+            let release = self.limiter.ready_at().map(|at| Deadline {
+                at,
+                timer: TimerKind::RateLimit,
+            });
+            next = Deadline::earliest(next, release);
+        }
+        next
+    }
+
+    /// Applies any input in its canonical form.
+    pub fn handle_input(&mut self, now: Timestamp, input: Input) -> Result<Outcome, SessionError> {
+        match input {
+            Input::Connect => self.connect(now).map(|_| Outcome::Done),
+            Input::Disconnect => {
+                self.disconnect(now);
+                Ok(Outcome::Done)
+            }
+            Input::TransportOpened => {
+                self.transport_opened(now);
+                Ok(Outcome::Done)
+            }
+            Input::TransportClosed { code, reason } => {
+                self.transport_closed(now, code, &reason);
+                Ok(Outcome::Done)
+            }
+            Input::TransportError { message } => {
+                self.transport_error(now, &message);
+                Ok(Outcome::Done)
+            }
+            Input::Frame { text } => {
+                self.frame(now, &text);
+                Ok(Outcome::Done)
+            }
+            Input::BinaryFrame { len } => {
+                self.binary_frame(now, len);
+                Ok(Outcome::Done)
+            }
+            Input::Send(req) => self.send(now, req).map(Outcome::Sent),
+            Input::Subscribe {
+                pattern,
+                project_id,
+            } => self
+                .subscribe(now, &pattern, project_id)
+                .map(Outcome::Subscribed),
+            Input::Unsubscribe { id } => self.unsubscribe(now, id).map(|_| Outcome::Done),
+            Input::Online => {
+                self.online(now);
+                Ok(Outcome::Done)
+            }
+            Input::Offline => {
+                self.offline(now);
+                Ok(Outcome::Done)
+            }
+            Input::Visible => {
+                self.visible(now);
+                Ok(Outcome::Done)
+            }
+            Input::Hidden => {
+                self.hidden(now);
+                Ok(Outcome::Done)
+            }
+            Input::Timeout => {
+                self.handle_timeout(now);
+                Ok(Outcome::Done)
+            }
+            Input::Suspend { ms } => {
+                self.suspend(now, ms);
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    fn enter(&mut self, now: Timestamp, input: impl FnOnce() -> Input) -> Timestamp {
+        let now = self.clock.advance(now);
+        if let Some(rec) = &mut self.recording {
+            rec.push(TimedInput {
+                at: now,
+                input: input(),
+            });
+        }
+        now
+    }
+
+    // ---- user commands -------------------------------------------------------------------
+
+    /// Opens the connection (from `idle`, `closed` or `failed`).
+    pub fn connect(&mut self, now: Timestamp) -> Result<(), SessionError> {
+        let now = self.enter(now, || Input::Connect);
+        match self.state {
+            State::Idle | State::Closed | State::Failed => {
+                self.backoff.reset();
+                self.retry_hint = None;
+                self.start_attempt(now, 0);
+                Ok(())
+            }
+            state => Err(SessionError::AlreadyActive { state }),
+        }
+    }
+
+    /// Closes the connection with code 1000; the session never reconnects on its own after this.
+    pub fn disconnect(&mut self, now: Timestamp) {
+        let now = self.enter(now, || Input::Disconnect);
+        if matches!(self.state, State::Closed | State::Closing) {
+            return;
+        }
+        self.stop_reconnecting();
+        self.timers.clear(TimerKind::ConnectTimeout);
+        self.timers.clear(TimerKind::Stable);
+        self.heartbeat.stop();
+        if self.link == Link::Down {
+            self.set_state(State::Closed, "disconnect requested".into());
+        } else {
+            self.outputs.push_back(Output::CloseTransport {
+                code: CLOSE_NORMAL,
+                reason: "client closing".into(),
+            });
+            self.timers.set(
+                TimerKind::CloseTimeout,
+                now.add_ms(self.cfg.close_timeout_ms),
+            );
+            self.set_state(State::Closing, "disconnect requested".into());
+        }
+    }
+
+    /// Sends (or queues) an application message; returns its id.
+    pub fn send(&mut self, now: Timestamp, req: SendRequest) -> Result<String, SessionError> {
+        let now = self.enter(now, || Input::Send(req.clone()));
+        if !wire::is_valid_type(&req.msg_type) {
+            let mut t = req.msg_type;
+            wire::truncate_utf8(&mut t, 80);
+            return Err(SessionError::InvalidType(t));
+        }
+        if CONTROL_TYPES.contains(&req.msg_type.as_str()) {
+            return Err(SessionError::ReservedType(req.msg_type));
+        }
+        check_key("id", req.id.as_deref())?;
+        check_key("coalesce", req.coalesce.as_deref())?;
+        let id = match req.id {
+            Some(id) => id,
+            None => {
+                self.next_msg += 1;
+                format!("{}-{}", self.id_prefix, self.next_msg)
+            }
+        };
+        if self.outbox.holds(&id) {
+            return Err(SessionError::DuplicateId(id));
+        }
+        let timestamp = req.unix_ms.map(wire::rfc3339_ms);
+        let text = wire::Outbound {
+            msg_type: &req.msg_type,
+            data: &req.data,
+            timestamp: timestamp.as_deref(),
+            id: &id,
+            project_id: req.project_id,
+        }
+        .encode();
+        if text.len() > self.cfg.max_frame_bytes {
+            return Err(SessionError::TooLarge {
+                bytes: text.len(),
+                max: self.cfg.max_frame_bytes,
+            });
+        }
+        let held = Held {
+            id: id.clone(),
+            msg_type: req.msg_type,
+            text,
+            delivery: req.delivery,
+            expires_at: req.ttl_ms.map(|ttl| now.add_ms(ttl)),
+            coalesce: req.coalesce,
+            sent: false,
+        };
+        let open = self.state == State::Open;
+        if held.delivery == Delivery::Volatile && !open {
+            self.dropped(&held, DropReason::NotConnected);
+            return Ok(id);
+        }
+        if open
+            && held.delivery != Delivery::AtLeastOnce
+            && !self.outbox.has_queued()
+            && self.limiter.try_acquire(now)
+        {
+            self.stats.messages_sent += 1;
+            self.transmit(held.text);
+            return Ok(id);
+        }
+        for (h, reason) in self.outbox.push(held)? {
+            self.dropped(&h, reason);
+        }
+        self.flush(now);
+        Ok(id)
+    }
+
+    /// Subscribes to messages matching `pattern`, optionally only for one project.
+    pub fn subscribe(
+        &mut self,
+        now: Timestamp,
+        pattern: &str,
+        project_id: Option<u64>,
+    ) -> Result<SubscriptionId, SessionError> {
+        self.enter(now, || Input::Subscribe {
+            pattern: pattern.to_string(),
+            project_id,
+        });
+        self.router.subscribe(pattern, project_id)
+    }
+
+    /// Removes a subscription.
+    pub fn unsubscribe(&mut self, now: Timestamp, id: SubscriptionId) -> Result<(), SessionError> {
+        self.enter(now, || Input::Unsubscribe { id });
+        self.router.unsubscribe(id)
+    }
+
+    /// Number of live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.router.len()
+    }
+
+    // ---- host inputs ---------------------------------------------------------------------
+
+    /// The host regained connectivity: a waiting reconnect starts at once.
+    pub fn online(&mut self, now: Timestamp) {
+        let now = self.enter(now, || Input::Online);
+        self.online = true;
+        if self.state != State::Reconnecting || !self.waiting_online {
+            return;
+        }
+        self.waiting_online = false;
+        match self.pending_attempt {
+            Some(attempt) => self.start_attempt(now, attempt),
+            None => match self.backoff.next(&mut self.rng, None) {
+                NextAttempt::After { attempt, .. } => {
+                    self.emit(Event::ReconnectScheduled {
+                        attempt,
+                        delay_ms: 0,
+                    });
+                    self.start_attempt(now, attempt);
+                }
+                NextAttempt::Exhausted { attempts } => self.give_up(attempts, "network back"),
+            },
+        }
+    }
+
+    /// The host lost connectivity: pause reconnecting, and probe an open link at once.
+    pub fn offline(&mut self, now: Timestamp) {
+        let now = self.enter(now, || Input::Offline);
+        self.online = false;
+        match self.state {
+            State::Reconnecting if self.timers.is_set(TimerKind::Backoff) => {
+                self.timers.clear(TimerKind::Backoff);
+                self.waiting_online = true;
+            }
+            State::Open => self.probe(now),
+            _ => {}
+        }
+    }
+
+    /// The page became visible: timers may have been throttled, so probe an open link.
+    pub fn visible(&mut self, now: Timestamp) {
+        let now = self.enter(now, || Input::Visible);
+        if self.state == State::Open {
+            self.probe(now);
+        }
+    }
+
+    /// The page was hidden (recorded; no action: suspension is detected from late deadlines).
+    pub fn hidden(&mut self, now: Timestamp) {
+        self.enter(now, || Input::Hidden);
+    }
+
+    /// Moves the clock forward `ms` without firing the deadlines in between (a sleeping host).
+    pub fn suspend(&mut self, now: Timestamp, ms: u64) {
+        let now = self.enter(now, || Input::Suspend { ms });
+        self.clock.advance(now.add_ms(ms));
+    }
+
+    // ---- transport inputs ----------------------------------------------------------------
+
+    /// The transport opened: send `hello`.
+    pub fn transport_opened(&mut self, now: Timestamp) {
+        self.enter(now, || Input::TransportOpened);
+        if self.link != Link::Opening || self.state != State::Connecting {
+            return;
+        }
+        self.link = Link::Handshaking;
+        let (session_id, last_seq) = self.resume.hello_fields();
+        let hello = wire::Hello {
+            protocol: wire::PROTOCOL_VERSION,
+            session_id,
+            last_seq,
+            token: self.cfg.token.as_ref().map(|t| t.expose().to_string()),
+            user_id: self.cfg.user_id.clone(),
+        };
+        self.transmit(wire::encode_control("hello", &hello));
+    }
+
+    /// The transport closed with `code` and `reason`.
+    pub fn transport_closed(&mut self, now: Timestamp, code: u16, reason: &str) {
+        let now = self.enter(now, || Input::TransportClosed {
+            code,
+            reason: reason.to_string(),
+        });
+        if self.link == Link::Down {
+            return;
+        }
+        if let Some(hint) = wire::retry_after_from_reason(reason) {
+            self.retry_hint = Some(hint);
+        }
+        let why = if reason.is_empty() {
+            format!("closed by peer ({code})")
+        } else {
+            format!("closed by peer ({code}: {})", short(reason))
+        };
+        self.lose_transport(now, Some(code), why);
+    }
+
+    /// The transport failed: the session abandons it.
+    pub fn transport_error(&mut self, now: Timestamp, message: &str) {
+        let now = self.enter(now, || Input::TransportError {
+            message: message.to_string(),
+        });
+        if self.link == Link::Down {
+            return;
+        }
+        self.abandon(
+            now,
+            "transport error",
+            format!("transport error: {}", short(message)),
+        );
+    }
+
+    /// A text frame arrived.
+    pub fn frame(&mut self, now: Timestamp, text: &str) {
+        let now = self.enter(now, || Input::Frame {
+            text: text.to_string(),
+        });
+        if !matches!(self.link, Link::Handshaking | Link::Up) || self.state == State::Closing {
+            return;
+        }
+        self.stats.frames_in += 1;
+        self.stats.bytes_in += text.len() as u64;
+        self.heartbeat.on_inbound();
+        match wire::decode(text, self.cfg.max_frame_bytes, self.cfg.max_json_depth) {
+            Ok(env) => self.dispatch(now, env),
+            Err(e) => self.protocol_error(e.to_string()),
+        }
+    }
+
+    /// A binary frame arrived; protocol v1 has none, so it is reported and dropped.
+    pub fn binary_frame(&mut self, now: Timestamp, len: usize) {
+        self.enter(now, || Input::BinaryFrame { len });
+        if !matches!(self.link, Link::Handshaking | Link::Up) || self.state == State::Closing {
+            return;
+        }
+        self.stats.frames_in += 1;
+        self.stats.bytes_in += len as u64;
+        self.heartbeat.on_inbound();
+        self.protocol_error(wire::WireError::Binary { len }.to_string());
+    }
+
+    // ---- time ----------------------------------------------------------------------------
+
+    /// Fires every timer due at `now` (each once, however late), leaving the next deadline after `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let last = self.clock.now();
+        let late = self.poll_timeout().is_some_and(|d| d.at < now) && now > last;
+        if late && self.recording.is_some() {
+            // The driver was late: record the gap as a suspension so a replay fires at the same times.
+            self.enter(last, || Input::Suspend {
+                ms: now.ms_since(last),
+            });
+        }
+        let now = self.enter(now, || Input::Timeout);
+        for _ in 0..MAX_FIRINGS {
+            match self.poll_timeout() {
+                Some(d) if d.at <= now => self.fire(now, d.timer),
+                _ => break,
+            }
+        }
+    }
+
+    fn fire(&mut self, now: Timestamp, timer: TimerKind) {
+        match timer {
+            TimerKind::ConnectTimeout => {
+                if self.timers.take_due(timer, now) {
+                    self.abandon(now, "connect timeout", "connect timeout".into());
+                }
+            }
+            TimerKind::CloseTimeout => {
+                if self.timers.take_due(timer, now) {
+                    self.link = Link::Down;
+                    self.set_state(State::Closed, "close timed out".into());
+                }
+            }
+            TimerKind::Backoff => {
+                if self.timers.take_due(timer, now) {
+                    if let Some(attempt) = self.pending_attempt {
+                        self.start_attempt(now, attempt);
+                    }
+                }
+            }
+            TimerKind::Stable => {
+                if self.timers.take_due(timer, now) {
+                    self.backoff.reset();
+                }
+            }
+            TimerKind::Heartbeat | TimerKind::HeartbeatTimeout => {
+                match self.heartbeat.on_timeout(now) {
+                    Beat::Idle => {}
+                    Beat::Ping(nonce) | Beat::Probe(nonce) => self.send_ping(nonce),
+                    Beat::Dead => {
+                        self.abandon(now, "heartbeat timeout", "heartbeat timeout".into())
+                    }
+                }
+            }
+            TimerKind::OutboxExpiry => {
+                for h in self.outbox.expire(now) {
+                    self.dropped(&h, DropReason::Expired);
+                }
+            }
+            TimerKind::AckTimeout => {
+                for id in self.outbox.ack_timeouts(now) {
+                    self.emit(Event::AckTimeout { id });
+                }
+            }
+            TimerKind::RateLimit => self.flush(now),
+            TimerKind::Typing | TimerKind::StreamStall | TimerKind::TokenRefresh => {}
+        }
+    }
+
+    // ---- inbound -------------------------------------------------------------------------
+
+    fn dispatch(&mut self, now: Timestamp, env: Envelope) {
+        match env.msg_type.as_str() {
+            "welcome" => self.on_welcome(now, &env),
+            "pong" => {
+                if let Some(nonce) = env
+                    .data_as::<wire::Nonce>()
+                    .ok()
+                    .and_then(|n| n.nonce.as_u64())
+                {
+                    self.heartbeat.on_pong(nonce, now);
+                }
+            }
+            "ping" => {
+                let pong = wire::encode_control("pong", &env.data);
+                self.transmit(pong);
+            }
+            "ack" => match env.data_as::<wire::Ack>() {
+                Ok(ack) => {
+                    if let Some(h) = self.outbox.ack(&ack.id) {
+                        self.stats.acked += 1;
+                        self.emit(Event::Acked { id: h.id });
+                    }
+                }
+                Err(e) => self.protocol_error(format!("invalid ack: {e}")),
+            },
+            "error" => self.on_server_error(now, &env),
+            "hello" => self.protocol_error("unexpected hello from server".into()),
+            _ if self.link != Link::Up => {
+                self.protocol_error(format!("`{}` before welcome", env.msg_type))
+            }
+            _ => self.on_app_message(env),
+        }
+    }
+
+    fn on_welcome(&mut self, now: Timestamp, env: &Envelope) {
+        if self.link != Link::Handshaking {
+            self.protocol_error("unexpected welcome".into());
+            return;
+        }
+        let welcome = match env.data_as::<wire::Welcome>() {
+            Ok(w) => w,
+            Err(e) => {
+                self.protocol_error(format!("invalid welcome: {e}"));
+                return;
+            }
+        };
+        self.timers.clear(TimerKind::ConnectTimeout);
+        self.link = Link::Up;
+        self.resume
+            .on_welcome(&welcome.session_id, welcome.resumed, welcome.last_seq);
+        let reason = if welcome.resumed {
+            "session resumed"
+        } else {
+            "welcomed"
+        };
+        self.set_state(State::Open, reason.into());
+        self.emit(Event::Ready {
+            session_id: welcome.session_id,
+            resumed: welcome.resumed,
+        });
+        self.heartbeat.start(now);
+        self.timers
+            .set(TimerKind::Stable, now.add_ms(self.cfg.reconnect.stable_ms));
+        self.outbox.requeue_inflight();
+        self.flush(now);
+    }
+
+    fn on_server_error(&mut self, now: Timestamp, env: &Envelope) {
+        let err = match env.data_as::<wire::ErrorData>() {
+            Ok(e) => e,
+            Err(e) => {
+                self.protocol_error(format!("invalid error message: {e}"));
+                return;
+            }
+        };
+        self.emit(Event::ServerError {
+            code: err.code.clone(),
+            message: err.message.clone(),
+            retry_after_ms: err.retry_after_ms,
+        });
+        match err.code.as_str() {
+            "rate_limited" => {
+                let pause = err
+                    .retry_after_ms
+                    .unwrap_or(1_000)
+                    .min(self.cfg.reconnect.max_hint_ms);
+                self.limiter.pause_until(now.add_ms(pause));
+            }
+            "unauthorized" => {
+                self.outputs.push_back(Output::CloseTransport {
+                    code: CLOSE_NORMAL,
+                    reason: "unauthorized".into(),
+                });
+                self.lose_transport(
+                    now,
+                    Some(CLOSE_UNAUTHORIZED),
+                    format!("unauthorized: {}", short(&err.message)),
+                );
+            }
+            _ => {
+                if let Some(ms) = err.retry_after_ms {
+                    self.retry_hint = Some(ms);
+                }
+            }
+        }
+    }
+
+    fn on_app_message(&mut self, env: Envelope) {
+        if let Some(seq) = env.seq {
+            match self.resume.observe(seq) {
+                SeqVerdict::Duplicate => {
+                    self.stats.duplicates += 1;
+                    return;
+                }
+                SeqVerdict::Gap { from, to } => self.emit(Event::Gap {
+                    project_id: None,
+                    from,
+                    to,
+                }),
+                SeqVerdict::New => {}
+            }
+        }
+        if let Some(id) = &env.id {
+            if !self.dedupe.insert(id) {
+                self.stats.duplicates += 1;
+                return;
+            }
+        }
+        self.deliver(env);
+    }
+
+    fn deliver(&mut self, env: Envelope) {
+        let subscriptions = self.router.route(&env);
+        if subscriptions.is_empty() {
+            self.stats.messages_unrouted += 1;
+        } else {
+            self.stats.messages_delivered += 1;
+            self.emit(Event::Message {
+                subscriptions,
+                message: env,
+            });
+        }
+    }
+
+    // ---- lifecycle -----------------------------------------------------------------------
+
+    fn start_attempt(&mut self, now: Timestamp, attempt: u32) {
+        self.pending_attempt = None;
+        self.timers.clear(TimerKind::Backoff);
+        if attempt > 0 {
+            self.stats.reconnects += 1;
+        }
+        self.link = Link::Opening;
+        self.outputs.push_back(Output::OpenTransport {
+            url: self.cfg.url.clone(),
+            attempt,
+        });
+        self.timers.set(
+            TimerKind::ConnectTimeout,
+            now.add_ms(self.cfg.connect_timeout_ms),
+        );
+        let reason = if attempt == 0 {
+            "connect requested".to_string()
+        } else {
+            format!("reconnect attempt {attempt}")
+        };
+        self.set_state(State::Connecting, reason);
+    }
+
+    /// The session ends the transport itself and moves on in the same call.
+    fn abandon(&mut self, now: Timestamp, close_reason: &str, why: String) {
+        self.outputs.push_back(Output::CloseTransport {
+            code: CLOSE_ABANDONED,
+            reason: close_reason.into(),
+        });
+        self.lose_transport(now, None, why);
+    }
+
+    fn lose_transport(&mut self, now: Timestamp, code: Option<u16>, why: String) {
+        self.link = Link::Down;
+        self.heartbeat.stop();
+        self.timers.clear(TimerKind::ConnectTimeout);
+        self.timers.clear(TimerKind::Stable);
+        for h in self.outbox.on_disconnect() {
+            self.dropped(&h, DropReason::Disconnected);
+        }
+        if self.state == State::Closing {
+            self.timers.clear(TimerKind::CloseTimeout);
+            self.set_state(State::Closed, "closed by client".into());
+            return;
+        }
+        match code {
+            Some(CLOSE_UNAUTHORIZED) => {
+                self.retry_hint = None;
+                self.set_state(State::Unauthorized, why.clone());
+                self.emit(Event::TokenRequired { reason: why });
+            }
+            Some(c) if self.cfg.fatal_close_codes.contains(&c) => {
+                self.set_state(State::Failed, format!("fatal close: {why}"));
+            }
+            _ => self.schedule_reconnect(now, why),
+        }
+    }
+
+    fn schedule_reconnect(&mut self, now: Timestamp, why: String) {
+        if !self.online {
+            self.waiting_online = true;
+            self.set_state(
+                State::Reconnecting,
+                format!("{why}; waiting for the network"),
+            );
+            return;
+        }
+        match self.backoff.next(&mut self.rng, self.retry_hint.take()) {
+            NextAttempt::After { attempt, delay_ms } => {
+                self.pending_attempt = Some(attempt);
+                self.timers.set(TimerKind::Backoff, now.add_ms(delay_ms));
+                self.set_state_attempt(State::Reconnecting, why, attempt);
+                self.emit(Event::ReconnectScheduled { attempt, delay_ms });
+            }
+            NextAttempt::Exhausted { attempts } => self.give_up(attempts, &why),
+        }
+    }
+
+    fn give_up(&mut self, attempts: u32, why: &str) {
+        self.set_state(
+            State::Failed,
+            format!("gave up after {attempts} reconnect attempts: {why}"),
+        );
+    }
+
+    fn stop_reconnecting(&mut self) {
+        self.timers.clear(TimerKind::Backoff);
+        self.pending_attempt = None;
+        self.waiting_online = false;
+    }
+
+    fn set_state(&mut self, to: State, reason: String) {
+        let attempt = self.backoff.attempt();
+        self.set_state_attempt(to, reason, attempt);
+    }
+
+    fn set_state_attempt(&mut self, to: State, reason: String, attempt: u32) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        self.state = to;
+        self.emit(Event::Status {
+            from,
+            to,
+            reason,
+            attempt,
+        });
+    }
+
+    // ---- outbound ------------------------------------------------------------------------
+
+    /// Transmits whatever the outbox and rate limiter allow, in lane then FIFO order.
+    fn flush(&mut self, now: Timestamp) {
+        if self.state != State::Open {
+            return;
+        }
+        for h in self.outbox.expire(now) {
+            self.dropped(&h, DropReason::Expired);
+        }
+        while self.outbox.has_queued() && self.limiter.try_acquire(now) {
+            let Some((key, held)) = self.outbox.pop_front() else {
+                break;
+            };
+            if held.sent {
+                self.stats.resent += 1;
+            } else {
+                self.stats.messages_sent += 1;
+            }
+            self.transmit(held.text.clone());
+            if held.delivery == Delivery::AtLeastOnce {
+                let due = now.add_ms(self.cfg.outbox.ack_timeout_ms);
+                self.outbox.hold_for_ack(key, held, due);
+            }
+        }
+    }
+
+    fn probe(&mut self, now: Timestamp) {
+        if let Some(nonce) = self.heartbeat.probe(now) {
+            self.send_ping(nonce);
+        }
+    }
+
+    fn send_ping(&mut self, nonce: u64) {
+        let ping = wire::encode_control(
+            "ping",
+            &wire::Nonce {
+                nonce: nonce.into(),
+            },
+        );
+        self.transmit(ping);
+    }
+
+    fn transmit(&mut self, text: String) {
+        self.stats.frames_out += 1;
+        self.stats.bytes_out += text.len() as u64;
+        self.outputs.push_back(Output::Transmit { text });
+    }
+
+    fn dropped(&mut self, held: &Held, reason: DropReason) {
+        self.stats.dropped += 1;
+        self.emit(Event::Dropped {
+            id: held.id.clone(),
+            msg_type: held.msg_type.clone(),
+            reason,
+        });
+    }
+
+    fn protocol_error(&mut self, reason: String) {
+        self.stats.protocol_errors += 1;
+        self.emit(Event::ProtocolError { reason });
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+}
+
+fn check_key(what: &'static str, value: Option<&str>) -> Result<(), SessionError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_ID_BYTES => Err(SessionError::InvalidKey {
+            what,
+            value: v.chars().take(40).collect(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Bounds text from the peer before it goes into a reason string.
+fn short(s: &str) -> String {
+    let mut s = s.to_string();
+    wire::truncate_utf8(&mut s, 200);
+    s
+}

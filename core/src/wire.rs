@@ -1,0 +1,408 @@
+//! Wire protocol v1: the JSON envelope, the control messages, and the inbound codec.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Protocol version sent in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Types that belong to the protocol itself and never reach subscriptions.
+pub const CONTROL_TYPES: [&str; 6] = ["hello", "welcome", "ping", "pong", "ack", "error"];
+
+/// One message as it travels on the wire: `{type, data, timestamp?, id?, projectId?, seq?}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The message type (snake_case by convention).
+    #[serde(rename = "type")]
+    pub msg_type: String,
+    /// The payload, kept as the exact JSON text received.
+    #[serde(default = "null_raw")]
+    pub data: Box<RawValue>,
+    /// RFC 3339 UTC time the sender stamped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    /// Message id, for acks and deduplication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Project the message belongs to.
+    #[serde(default, rename = "projectId", skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
+    /// Server-assigned sequence number within the session, for resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+fn null_raw() -> Box<RawValue> {
+    RawValue::from_string("null".to_string()).expect("null is valid JSON")
+}
+
+impl PartialEq for Envelope {
+    fn eq(&self, other: &Self) -> bool {
+        self.msg_type == other.msg_type
+            && self.data.get() == other.data.get()
+            && self.timestamp == other.timestamp
+            && self.id == other.id
+            && self.project_id == other.project_id
+            && self.seq == other.seq
+    }
+}
+
+impl Envelope {
+    /// Parses `data` into `T`.
+    pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.data.get())
+    }
+
+    /// `data` as a JSON value.
+    pub fn data_value(&self) -> Value {
+        self.data_as().unwrap_or(Value::Null)
+    }
+
+    /// The canonical JSON text of this envelope.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why an inbound frame was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The frame is larger than `max_frame_bytes`.
+    #[error("frame of {len} bytes exceeds max_frame_bytes ({max})")]
+    TooLarge {
+        /// Frame size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The JSON nests deeper than `max_json_depth`.
+    #[error("JSON nests deeper than {max} levels")]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// The text is not a JSON envelope.
+    #[error("invalid envelope: {0}")]
+    Json(String),
+    /// `type` is empty, too long or has characters outside `[A-Za-z0-9_.:-]`.
+    #[error("invalid message type {0:?}")]
+    InvalidType(String),
+    /// A binary frame arrived; protocol v1 is text only.
+    #[error("unexpected binary frame ({len} bytes)")]
+    Binary {
+        /// Frame size.
+        len: usize,
+    },
+}
+
+/// Whether `t` is a well-formed message type.
+pub fn is_valid_type(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// Parses and checks one inbound text frame.
+pub fn decode(text: &str, max_bytes: usize, max_depth: usize) -> Result<Envelope, WireError> {
+    if text.len() > max_bytes {
+        return Err(WireError::TooLarge {
+            len: text.len(),
+            max: max_bytes,
+        });
+    }
+    if json_depth_exceeds(text.as_bytes(), max_depth) {
+        return Err(WireError::TooDeep { max: max_depth });
+    }
+    let env: Envelope = serde_json::from_str(text).map_err(|e| WireError::Json(e.to_string()))?;
+    if !is_valid_type(&env.msg_type) {
+        let mut t = env.msg_type;
+        truncate_utf8(&mut t, 64);
+        return Err(WireError::InvalidType(t));
+    }
+    Ok(env)
+}
+
+/// True when brackets nest deeper than `max` outside strings; a cheap scan that keeps the
+/// parser's recursion (and stack) bounded regardless of serde_json's own limit.
+fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Shortens `s` to at most `max` bytes on a char boundary.
+pub(crate) fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// An outbound application message, borrowed for encoding.
+#[derive(Serialize)]
+pub(crate) struct Outbound<'a> {
+    #[serde(rename = "type")]
+    pub msg_type: &'a str,
+    pub data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<&'a str>,
+    pub id: &'a str,
+    #[serde(rename = "projectId", skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
+}
+
+impl Outbound<'_> {
+    pub(crate) fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Encodes a control message `{"type": t, "data": data}`.
+pub(crate) fn encode_control<T: Serialize>(msg_type: &str, data: &T) -> String {
+    #[derive(Serialize)]
+    struct Control<'a, T> {
+        #[serde(rename = "type")]
+        msg_type: &'a str,
+        data: &'a T,
+    }
+    serde_json::to_string(&Control { msg_type, data }).unwrap_or_default()
+}
+
+/// `hello` data: the first frame on every transport.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Session to resume, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Highest contiguous server `seq` seen in that session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// Credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The local user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// `welcome` data: the server accepted `hello`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Welcome {
+    /// The session id to present on the next `hello`.
+    pub session_id: String,
+    /// Whether the server resumed the session named in `hello`.
+    #[serde(default)]
+    pub resumed: bool,
+    /// The server's last `seq` in this session before anything it replays.
+    #[serde(default)]
+    pub last_seq: Option<u64>,
+}
+
+/// `ping` / `pong` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Nonce {
+    /// Echoed by the peer.
+    pub nonce: Value,
+}
+
+/// `ack` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The acknowledged message id.
+    pub id: String,
+}
+
+/// `error` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorData {
+    /// Machine-readable code, e.g. `rate_limited`, `unauthorized`.
+    pub code: String,
+    /// Human-readable text.
+    #[serde(default)]
+    pub message: String,
+    /// Server hint: wait this long before retrying.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// A close reason of the form `{"retryAfterMs": N}`.
+pub(crate) fn retry_after_from_reason(reason: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Hint {
+        retry_after_ms: u64,
+    }
+    if !reason.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Hint>(reason)
+        .ok()
+        .map(|h| h.retry_after_ms)
+}
+
+/// Formats a Unix time in milliseconds as RFC 3339 UTC with milliseconds (`...T12:00:00.000Z`).
+pub fn rfc3339_ms(unix_ms: u64) -> String {
+    // Years past 9999 do not fit RFC 3339; clamp rather than fail.
+    const MAX_MS: u64 = 253_402_300_799_999;
+    let ms = unix_ms.min(MAX_MS);
+    let nanos = i128::from(ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => "1970-01-01T00:00:00.000Z".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_seed_envelope() {
+        let e = decode(
+            r#"{"type":"project_updated","data":{"a":1},"timestamp":"2025-01-27T00:00:00.000Z","projectId":7,"seq":3,"id":"m1"}"#,
+            1 << 20,
+            64,
+        )
+        .unwrap();
+        assert_eq!(e.msg_type, "project_updated");
+        assert_eq!(e.data.get(), r#"{"a":1}"#);
+        assert_eq!(e.project_id, Some(7));
+        assert_eq!(e.seq, Some(3));
+        assert_eq!(e.id.as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn missing_data_is_null_and_round_trips() {
+        let e = decode(r#"{"type":"x"}"#, 1024, 64).unwrap();
+        assert_eq!(e.data.get(), "null");
+        assert_eq!(e.to_json(), r#"{"type":"x","data":null}"#);
+    }
+
+    #[test]
+    fn rejects_bad_frames() {
+        assert!(matches!(
+            decode("not json", 1024, 64),
+            Err(WireError::Json(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"data":1}"#, 1024, 64),
+            Err(WireError::Json(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"type":""}"#, 1024, 64),
+            Err(WireError::InvalidType(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"type":"a b"}"#, 1024, 64),
+            Err(WireError::InvalidType(_))
+        ));
+        assert!(matches!(
+            decode(r#"{"type":5}"#, 1024, 64),
+            Err(WireError::Json(_))
+        ));
+        let big = format!(r#"{{"type":"x","data":"{}"}}"#, "a".repeat(2000));
+        assert!(matches!(
+            decode(&big, 1024, 64),
+            Err(WireError::TooLarge { .. })
+        ));
+        let deep = format!(
+            r#"{{"type":"x","data":{}{}}}"#,
+            "[".repeat(64),
+            "]".repeat(64)
+        );
+        assert_eq!(
+            decode(&deep, 1 << 20, 64),
+            Err(WireError::TooDeep { max: 64 })
+        );
+        let ok = format!(
+            r#"{{"type":"x","data":{}{}}}"#,
+            "[".repeat(63),
+            "]".repeat(63)
+        );
+        assert!(decode(&ok, 1 << 20, 64).is_ok());
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_depth() {
+        let s = format!(
+            r#"{{"type":"x","data":"{}\"{}"}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        assert!(decode(&s, 1 << 20, 64).is_ok());
+    }
+
+    #[test]
+    fn formats_timestamps_like_javascript() {
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_737_936_000_123), "2025-01-27T00:00:00.123Z");
+        assert_eq!(rfc3339_ms(u64::MAX), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn close_reason_hint() {
+        assert_eq!(
+            retry_after_from_reason(r#"{"retryAfterMs": 2500}"#),
+            Some(2500)
+        );
+        assert_eq!(retry_after_from_reason("going away"), None);
+        assert_eq!(retry_after_from_reason(r#"{"retryAfterMs": -1}"#), None);
+    }
+
+    #[test]
+    fn control_frames_encode_compactly() {
+        assert_eq!(
+            encode_control(
+                "ping",
+                &Nonce {
+                    nonce: Value::from(3)
+                }
+            ),
+            r#"{"type":"ping","data":{"nonce":3}}"#
+        );
+    }
+}
