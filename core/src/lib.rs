@@ -28,6 +28,7 @@ mod resume;
 pub mod rng;
 pub mod router;
 mod session;
+pub mod testing;
 pub mod timer;
 pub mod trace;
 pub mod wire;

@@ -108,10 +108,10 @@ impl Session {
         })
     }
 
-    /// Starts recording every input from now on, for `trace()`.
-    pub fn record(mut self) -> Self {
-        self.recording = Some(Vec::new());
-        self
+    /// Records every input from now on, for `trace()`; call it before the first input so the
+    /// trace replays from a fresh session.
+    pub fn start_recording(&mut self) {
+        self.recording.get_or_insert_with(Vec::new);
     }
 
     /// The inputs recorded so far as a replayable trace (token redacted), if recording.

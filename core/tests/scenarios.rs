@@ -1,0 +1,782 @@
+//! Scenario tests: a session driven through the scripted server on a virtual clock.
+
+use serde_json::json;
+use sockline_core::testing::{Accept, Harness};
+use sockline_core::{
+    Config, Delivery, DropReason, Event, Jitter, Output, Overflow, SendRequest, SessionError,
+    State, Timestamp,
+};
+
+fn config() -> Config {
+    let mut c = Config::new("ws://127.0.0.1:9000/ws");
+    c.reconnect.jitter = Jitter::None;
+    c
+}
+
+fn harness(c: Config) -> Harness {
+    Harness::new(c, 1).expect("valid config")
+}
+
+fn open(c: Config) -> Harness {
+    let mut h = harness(c);
+    h.connect().unwrap();
+    assert_eq!(h.state(), State::Open);
+    h
+}
+
+fn scheduled(h: &Harness) -> Vec<(u32, u64)> {
+    h.events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReconnectScheduled { attempt, delay_ms } => Some((*attempt, *delay_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn open_times(h: &Harness) -> Vec<(u64, u32)> {
+    h.log()
+        .iter()
+        .filter_map(|(t, o)| match o {
+            Output::OpenTransport { attempt, .. } => Some((t.as_millis(), *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dropped(h: &Harness) -> Vec<(String, DropReason)> {
+    h.events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Dropped { id, reason, .. } => Some((id.clone(), *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn app_types(h: &Harness) -> Vec<String> {
+    h.server
+        .received_app()
+        .iter()
+        .map(|e| e.msg_type.clone())
+        .collect()
+}
+
+fn last_status(h: &Harness) -> (State, State, String) {
+    h.events()
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Status {
+                from, to, reason, ..
+            } => Some((*from, *to, reason.clone())),
+            _ => None,
+        })
+        .expect("a status event")
+}
+
+#[test]
+fn backoff_schedule_is_the_seeds_then_gives_up_after_five() {
+    let mut h = harness(config());
+    h.server.accept = Accept::Refuse {
+        code: 1006,
+        reason: String::new(),
+    };
+    h.connect().unwrap();
+    h.advance(120_000);
+    assert_eq!(
+        scheduled(&h),
+        vec![(1, 1000), (2, 2000), (3, 4000), (4, 8000), (5, 16000)]
+    );
+    // Six connections in all, each exactly when its delay ran out.
+    assert_eq!(
+        open_times(&h),
+        vec![
+            (0, 0),
+            (1000, 1),
+            (3000, 2),
+            (7000, 3),
+            (15000, 4),
+            (31000, 5)
+        ]
+    );
+    assert_eq!(h.state(), State::Failed);
+    let (from, to, reason) = last_status(&h);
+    assert_eq!((from, to), (State::Connecting, State::Failed));
+    assert!(reason.contains("gave up after 5"), "{reason}");
+    assert_eq!(h.session.poll_timeout(), None);
+    assert_eq!(h.session.stats().reconnects, 5);
+}
+
+#[test]
+fn forever_retries_cap_at_max_delay() {
+    let mut c = config();
+    c.reconnect.max_attempts = None;
+    let mut h = harness(c);
+    h.server.accept = Accept::Refuse {
+        code: 1011,
+        reason: String::new(),
+    };
+    h.connect().unwrap();
+    h.advance(400_000);
+    let delays: Vec<u64> = scheduled(&h).iter().map(|&(_, d)| d).collect();
+    assert!(delays.len() > 10);
+    assert_eq!(&delays[..7], &[1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    assert_eq!(h.state(), State::Reconnecting);
+}
+
+#[test]
+fn attempt_counter_resets_only_after_stable_period() {
+    let mut h = open(config());
+    h.advance(1_000);
+    h.server_close(1001, "restart");
+    h.advance(1_000); // attempt 1 after 1 s, opens at once
+    assert_eq!(h.state(), State::Open);
+    h.advance(4_999); // not yet stable
+    h.server_close(1001, "restart");
+    assert_eq!(scheduled(&h), vec![(1, 1000), (2, 2000)]);
+    h.advance(2_000);
+    assert_eq!(h.state(), State::Open);
+    h.advance(5_000); // stable now
+    h.server_close(1001, "restart");
+    assert_eq!(scheduled(&h), vec![(1, 1000), (2, 2000), (1, 1000)]);
+}
+
+#[test]
+fn flapping_server_cannot_defeat_backoff() {
+    let mut h = open(config());
+    for _ in 0..5 {
+        h.server_close(1006, "");
+        h.advance(
+            60_000.min(h.session.poll_timeout().unwrap().at.as_millis() - h.now().as_millis()),
+        );
+        assert_eq!(h.state(), State::Open);
+        h.advance(100);
+    }
+    h.server_close(1006, "");
+    assert_eq!(h.state(), State::Failed);
+}
+
+#[test]
+fn heartbeat_timeout_closes_and_schedules_in_the_same_call() {
+    let mut h = open(config());
+    h.server.auto_pong = false;
+    h.take_log();
+    h.advance(30_000);
+    assert_eq!(
+        h.transmitted(),
+        vec![r#"{"type":"ping","data":{"nonce":1}}"#]
+    );
+    h.take_log();
+    h.advance(9_999);
+    assert_eq!(h.state(), State::Open);
+    h.advance(1);
+    let log = h.take_log();
+    let kinds: Vec<String> = log
+        .iter()
+        .map(|(t, o)| format!("{}:{}", t.as_millis(), kind(o)))
+        .collect();
+    assert_eq!(
+        &kinds[..3],
+        &[
+            "40000:close_transport",
+            "40000:status",
+            "40000:reconnect_scheduled"
+        ]
+    );
+    assert_eq!(
+        log[0].1,
+        Output::CloseTransport {
+            code: 4000,
+            reason: "heartbeat timeout".into()
+        }
+    );
+}
+
+#[test]
+fn pong_measures_rtt_and_keeps_link() {
+    let mut c = config();
+    c.heartbeat.interval_ms = 1_000;
+    let mut h = open(c);
+    h.server.latency_ms = 25;
+    h.advance(10_000);
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(h.session.stats().last_rtt_ms, Some(25));
+}
+
+#[test]
+fn suspension_probes_instead_of_declaring_death() {
+    let mut h = open(config());
+    h.server.auto_pong = false;
+    h.advance(30_000); // ping sent, dead-line deadline at 40 s
+    h.take_log();
+    h.server.auto_pong = true;
+    h.suspend(100_000); // laptop lid closed through both deadlines
+    assert_eq!(h.state(), State::Open, "a suspension is not a dead peer");
+    assert_eq!(
+        h.transmitted(),
+        vec![r#"{"type":"ping","data":{"nonce":2}}"#]
+    );
+    h.advance(60_000);
+    assert_eq!(h.state(), State::Open);
+}
+
+#[test]
+fn suspension_probe_unanswered_then_dies() {
+    let mut h = open(config());
+    h.server.auto_pong = false;
+    h.advance(30_000);
+    h.suspend(100_000);
+    h.take_log();
+    h.advance(10_000);
+    assert_eq!(h.state(), State::Reconnecting);
+    assert!(h
+        .log()
+        .iter()
+        .any(|(_, o)| matches!(o, Output::CloseTransport { code: 4000, .. })));
+}
+
+#[test]
+fn overflow_policies() {
+    for overflow in [Overflow::DropOldest, Overflow::DropNewest, Overflow::Reject] {
+        let mut c = config();
+        c.outbox.max_messages = 2;
+        c.outbox.overflow = overflow;
+        let mut h = harness(c);
+        let ids: Vec<Result<String, SessionError>> = (0..3)
+            .map(|i| h.send(SendRequest::new("chat", json!(i)).id(format!("m{i}"))))
+            .collect();
+        match overflow {
+            Overflow::DropOldest => {
+                assert!(ids.iter().all(Result::is_ok));
+                assert_eq!(dropped(&h), vec![("m0".into(), DropReason::QueueFull)]);
+            }
+            Overflow::DropNewest => {
+                assert!(ids.iter().all(Result::is_ok));
+                assert_eq!(dropped(&h), vec![("m2".into(), DropReason::QueueFull)]);
+            }
+            Overflow::Reject => {
+                assert!(matches!(
+                    ids[2],
+                    Err(SessionError::QueueFull { messages: 2, .. })
+                ));
+                assert!(dropped(&h).is_empty());
+            }
+        }
+        assert_eq!(h.session.stats().queue_depth, 2);
+        h.connect().unwrap();
+        let sent: Vec<String> = h
+            .server
+            .received_app()
+            .iter()
+            .map(|e| e.id.clone().unwrap())
+            .collect();
+        let want: Vec<&str> = match overflow {
+            Overflow::DropOldest => vec!["m1", "m2"],
+            _ => vec!["m0", "m1"],
+        };
+        assert_eq!(sent, want, "{overflow:?}");
+    }
+}
+
+#[test]
+fn byte_limit_applies_too() {
+    let mut c = config();
+    c.outbox.max_bytes = 200;
+    let mut h = harness(c);
+    h.send(SendRequest::new("a", json!("x".repeat(100))).id("a"))
+        .unwrap();
+    h.send(SendRequest::new("b", json!("x".repeat(100))).id("b"))
+        .unwrap();
+    assert_eq!(dropped(&h), vec![("a".into(), DropReason::QueueFull)]);
+    assert!(h.session.stats().queue_bytes <= 200);
+    let too_big = h.send(SendRequest::new("c", json!("x".repeat(300))));
+    assert!(matches!(
+        too_big,
+        Err(SessionError::TooLarge { max: 200, .. })
+    ));
+}
+
+#[test]
+fn ttl_expires_queued_messages_with_an_event_at_expiry() {
+    let mut h = harness(config());
+    h.send(SendRequest::new("cursor", json!(1)).id("old").ttl_ms(5_000))
+        .unwrap();
+    h.send(SendRequest::new("chat", json!(2)).id("keep"))
+        .unwrap();
+    h.advance(4_999);
+    assert!(dropped(&h).is_empty());
+    h.advance(1);
+    assert_eq!(dropped(&h), vec![("old".into(), DropReason::Expired)]);
+    assert_eq!(h.log().last().unwrap().0.as_millis(), 5_000);
+    h.connect().unwrap();
+    assert_eq!(app_types(&h), vec!["chat"]);
+}
+
+#[test]
+fn coalescing_keeps_only_the_newest() {
+    let mut h = harness(config());
+    for i in 0..3 {
+        h.send(
+            SendRequest::new("cursor", json!({"x": i}))
+                .id(format!("c{i}"))
+                .coalesce("cursor"),
+        )
+        .unwrap();
+    }
+    h.send(SendRequest::new("chat", json!("hi")).id("chat"))
+        .unwrap();
+    assert_eq!(
+        dropped(&h),
+        vec![
+            ("c0".into(), DropReason::Coalesced),
+            ("c1".into(), DropReason::Coalesced)
+        ]
+    );
+    h.connect().unwrap();
+    let ids: Vec<String> = h
+        .server
+        .received_app()
+        .iter()
+        .map(|e| e.id.clone().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["c2", "chat"]);
+}
+
+#[test]
+fn volatile_is_dropped_not_queued_when_offline() {
+    let mut h = harness(config());
+    h.send(
+        SendRequest::new("typing", json!(null))
+            .id("v")
+            .delivery(Delivery::Volatile),
+    )
+    .unwrap();
+    assert_eq!(dropped(&h), vec![("v".into(), DropReason::NotConnected)]);
+    h.connect().unwrap();
+    assert!(app_types(&h).is_empty());
+}
+
+#[test]
+fn at_least_once_is_resent_across_two_reconnects_until_acked() {
+    let mut h = open(config());
+    h.server.auto_ack = false;
+    let id = h
+        .send(SendRequest::new("order", json!({"n": 1})).delivery(Delivery::AtLeastOnce))
+        .unwrap();
+    let first = h.transmitted().last().unwrap().to_string();
+    for _ in 0..2 {
+        h.server_close(1006, "");
+        h.advance(h.session.poll_timeout().unwrap().at.as_millis() - h.now().as_millis());
+        assert_eq!(h.state(), State::Open);
+        assert_eq!(
+            h.transmitted().last().unwrap(),
+            &first,
+            "resent verbatim, same id"
+        );
+    }
+    assert_eq!(h.server.received_app().len(), 3);
+    assert_eq!(h.session.stats().resent, 2);
+    h.inject(&format!(r#"{{"type":"ack","data":{{"id":"{id}"}}}}"#));
+    assert!(h.events().contains(&&Event::Acked { id: id.clone() }));
+    h.server_close(1006, "");
+    h.advance(5_000);
+    assert_eq!(
+        h.server.received_app().len(),
+        3,
+        "acked messages are not resent"
+    );
+    assert_eq!(h.session.stats().queue_depth, 0);
+}
+
+#[test]
+fn ack_timeout_is_reported_once_and_message_kept() {
+    let mut h = open(config());
+    h.server.auto_ack = false;
+    let id = h
+        .send(SendRequest::new("order", json!(1)).delivery(Delivery::AtLeastOnce))
+        .unwrap();
+    h.advance(9_999);
+    assert!(!h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::AckTimeout { .. })));
+    h.advance(50_000);
+    let timeouts: Vec<_> = h
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::AckTimeout { .. }))
+        .collect();
+    assert_eq!(timeouts, vec![&Event::AckTimeout { id }]);
+    assert_eq!(h.session.stats().queue_depth, 1);
+}
+
+#[test]
+fn server_resends_and_seq_duplicates_are_delivered_once() {
+    let mut h = open(config());
+    let sub = h.with(|s, now| s.subscribe(now, "*", None)).unwrap();
+    h.inject(r#"{"type":"note","data":1,"id":"n1"}"#);
+    h.inject(r#"{"type":"note","data":1,"id":"n1"}"#);
+    h.inject(r#"{"type":"note","data":2,"seq":1}"#);
+    h.inject(r#"{"type":"note","data":2,"seq":1}"#);
+    h.inject(r#"{"type":"note","data":4,"seq":3}"#);
+    let delivered: Vec<String> = h
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message {
+                subscriptions,
+                message,
+            } => {
+                assert_eq!(subscriptions, &vec![sub]);
+                Some(message.data.get().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, vec!["1", "2", "4"]);
+    assert!(h.events().contains(&&Event::Gap {
+        project_id: None,
+        from: 1,
+        to: 3
+    }));
+    assert_eq!(h.session.stats().duplicates, 2);
+}
+
+#[test]
+fn routing_by_pattern_and_project() {
+    let mut h = open(config());
+    let exact = h
+        .with(|s, n| s.subscribe(n, "project_updated", Some(1)))
+        .unwrap();
+    let prefix = h
+        .with(|s, n| s.subscribe(n, "agent_stream_*", None))
+        .unwrap();
+    let all = h.with(|s, n| s.subscribe(n, "*", None)).unwrap();
+    h.push("project_updated", json!({"version": 1}), Some(1));
+    h.push("project_updated", json!({"version": 1}), Some(2));
+    h.push("agent_stream_chunk", json!({}), None);
+    h.with(|s, n| s.unsubscribe(n, all)).unwrap();
+    h.push("chat", json!({}), None);
+    let routes: Vec<Vec<u64>> = h
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { subscriptions, .. } => {
+                Some(subscriptions.iter().map(|s| s.0).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        vec![vec![exact.0, all.0], vec![all.0], vec![prefix.0, all.0]]
+    );
+    assert_eq!(h.session.stats().messages_unrouted, 1);
+    assert!(matches!(
+        h.with(|s, n| s.subscribe(n, "a*b", None)),
+        Err(SessionError::InvalidPattern { .. })
+    ));
+}
+
+#[test]
+fn hello_goes_first_and_nothing_flushes_before_welcome() {
+    let mut h = harness(config());
+    h.send(SendRequest::new("chat", json!("queued")).id("q"))
+        .unwrap();
+    h.server.auto_welcome = false;
+    h.connect().unwrap();
+    h.advance(1_000);
+    assert_eq!(h.transmitted().len(), 1);
+    assert!(h.transmitted()[0].starts_with(r#"{"type":"hello","data":{"protocol":1"#));
+    assert_eq!(h.state(), State::Connecting);
+    h.inject(r#"{"type":"welcome","data":{"sessionId":"x"}}"#);
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(h.transmitted().len(), 2);
+    assert!(h.transmitted()[1].contains(r#""id":"q""#));
+}
+
+#[test]
+fn flush_keeps_fifo_order_before_later_sends() {
+    let mut h = harness(config());
+    for i in 0..5 {
+        h.send(SendRequest::new("chat", json!(i)).id(format!("m{i}")))
+            .unwrap();
+    }
+    h.connect().unwrap();
+    h.send(SendRequest::new("chat", json!(5)).id("m5")).unwrap();
+    let ids: Vec<String> = h
+        .server
+        .received_app()
+        .iter()
+        .map(|e| e.id.clone().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["m0", "m1", "m2", "m3", "m4", "m5"]);
+}
+
+#[test]
+fn connect_timeout_counts_as_a_failed_attempt() {
+    let mut h = harness(config());
+    h.server.accept = Accept::Hang;
+    h.connect().unwrap();
+    h.advance(10_000);
+    let log: Vec<String> = h
+        .log()
+        .iter()
+        .map(|(t, o)| format!("{}:{}", t.as_millis(), kind(o)))
+        .collect();
+    assert_eq!(
+        log,
+        vec![
+            "0:open_transport",
+            "0:status",
+            "10000:close_transport",
+            "10000:status",
+            "10000:reconnect_scheduled"
+        ]
+    );
+}
+
+#[test]
+fn late_transport_closed_for_an_abandoned_transport_is_ignored() {
+    let mut h = harness(config());
+    h.server.accept = Accept::Hang;
+    h.connect().unwrap();
+    h.advance(10_000);
+    let before = h.log().len();
+    h.with(|s, n| s.transport_closed(n, 1006, ""));
+    assert_eq!(h.log().len(), before);
+    assert_eq!(scheduled(&h), vec![(1, 1000)]);
+}
+
+#[test]
+fn close_codes_decide_what_happens() {
+    let mut h = open(config());
+    h.server_close(4001, "token expired");
+    assert_eq!(h.state(), State::Unauthorized);
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::TokenRequired { .. })));
+    h.advance(60_000);
+    assert_eq!(h.server.opens(), 1, "no reconnect without a new token");
+
+    let mut h = open(config());
+    h.server_close(1008, "policy");
+    assert_eq!(h.state(), State::Failed);
+    h.advance(60_000);
+    assert_eq!(h.server.opens(), 1);
+
+    let mut h = open(config());
+    h.server_close(1013, r#"{"retryAfterMs": 7500}"#);
+    assert_eq!(scheduled(&h), vec![(1, 7500)]);
+}
+
+#[test]
+fn server_error_hint_sets_next_delay_and_unauthorized_error_waits_for_token() {
+    let mut h = open(config());
+    h.inject(
+        r#"{"type":"error","data":{"code":"overloaded","message":"busy","retryAfterMs":4200}}"#,
+    );
+    assert_eq!(h.state(), State::Open);
+    h.server_close(1013, "");
+    assert_eq!(scheduled(&h), vec![(1, 4200)]);
+
+    let mut h = open(config());
+    h.inject(r#"{"type":"error","data":{"code":"unauthorized","message":"bad token"}}"#);
+    assert_eq!(h.state(), State::Unauthorized);
+    assert!(h
+        .log()
+        .iter()
+        .any(|(_, o)| matches!(o, Output::CloseTransport { .. })));
+}
+
+#[test]
+fn rate_limited_error_pauses_sending_only() {
+    let mut h = open(config());
+    h.inject(r#"{"type":"error","data":{"code":"rate_limited","retryAfterMs":2000}}"#);
+    h.send(SendRequest::new("chat", json!(1))).unwrap();
+    assert!(app_types(&h).is_empty());
+    h.advance(1_999);
+    assert!(app_types(&h).is_empty());
+    h.advance(1);
+    assert_eq!(app_types(&h), vec!["chat"]);
+    assert_eq!(h.state(), State::Open);
+}
+
+#[test]
+fn offline_pauses_reconnect_and_online_reconnects_at_once() {
+    let mut h = open(config());
+    h.server_close(1006, "");
+    h.with(|s, n| s.offline(n));
+    h.advance(30_000);
+    assert_eq!(h.server.opens(), 1, "no attempts while offline");
+    h.with(|s, n| s.online(n));
+    assert_eq!(h.server.opens(), 2);
+    assert_eq!(h.state(), State::Open);
+}
+
+#[test]
+fn loss_while_offline_waits_for_network() {
+    let mut h = open(config());
+    h.with(|s, n| s.offline(n));
+    h.server_close(1006, "");
+    assert_eq!(h.state(), State::Reconnecting);
+    assert!(scheduled(&h).is_empty());
+    h.advance(10_000);
+    h.with(|s, n| s.online(n));
+    assert_eq!(scheduled(&h), vec![(1, 0)]);
+    assert_eq!(h.state(), State::Open);
+}
+
+#[test]
+fn user_close_never_reconnects() {
+    let mut h = open(config());
+    h.disconnect();
+    assert_eq!(h.state(), State::Closing);
+    assert!(h.log().iter().any(|(_, o)| o
+        == &Output::CloseTransport {
+            code: 1000,
+            reason: "client closing".into()
+        }));
+    h.with(|s, n| s.transport_closed(n, 1000, ""));
+    assert_eq!(h.state(), State::Closed);
+    h.advance(120_000);
+    assert_eq!(h.server.opens(), 1);
+    assert_eq!(h.session.poll_timeout(), None);
+}
+
+#[test]
+fn close_timeout_ends_closing() {
+    let mut h = open(config());
+    h.disconnect();
+    h.advance(5_000);
+    assert_eq!(h.state(), State::Closed);
+}
+
+#[test]
+fn connect_while_active_is_an_error() {
+    let mut h = open(config());
+    assert_eq!(
+        h.connect(),
+        Err(SessionError::AlreadyActive { state: State::Open })
+    );
+}
+
+#[test]
+fn bad_frames_are_protocol_errors_and_the_link_stays() {
+    let mut h = open(config());
+    let deep = format!(
+        r#"{{"type":"x","data":{}{}}}"#,
+        "[".repeat(80),
+        "]".repeat(80)
+    );
+    let big = format!(r#"{{"type":"x","data":"{}"}}"#, "a".repeat(2 << 20));
+    for bad in [
+        "nope",
+        r#"{"data":1}"#,
+        r#"{"type":""}"#,
+        &deep,
+        &big,
+        "[1,2]",
+    ] {
+        h.inject(bad);
+    }
+    h.with(|s, n| s.binary_frame(n, 10));
+    let errors = h
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::ProtocolError { .. }))
+        .count();
+    assert_eq!(errors, 7);
+    assert_eq!(h.session.stats().protocol_errors, 7);
+    assert_eq!(h.state(), State::Open);
+}
+
+#[test]
+fn resume_replays_missed_messages_exactly_once() {
+    let mut h = open(config());
+    h.with(|s, n| s.subscribe(n, "*", None)).unwrap();
+    h.push("note", json!(1), None);
+    h.server_close(1006, "");
+    h.push("note", json!(2), None); // while away
+    h.push("note", json!(3), None);
+    h.advance(1_000);
+    assert_eq!(h.state(), State::Open);
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::Ready { resumed: true, .. })));
+    let data: Vec<String> = h
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { message, .. } => Some(message.data.get().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(data, vec!["1", "2", "3"]);
+    let hello = h
+        .transmitted()
+        .into_iter()
+        .rfind(|t| t.contains("hello"))
+        .unwrap()
+        .to_string();
+    assert!(hello.contains(r#""sessionId":"s1","lastSeq":1"#), "{hello}");
+}
+
+#[test]
+fn time_going_backwards_is_clamped() {
+    let mut h = open(config());
+    h.advance(30_000);
+    h.with(|s, _| s.handle_timeout(Timestamp::from_millis(5)));
+    let d = h.session.poll_timeout().unwrap();
+    assert!(d.at > Timestamp::from_millis(30_000));
+}
+
+#[test]
+fn recorded_trace_replays_to_the_same_outputs() {
+    let mut c = config();
+    c.token = Some(sockline_core::Secret::new("s3cret"));
+    c.reconnect.jitter = Jitter::Full;
+    let mut h = Harness::new(c, 99).unwrap();
+    h.session.start_recording();
+    h.with(|s, n| s.subscribe(n, "*", None)).unwrap();
+    h.connect().unwrap();
+    h.push("note", json!(1), Some(3));
+    h.server.auto_pong = false;
+    h.advance(45_000);
+    h.send(SendRequest::new("chat", json!("x")).delivery(Delivery::AtLeastOnce))
+        .unwrap();
+    h.server.auto_pong = true;
+    h.advance(20_000);
+    h.suspend(90_000);
+    h.advance(1_000);
+    let trace = h.session.trace().unwrap();
+    let text = trace.to_json();
+    assert!(!text.contains("s3cret"), "token must be redacted");
+    let live: Vec<String> = h
+        .log()
+        .iter()
+        .map(|(t, o)| o.to_json_at(*t))
+        .map(|l| l.replace("s3cret", "<redacted>"))
+        .collect();
+    let replayed = sockline_core::Trace::from_json(&text)
+        .unwrap()
+        .replay()
+        .unwrap();
+    assert_eq!(replayed, live);
+    // And replay is byte-identical run to run.
+    assert_eq!(
+        sockline_core::Trace::from_json(&text)
+            .unwrap()
+            .replay()
+            .unwrap(),
+        replayed
+    );
+}
+
+fn kind(o: &Output) -> String {
+    let v: serde_json::Value = serde_json::from_str(&o.to_json()).unwrap();
+    v["kind"].as_str().unwrap().to_string()
+}
