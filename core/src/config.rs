@@ -3,6 +3,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ConfigError;
+pub use crate::stream::StreamsConfig;
+pub use crate::typing::TypingConfig;
 
 /// Everything a session can be tuned with; every key may be omitted for its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +38,12 @@ pub struct Config {
     pub require_tls: bool,
     /// Client-side rate limit on outbound application messages.
     pub rate_limit: RateLimitConfig,
+    /// How long before a token's `expires_at` to emit `token_refresh_due`.
+    pub token_refresh_margin_ms: u64,
+    /// Typing indicators.
+    pub typing: TypingConfig,
+    /// Agent stream assembly.
+    pub streams: StreamsConfig,
 }
 
 impl Default for Config {
@@ -55,6 +63,9 @@ impl Default for Config {
             token: None,
             require_tls: false,
             rate_limit: RateLimitConfig::Off,
+            token_refresh_margin_ms: 30_000,
+            typing: TypingConfig::default(),
+            streams: StreamsConfig::default(),
         }
     }
 }
@@ -347,6 +358,12 @@ impl Config {
             validate_token(token.expose())
                 .map_err(|reason| ConfigError::invalid("token", reason))?;
         }
+        at_least("typing.throttle_ms", self.typing.throttle_ms, 1)?;
+        at_least("typing.idle_ms", self.typing.idle_ms, 1)?;
+        at_least("typing.expire_ms", self.typing.expire_ms, 1)?;
+        at_least("streams.stall_ms", self.streams.stall_ms, 1)?;
+        at_least("streams.max_bytes", self.streams.max_bytes as u64, 1)?;
+        at_least("streams.max_streams", self.streams.max_streams as u64, 1)?;
         if let RateLimitConfig::Bucket { per_sec, burst } = self.rate_limit {
             at_least("rate_limit.per_sec", per_sec as u64, 1)?;
             at_least("rate_limit.burst", burst as u64, 1)?;

@@ -89,6 +89,27 @@ pub enum SessionError {
     /// No subscription has this id (never issued, or already removed).
     #[error("no subscription with id {0}")]
     UnknownSubscription(SubscriptionId),
+    /// Typing indicators need the local user's id (`user_id` in the config).
+    #[error("typing indicators need `user_id` in the config")]
+    NoUserId,
+    /// No agent stream has this id.
+    #[error("no agent stream with id {0:?}")]
+    UnknownStream(String),
+    /// The agent stream already finished.
+    #[error("agent stream {0:?} has already finished")]
+    StreamFinished(String),
+    /// The session already follows the most projects it may.
+    #[error("cannot join more than {max} projects")]
+    TooManyProjects {
+        /// The limit.
+        max: usize,
+    },
+    /// The token is empty or too long.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// An outbox snapshot is malformed, oversized or conflicts with what is held.
+    #[error("invalid outbox snapshot: {0}")]
+    InvalidSnapshot(String),
 }
 
 impl SessionError {
@@ -104,6 +125,12 @@ impl SessionError {
             SessionError::QueueFull { .. } => "queue_full",
             SessionError::InvalidPattern { .. } => "invalid_pattern",
             SessionError::UnknownSubscription(_) => "unknown_subscription",
+            SessionError::NoUserId => "no_user_id",
+            SessionError::UnknownStream(_) => "unknown_stream",
+            SessionError::StreamFinished(_) => "stream_finished",
+            SessionError::TooManyProjects { .. } => "too_many_projects",
+            SessionError::InvalidToken(_) => "invalid_token",
+            SessionError::InvalidSnapshot(_) => "invalid_snapshot",
         }
     }
 }

@@ -3,6 +3,8 @@
 use serde::Serialize;
 
 use crate::router::SubscriptionId;
+use crate::stream::StreamState;
+use crate::timer::Timestamp;
 use crate::wire::Envelope;
 
 /// The connection lifecycle.
@@ -151,6 +153,59 @@ pub enum Event {
         /// The value received.
         to: u64,
     },
+    /// The set of remote users typing in a project changed.
+    Typing {
+        /// The project.
+        project_id: u64,
+        /// Everyone typing there now, sorted.
+        users: Vec<String>,
+    },
+    /// An agent stream progressed.
+    Stream {
+        /// The stream.
+        stream_id: String,
+        /// What happened.
+        state: StreamState,
+        /// The text appended, for `delta`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delta: Option<String>,
+        /// Content bytes (UTF-8) assembled so far.
+        len: usize,
+        /// Why it failed, for `failed`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A joined project's sync state changed.
+    Project {
+        /// The project.
+        project_id: u64,
+        /// Its last applied version.
+        version: u64,
+        /// `stale` after a version gap, `synced` after a snapshot.
+        state: ProjectState,
+    },
+    /// A joined project's member list changed.
+    Presence {
+        /// The project.
+        project_id: u64,
+        /// Everyone present, sorted.
+        members: Vec<String>,
+    },
+    /// The token expires soon: call `set_token` with a fresh one.
+    TokenRefreshDue {
+        /// When the current token expires (driver monotonic ms).
+        expires_at: Timestamp,
+    },
+}
+
+/// Whether a project's state is known to be complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectState {
+    /// Versions were skipped; a sync was requested.
+    Stale,
+    /// A snapshot made the state complete.
+    Synced,
 }
 
 /// Counters describing the session so far.
@@ -182,6 +237,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// Inbound frames rejected.
     pub protocol_errors: u64,
+    /// Stale or duplicate project versions withheld.
+    pub stale_versions: u64,
     /// The last heartbeat round trip.
     pub last_rtt_ms: Option<u64>,
     /// Application messages held in the outbox.

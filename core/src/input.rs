@@ -3,8 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::Secret;
 use crate::outbox::Delivery;
 use crate::router::SubscriptionId;
+use crate::timer::Timestamp;
 
 /// An application message to send.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,6 +151,44 @@ pub enum Input {
     Visible,
     /// The page was hidden.
     Hidden,
+    /// The local user typed in a project.
+    StartTyping {
+        /// The project.
+        project_id: u64,
+    },
+    /// The local user stopped typing in a project.
+    StopTyping {
+        /// The project.
+        project_id: u64,
+    },
+    /// The user stops an agent stream.
+    InterruptStream {
+        /// The stream.
+        stream_id: String,
+    },
+    /// The user joins a project (re-joined after every reconnect).
+    JoinProject {
+        /// The project.
+        project_id: u64,
+    },
+    /// The user leaves a project.
+    LeaveProject {
+        /// The project.
+        project_id: u64,
+    },
+    /// A new credential (redacted in recorded traces).
+    SetToken {
+        /// The token.
+        token: Secret,
+        /// When it expires (driver monotonic ms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Timestamp>,
+    },
+    /// Puts back messages from `snapshot_outbox`.
+    RestoreOutbox {
+        /// The snapshot's canonical JSON.
+        snapshot: Value,
+    },
     /// The driver's timer fired.
     Timeout,
     /// The host slept: the clock jumps `ms` without firing the deadlines in between.
@@ -176,6 +216,13 @@ impl Input {
             Input::Offline => "offline",
             Input::Visible => "visible",
             Input::Hidden => "hidden",
+            Input::StartTyping { .. } => "start_typing",
+            Input::StopTyping { .. } => "stop_typing",
+            Input::InterruptStream { .. } => "interrupt_stream",
+            Input::JoinProject { .. } => "join_project",
+            Input::LeaveProject { .. } => "leave_project",
+            Input::SetToken { .. } => "set_token",
+            Input::RestoreOutbox { .. } => "restore_outbox",
             Input::Timeout => "timeout",
             Input::Suspend { .. } => "suspend",
         }
@@ -191,6 +238,8 @@ pub enum Outcome {
     Sent(String),
     /// `subscribe` created this subscription.
     Subscribed(SubscriptionId),
+    /// `restore_outbox` put back this many messages.
+    Restored(usize),
 }
 
 #[cfg(test)]
@@ -207,6 +256,10 @@ mod tests {
             r#"{"kind":"unsubscribe","id":1}"#,
             r#"{"kind":"suspend","ms":60000}"#,
             r#"{"kind":"connect"}"#,
+            r#"{"kind":"start_typing","project_id":3}"#,
+            r#"{"kind":"interrupt_stream","stream_id":"a1"}"#,
+            r#"{"kind":"set_token","token":"<redacted>","expires_at":90000}"#,
+            r#"{"kind":"restore_outbox","snapshot":{"messages":[],"version":1}}"#,
         ];
         for c in cases {
             let i: Input = serde_json::from_str(c).unwrap();

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 pub mod backoff;
 pub mod config;
 mod dedupe;
@@ -21,16 +22,20 @@ pub mod error;
 pub mod event;
 mod heartbeat;
 pub mod input;
-mod outbox;
+pub mod outbox;
 pub mod output;
+mod presence;
+mod project;
 mod ratelimit;
 mod resume;
 pub mod rng;
 pub mod router;
 mod session;
+mod stream;
 pub mod testing;
 pub mod timer;
 pub mod trace;
+mod typing;
 pub mod wire;
 
 pub use config::{
@@ -38,12 +43,14 @@ pub use config::{
     Secret,
 };
 pub use error::{ConfigError, SessionError};
-pub use event::{DropReason, Event, State, Stats};
+pub use event::{DropReason, Event, ProjectState, State, Stats};
 pub use input::{Input, Outcome, SendRequest};
 pub use outbox::Delivery;
+pub use outbox::{OutboxSnapshot, SnapshotMessage};
 pub use output::Output;
 pub use router::{Pattern, SubscriptionId};
-pub use session::{Session, CLOSE_ABANDONED, CLOSE_NORMAL, CLOSE_UNAUTHORIZED};
+pub use session::{Session, CLOSE_ABANDONED, CLOSE_NORMAL, CLOSE_UNAUTHORIZED, MAX_PROJECTS};
+pub use stream::StreamState;
 pub use timer::{Deadline, TimerKind, Timestamp};
 pub use trace::{replay, TimedInput, Trace, TraceError};
 pub use wire::Envelope;

@@ -8,6 +8,7 @@ use crate::config::{OutboxConfig, Overflow};
 use crate::error::SessionError;
 use crate::event::DropReason;
 use crate::timer::{Deadline, TimerKind, Timestamp};
+use crate::wire;
 
 /// How hard the session tries to deliver a message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -343,6 +344,139 @@ impl Outbox {
     }
 }
 
+/// Outbox contents that survive a page reload or process restart: `snapshot_outbox`'s JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSnapshot {
+    /// Format version (1).
+    pub version: u32,
+    /// Held messages, oldest first: awaiting ack, then queued.
+    pub messages: Vec<SnapshotMessage>,
+}
+
+/// One held message in a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotMessage {
+    /// Message id (kept, so server-side dedupe still works).
+    pub id: String,
+    /// Message type.
+    #[serde(rename = "type")]
+    pub msg_type: String,
+    /// Delivery class (never `volatile`).
+    pub delivery: Delivery,
+    /// The encoded frame, resent verbatim.
+    pub frame: String,
+    /// Coalescing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<String>,
+    /// Time left to live when the snapshot was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+    /// Whether it was transmitted before (a later transmission counts as a resend).
+    #[serde(default)]
+    pub sent: bool,
+}
+
+/// Snapshot format version written and accepted.
+pub(crate) const SNAPSHOT_VERSION: u32 = 1;
+
+impl Outbox {
+    /// Every held application message that should outlive the process, oldest first.
+    pub(crate) fn snapshot(&self, now: Timestamp) -> OutboxSnapshot {
+        let inflight = self.inflight.iter().map(|(k, f)| (k, &f.held));
+        let mut all: Vec<(&Key, &Held)> = inflight
+            .chain(self.queue.iter())
+            .filter(|(k, h)| k.0 == Lane::App && h.delivery != Delivery::Volatile)
+            .collect();
+        all.sort_by_key(|(k, _)| **k);
+        OutboxSnapshot {
+            version: SNAPSHOT_VERSION,
+            messages: all
+                .into_iter()
+                .map(|(_, h)| SnapshotMessage {
+                    id: h.id.clone(),
+                    msg_type: h.msg_type.clone(),
+                    delivery: h.delivery,
+                    frame: h.text.clone(),
+                    coalesce: h.coalesce.clone(),
+                    expires_in_ms: h.expires_at.map(|e| e.ms_since(now)),
+                    sent: h.sent,
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts a snapshot's messages back in the queue, all or nothing; returns how many.
+    pub(crate) fn restore(
+        &mut self,
+        snap: OutboxSnapshot,
+        now: Timestamp,
+        max_frame_bytes: usize,
+    ) -> Result<usize, String> {
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "version {} is not supported (expected {SNAPSHOT_VERSION})",
+                snap.version
+            ));
+        }
+        let count = self.app_count + snap.messages.len();
+        let bytes = self.app_bytes + snap.messages.iter().map(|m| m.frame.len()).sum::<usize>();
+        if count > self.cfg.max_messages || bytes > self.cfg.max_bytes {
+            return Err(format!(
+                "it would hold {count} messages / {bytes} bytes; the outbox allows {} / {}",
+                self.cfg.max_messages, self.cfg.max_bytes
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        let mut keys = BTreeSet::new();
+        for (i, m) in snap.messages.iter().enumerate() {
+            let bad = |why: String| format!("message {i}: {why}");
+            if m.id.is_empty() || m.id.len() > crate::config::MAX_ID_BYTES {
+                return Err(bad("id must be 1-128 bytes".into()));
+            }
+            if self.ids.contains_key(&m.id) || !ids.insert(m.id.as_str()) {
+                return Err(bad(format!("id {:?} is already held", m.id)));
+            }
+            if let Some(c) = &m.coalesce {
+                if c.is_empty() || c.len() > crate::config::MAX_ID_BYTES {
+                    return Err(bad("coalesce must be 1-128 bytes".into()));
+                }
+                if self.coalesced.contains_key(c) || !keys.insert(c.as_str()) {
+                    return Err(bad(format!("coalesce key {c:?} is already held")));
+                }
+            }
+            if m.delivery == Delivery::Volatile {
+                return Err(bad("volatile messages are never persisted".into()));
+            }
+            if wire::CONTROL_TYPES.contains(&m.msg_type.as_str()) {
+                return Err(bad(format!("type {:?} is reserved", m.msg_type)));
+            }
+            let env =
+                wire::decode(&m.frame, max_frame_bytes, 128).map_err(|e| bad(e.to_string()))?;
+            if env.msg_type != m.msg_type || env.id.as_deref() != Some(m.id.as_str()) {
+                return Err(bad("frame does not carry the message's type and id".into()));
+            }
+        }
+        let n = snap.messages.len();
+        for m in snap.messages {
+            self.insert_queued(
+                Lane::App,
+                Held {
+                    id: m.id,
+                    msg_type: m.msg_type,
+                    text: m.frame,
+                    delivery: m.delivery,
+                    expires_at: m.expires_in_ms.map(|ms| now.add_ms(ms)),
+                    coalesce: m.coalesce,
+                    sent: m.sent,
+                },
+            );
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +623,101 @@ mod tests {
         );
         assert_eq!(o.pop_front().unwrap().1.id, "app");
         assert!(!o.has_queued());
+    }
+
+    fn framed(id: &str) -> Held {
+        Held {
+            text: format!(r#"{{"type":"t","data":null,"id":"{id}"}}"#),
+            ..held(id, 0)
+        }
+    }
+
+    #[test]
+    fn snapshot_restore_snapshot_is_identical() {
+        let now = Timestamp::from_millis(1_000);
+        let mut o = outbox(10, 1000, Overflow::Reject);
+        let mut a = framed("a");
+        a.delivery = Delivery::AtLeastOnce;
+        o.push(a).unwrap();
+        let (k, a) = o.pop_front().unwrap();
+        o.hold_for_ack(k, a, now);
+        let mut b = framed("b");
+        b.expires_at = Some(Timestamp::from_millis(5_000));
+        b.coalesce = Some("cur".into());
+        o.push(b).unwrap();
+        let snap = o.snapshot(now);
+        assert_eq!(snap.messages.len(), 2);
+        assert!(snap.messages[0].sent);
+        assert_eq!(snap.messages[1].expires_in_ms, Some(4_000));
+        let mut fresh = outbox(10, 1000, Overflow::Reject);
+        assert_eq!(fresh.restore(snap.clone(), now, 1 << 20), Ok(2));
+        assert_eq!(fresh.snapshot(now), snap);
+        assert_eq!(fresh.pop_front().unwrap().1.id, "a");
+    }
+
+    #[test]
+    fn restore_rejects_bad_snapshots_atomically() {
+        let now = Timestamp::ZERO;
+        let good = SnapshotMessage {
+            id: "a".into(),
+            msg_type: "t".into(),
+            delivery: Delivery::AtMostOnce,
+            frame: framed("a").text,
+            coalesce: None,
+            expires_in_ms: None,
+            sent: false,
+        };
+        let cases: Vec<(Vec<SnapshotMessage>, &str)> = vec![
+            (vec![good.clone(), good.clone()], "already held"),
+            (
+                vec![SnapshotMessage {
+                    frame: "{".into(),
+                    ..good.clone()
+                }],
+                "invalid envelope",
+            ),
+            (
+                vec![SnapshotMessage {
+                    id: "zz".into(),
+                    ..good.clone()
+                }],
+                "type and id",
+            ),
+            (
+                vec![SnapshotMessage {
+                    delivery: Delivery::Volatile,
+                    ..good.clone()
+                }],
+                "volatile",
+            ),
+            (vec![good.clone(); 3], "allows"),
+        ];
+        for (messages, want) in cases {
+            let mut o = outbox(2, 1000, Overflow::Reject);
+            let err = o
+                .restore(
+                    OutboxSnapshot {
+                        version: 1,
+                        messages,
+                    },
+                    now,
+                    1 << 20,
+                )
+                .unwrap_err();
+            assert!(err.contains(want), "{err} lacks {want}");
+            assert_eq!(o.len(), 0, "nothing restored on error");
+        }
+        let mut o = outbox(2, 1000, Overflow::Reject);
+        assert!(o
+            .restore(
+                OutboxSnapshot {
+                    version: 2,
+                    messages: vec![]
+                },
+                now,
+                1 << 20
+            )
+            .is_err());
     }
 
     #[test]

@@ -3,21 +3,28 @@
 
 use std::collections::VecDeque;
 
+use serde_json::json;
+
+use crate::auth::Auth;
 use crate::backoff::{Backoff, NextAttempt};
-use crate::config::{Config, MAX_ID_BYTES};
+use crate::config::{validate_token, Config, Secret, MAX_ID_BYTES};
 use crate::dedupe::DedupeWindow;
 use crate::error::{ConfigError, SessionError};
-use crate::event::{DropReason, Event, State, Stats};
+use crate::event::{DropReason, Event, ProjectState, State, Stats};
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::input::{Input, Outcome, SendRequest};
-use crate::outbox::{Delivery, Held, Outbox};
+use crate::outbox::{Delivery, Held, Outbox, OutboxSnapshot};
 use crate::output::Output;
+use crate::presence::{Presence, PresenceChange};
+use crate::project::{Projects, SnapshotVerdict, UpdateVerdict};
 use crate::ratelimit::RateLimiter;
 use crate::resume::{Resume, SeqVerdict};
 use crate::rng::Rng;
 use crate::router::{Router, SubscriptionId};
+use crate::stream::{InterruptError, StreamEvent, Streams};
 use crate::timer::{Clock, Deadline, TimerKind, TimerSet, Timestamp};
 use crate::trace::{TimedInput, Trace};
+use crate::typing::{LocalSend, Typing, TypingChange};
 use crate::wire::{self, Envelope, CONTROL_TYPES};
 
 /// Close code the session uses when it abandons a transport itself (timeouts, transport errors).
@@ -30,6 +37,11 @@ pub const CLOSE_NORMAL: u16 = 1000;
 /// Bound on timer firings in one `handle_timeout` call; each firing moves its deadline past `now`,
 /// so this only guards against a bug turning into a hang.
 const MAX_FIRINGS: usize = 256;
+
+/// Most projects one session may join.
+pub const MAX_PROJECTS: usize = 1024;
+/// Most members kept per project's presence list.
+const MAX_MEMBERS: usize = 10_000;
 
 /// Where the current transport is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +73,11 @@ pub struct Session {
     resume: Resume,
     dedupe: DedupeWindow,
     limiter: RateLimiter,
+    typing: Typing,
+    streams: Streams,
+    projects: Projects,
+    presence: Presence,
+    auth: Auth,
     /// Server hint for the next reconnect delay.
     retry_hint: Option<u64>,
     online: bool,
@@ -94,6 +111,11 @@ impl Session {
             resume: Resume::new(config.dedupe_window.max(64)),
             dedupe: DedupeWindow::new(config.dedupe_window),
             limiter: RateLimiter::new(config.rate_limit, now),
+            typing: Typing::new(config.typing.clone()),
+            streams: Streams::new(config.streams.clone()),
+            projects: Projects::new(MAX_PROJECTS),
+            presence: Presence::new(MAX_MEMBERS),
+            auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
             retry_hint: None,
             online: true,
             waiting_online: false,
@@ -163,6 +185,14 @@ impl Session {
         });
         next = Deadline::earliest(next, beat);
         next = Deadline::earliest(next, self.outbox.next_deadline());
+        let module_deadlines = [
+            (self.typing.next_deadline(), TimerKind::Typing),
+            (self.streams.next_deadline(), TimerKind::StreamStall),
+            (self.auth.next_deadline(), TimerKind::TokenRefresh),
+        ];
+        for (at, timer) in module_deadlines {
+            next = Deadline::earliest(next, at.map(|at| Deadline { at, timer }));
+        }
         if self.state == State::Open && self.outbox.has_queued() {
             let release = self.limiter.ready_at().map(|at| Deadline {
                 at,
@@ -225,6 +255,28 @@ impl Session {
                 self.hidden(now);
                 Ok(Outcome::Done)
             }
+            Input::StartTyping { project_id } => {
+                self.start_typing(now, project_id).map(|_| Outcome::Done)
+            }
+            Input::StopTyping { project_id } => {
+                self.stop_typing(now, project_id).map(|_| Outcome::Done)
+            }
+            Input::InterruptStream { stream_id } => self
+                .interrupt_stream(now, &stream_id)
+                .map(|_| Outcome::Done),
+            Input::JoinProject { project_id } => {
+                self.join_project(now, project_id).map(|_| Outcome::Done)
+            }
+            Input::LeaveProject { project_id } => {
+                self.leave_project(now, project_id);
+                Ok(Outcome::Done)
+            }
+            Input::SetToken { token, expires_at } => self
+                .set_token(now, token.expose(), expires_at)
+                .map(|_| Outcome::Done),
+            Input::RestoreOutbox { snapshot } => self
+                .restore_outbox(now, &snapshot.to_string())
+                .map(Outcome::Restored),
             Input::Timeout => {
                 self.handle_timeout(now);
                 Ok(Outcome::Done)
@@ -291,6 +343,11 @@ impl Session {
     /// Sends (or queues) an application message; returns its id.
     pub fn send(&mut self, now: Timestamp, req: SendRequest) -> Result<String, SessionError> {
         let now = self.enter(now, || Input::Send(req.clone()));
+        self.submit(now, req)
+    }
+
+    /// The send path shared by the user and the feature modules (which must not be recorded twice).
+    fn submit(&mut self, now: Timestamp, req: SendRequest) -> Result<String, SessionError> {
         if !wire::is_valid_type(&req.msg_type) {
             let mut t = req.msg_type;
             wire::truncate_utf8(&mut t, 80);
@@ -381,6 +438,164 @@ impl Session {
         self.router.len()
     }
 
+    /// The local user is typing in `project_id`: sends `user_typing_start`, throttled.
+    pub fn start_typing(&mut self, now: Timestamp, project_id: u64) -> Result<(), SessionError> {
+        let now = self.enter(now, || Input::StartTyping { project_id });
+        if self.cfg.user_id.is_none() {
+            return Err(SessionError::NoUserId);
+        }
+        // Typing state is only meaningful to peers while connected; it is never queued.
+        if self.state == State::Open {
+            if let Some(send) = self.typing.start_typing(now, project_id) {
+                self.send_typing(now, send);
+            }
+        }
+        Ok(())
+    }
+
+    /// The local user stopped typing in `project_id`: sends `user_typing_stop` once.
+    pub fn stop_typing(&mut self, now: Timestamp, project_id: u64) -> Result<(), SessionError> {
+        let now = self.enter(now, || Input::StopTyping { project_id });
+        if self.cfg.user_id.is_none() {
+            return Err(SessionError::NoUserId);
+        }
+        if let Some(send) = self.typing.stop_typing(now, project_id) {
+            self.send_typing(now, send);
+        }
+        Ok(())
+    }
+
+    /// Users typing in `project_id` right now, sorted.
+    pub fn typing_users(&self, project_id: u64) -> Vec<String> {
+        self.typing.users(project_id)
+    }
+
+    /// Stops an agent stream: sends `agent_stream_interrupt`; later chunks are ignored.
+    pub fn interrupt_stream(
+        &mut self,
+        now: Timestamp,
+        stream_id: &str,
+    ) -> Result<(), SessionError> {
+        let now = self.enter(now, || Input::InterruptStream {
+            stream_id: stream_id.to_string(),
+        });
+        match self.streams.interrupt(stream_id) {
+            Ok(events) => {
+                self.stream_events(events);
+                let req =
+                    SendRequest::new("agent_stream_interrupt", json!({ "streamId": stream_id }));
+                self.submit(now, req).map(|_| ())
+            }
+            Err(InterruptError::Unknown) => Err(SessionError::UnknownStream(short(stream_id))),
+            Err(InterruptError::Finished) => Err(SessionError::StreamFinished(short(stream_id))),
+        }
+    }
+
+    /// The state of an agent stream (`started` or `delta` while it streams).
+    pub fn stream_state(&self, stream_id: &str) -> Option<crate::stream::StreamState> {
+        self.streams.state(stream_id)
+    }
+
+    /// The text of an agent stream so far.
+    pub fn stream_content(&self, stream_id: &str) -> Option<&str> {
+        self.streams.content(stream_id)
+    }
+
+    /// Joins a project: `project_subscribe` now if open, and again after every reconnect.
+    pub fn join_project(&mut self, now: Timestamp, project_id: u64) -> Result<(), SessionError> {
+        let now = self.enter(now, || Input::JoinProject { project_id });
+        let new = self
+            .projects
+            .join(project_id)
+            .map_err(|_| SessionError::TooManyProjects { max: MAX_PROJECTS })?;
+        if new && self.state == State::Open {
+            self.send_session_frame(now, "project_subscribe", json!({}), Some(project_id));
+        }
+        Ok(())
+    }
+
+    /// Leaves a project (no-op if not joined).
+    pub fn leave_project(&mut self, now: Timestamp, project_id: u64) {
+        let now = self.enter(now, || Input::LeaveProject { project_id });
+        if !self.projects.leave(project_id) {
+            return;
+        }
+        if let Some(change) = self.presence.forget(project_id) {
+            self.presence_event(change);
+        }
+        if self.state == State::Open {
+            self.send_session_frame(now, "project_unsubscribe", json!({}), Some(project_id));
+        }
+    }
+
+    /// The last version applied for a joined project.
+    pub fn project_version(&self, project_id: u64) -> Option<u64> {
+        self.projects.version(project_id)
+    }
+
+    /// Members present in a joined project, sorted.
+    pub fn presence_members(&self, project_id: u64) -> Vec<String> {
+        self.presence.members(project_id)
+    }
+
+    /// Replaces the token; reconnects at once if the session was waiting for one.
+    pub fn set_token(
+        &mut self,
+        now: Timestamp,
+        token: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), SessionError> {
+        let now = self.enter(now, || Input::SetToken {
+            token: Secret::new(token),
+            expires_at,
+        });
+        validate_token(token).map_err(SessionError::InvalidToken)?;
+        self.auth.set(Secret::new(token), expires_at);
+        if self.state == State::Unauthorized {
+            self.backoff.reset();
+            self.stats.reconnects += 1;
+            self.start_attempt(now, 0);
+        }
+        Ok(())
+    }
+
+    /// The queued and unacknowledged messages as canonical JSON, to survive a reload or restart.
+    pub fn snapshot_outbox(&self) -> String {
+        serde_json::to_string(&self.outbox.snapshot(self.clock.now())).unwrap_or_default()
+    }
+
+    /// Puts back messages from `snapshot_outbox` (ids kept); all or nothing. Returns how many.
+    pub fn restore_outbox(
+        &mut self,
+        now: Timestamp,
+        snapshot: &str,
+    ) -> Result<usize, SessionError> {
+        let now = self.enter(now, || Input::RestoreOutbox {
+            snapshot: serde_json::from_str(snapshot).unwrap_or(serde_json::Value::Null),
+        });
+        // A snapshot can never legitimately exceed what the outbox holds, plus JSON escaping.
+        let max_len = self
+            .cfg
+            .outbox
+            .max_bytes
+            .saturating_mul(2)
+            .saturating_add(64 * 1024);
+        if snapshot.len() > max_len {
+            return Err(SessionError::InvalidSnapshot(format!(
+                "{} bytes is larger than any snapshot of this outbox ({max_len})",
+                snapshot.len()
+            )));
+        }
+        let snap: OutboxSnapshot = serde_json::from_str(snapshot)
+            .map_err(|e| SessionError::InvalidSnapshot(e.to_string()))?;
+        let n = self
+            .outbox
+            .restore(snap, now, self.cfg.max_frame_bytes)
+            .map_err(SessionError::InvalidSnapshot)?;
+        self.flush(now);
+        Ok(n)
+    }
+
     // ---- host inputs ---------------------------------------------------------------------
 
     /// The host regained connectivity: a waiting reconnect starts at once.
@@ -453,7 +668,7 @@ impl Session {
             protocol: wire::PROTOCOL_VERSION,
             session_id,
             last_seq,
-            token: self.cfg.token.as_ref().map(|t| t.expose().to_string()),
+            token: self.auth.token().map(|t| t.expose().to_string()),
             user_id: self.cfg.user_id.clone(),
         };
         self.transmit(wire::encode_control("hello", &hello));
@@ -589,7 +804,24 @@ impl Session {
                 }
             }
             TimerKind::RateLimit => self.flush(now),
-            TimerKind::Typing | TimerKind::StreamStall | TimerKind::TokenRefresh => {}
+            TimerKind::Typing => {
+                let due = self.typing.on_timeout(now);
+                for send in due.sends {
+                    self.send_typing(now, send);
+                }
+                for change in due.changes {
+                    self.typing_event(change);
+                }
+            }
+            TimerKind::StreamStall => {
+                let events = self.streams.on_timeout(now);
+                self.stream_events(events);
+            }
+            TimerKind::TokenRefresh => {
+                if let Some(expires_at) = self.auth.on_timeout(now) {
+                    self.emit(Event::TokenRefreshDue { expires_at });
+                }
+            }
         }
     }
 
@@ -625,7 +857,7 @@ impl Session {
             _ if self.link != Link::Up => {
                 self.protocol_error(format!("`{}` before welcome", env.msg_type))
             }
-            _ => self.on_app_message(env),
+            _ => self.on_app_message(now, env),
         }
     }
 
@@ -658,6 +890,19 @@ impl Session {
         self.heartbeat.start(now);
         self.timers
             .set(TimerKind::Stable, now.add_ms(self.cfg.reconnect.stable_ms));
+        // Order after welcome: project re-joins, stream resumes, at-least-once resends, the rest.
+        for project_id in self.projects.joined() {
+            let held = self.session_frame("project_subscribe", json!({}), Some(project_id));
+            self.outbox.push_session(held);
+        }
+        for (stream_id, from_seq) in self.streams.resumes() {
+            let data = json!(wire::StreamResume {
+                stream_id,
+                from_seq
+            });
+            let held = self.session_frame("agent_stream_resume", data, None);
+            self.outbox.push_session(held);
+        }
         self.outbox.requeue_inflight();
         self.flush(now);
     }
@@ -702,7 +947,7 @@ impl Session {
         }
     }
 
-    fn on_app_message(&mut self, env: Envelope) {
+    fn on_app_message(&mut self, now: Timestamp, env: Envelope) {
         if let Some(seq) = env.seq {
             match self.resume.observe(seq) {
                 SeqVerdict::Duplicate => {
@@ -723,7 +968,146 @@ impl Session {
                 return;
             }
         }
-        self.deliver(env);
+        if self.apply_features(now, &env) {
+            self.deliver(env);
+        }
+    }
+
+    /// Lets the feature modules see a message; false if it must be withheld (stale or duplicate).
+    fn apply_features(&mut self, now: Timestamp, env: &Envelope) -> bool {
+        match env.msg_type.as_str() {
+            "user_typing_start" | "user_typing_stop" => {
+                let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::TypingData>())
+                else {
+                    self.protocol_error(format!(
+                        "invalid {}: needs projectId and data.userId",
+                        env.msg_type
+                    ));
+                    return true;
+                };
+                if self.cfg.user_id.as_deref() == Some(d.user_id.as_str()) {
+                    return true; // our own echo
+                }
+                let change = if env.msg_type == "user_typing_start" {
+                    self.typing.remote_start(now, project_id, &d.user_id)
+                } else {
+                    self.typing.remote_stop(project_id, &d.user_id)
+                };
+                if let Some(c) = change {
+                    self.typing_event(c);
+                }
+            }
+            "agent_stream_start" => match env.data_as::<wire::StreamRef>() {
+                Ok(d) => {
+                    let events = self.streams.on_start(now, &d.stream_id);
+                    self.stream_events(events);
+                }
+                Err(e) => self.protocol_error(format!("invalid agent_stream_start: {e}")),
+            },
+            "agent_stream_chunk" => match env.data_as::<wire::StreamChunk>() {
+                Ok(d) => {
+                    let verdict = self.streams.on_chunk(now, &d.stream_id, d.seq, &d.delta);
+                    self.stream_events(verdict.events);
+                    if verdict.duplicate {
+                        self.stats.duplicates += 1;
+                        return false;
+                    }
+                }
+                Err(e) => self.protocol_error(format!("invalid agent_stream_chunk: {e}")),
+            },
+            "agent_stream_end" => match env.data_as::<wire::StreamEnd>() {
+                Ok(d) => {
+                    let events = self.streams.on_end(now, &d.stream_id, d.seq);
+                    self.stream_events(events);
+                }
+                Err(e) => self.protocol_error(format!("invalid agent_stream_end: {e}")),
+            },
+            "agent_stream_error" => match env.data_as::<wire::StreamError>() {
+                Ok(d) => {
+                    let events = self.streams.on_error(now, &d.stream_id, &d.error);
+                    self.stream_events(events);
+                }
+                Err(e) => self.protocol_error(format!("invalid agent_stream_error: {e}")),
+            },
+            "project_updated" | "project_snapshot" => {
+                let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::Versioned>())
+                else {
+                    self.protocol_error(format!(
+                        "invalid {}: needs projectId and data.version",
+                        env.msg_type
+                    ));
+                    return true;
+                };
+                return self.apply_version(now, &env.msg_type, project_id, d.version);
+            }
+            "presence_state" | "presence_diff" => {
+                let Some(project_id) = env.project_id else {
+                    self.protocol_error(format!("invalid {}: needs projectId", env.msg_type));
+                    return true;
+                };
+                let change = if env.msg_type == "presence_state" {
+                    env.data_as::<wire::PresenceState>()
+                        .map(|d| self.presence.on_state(project_id, d.members))
+                } else {
+                    env.data_as::<wire::PresenceDiff>()
+                        .map(|d| self.presence.on_diff(project_id, d.joins, d.leaves))
+                };
+                match change {
+                    Ok(Some(c)) => self.presence_event(c),
+                    Ok(None) => {}
+                    Err(e) => self.protocol_error(format!("invalid {}: {e}", env.msg_type)),
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn apply_version(
+        &mut self,
+        now: Timestamp,
+        msg_type: &str,
+        project_id: u64,
+        version: u64,
+    ) -> bool {
+        if msg_type == "project_snapshot" {
+            if let SnapshotVerdict::Synced { version } =
+                self.projects.on_snapshot(project_id, version)
+            {
+                self.emit(Event::Project {
+                    project_id,
+                    version,
+                    state: ProjectState::Synced,
+                });
+            }
+            return true;
+        }
+        match self.projects.on_update(project_id, version) {
+            UpdateVerdict::NotJoined | UpdateVerdict::Deliver => true,
+            UpdateVerdict::Stale { .. } => {
+                self.stats.stale_versions += 1;
+                false
+            }
+            UpdateVerdict::Gap {
+                from,
+                to,
+                from_version,
+            } => {
+                self.emit(Event::Gap {
+                    project_id: Some(project_id),
+                    from,
+                    to,
+                });
+                self.emit(Event::Project {
+                    project_id,
+                    version: to,
+                    state: ProjectState::Stale,
+                });
+                let data = json!(wire::SyncRequest { from_version });
+                self.send_session_frame(now, "project_sync_request", data, Some(project_id));
+                true
+            }
+        }
     }
 
     fn deliver(&mut self, env: Envelope) {
@@ -780,6 +1164,14 @@ impl Session {
         self.timers.clear(TimerKind::Stable);
         for h in self.outbox.on_disconnect() {
             self.dropped(&h, DropReason::Disconnected);
+        }
+        // What peers were doing is unknown until we are back: forget it rather than show it stale.
+        self.typing.reset_local();
+        for change in self.typing.clear_remote() {
+            self.typing_event(change);
+        }
+        for change in self.presence.clear() {
+            self.presence_event(change);
         }
         if self.state == State::Closing {
             self.timers.clear(TimerKind::CloseTimeout);
@@ -875,6 +1267,95 @@ impl Session {
                 let due = now.add_ms(self.cfg.outbox.ack_timeout_ms);
                 self.outbox.hold_for_ack(key, held, due);
             }
+        }
+    }
+
+    /// Encodes a frame the session derives from its own state (re-joins, resumes, sync requests).
+    fn session_frame(
+        &mut self,
+        msg_type: &str,
+        data: serde_json::Value,
+        project_id: Option<u64>,
+    ) -> Held {
+        self.next_msg += 1;
+        let id = format!("{}-{}", self.id_prefix, self.next_msg);
+        let text = wire::Outbound {
+            msg_type,
+            data: &data,
+            timestamp: None,
+            id: &id,
+            project_id,
+        }
+        .encode();
+        Held {
+            id,
+            msg_type: msg_type.to_string(),
+            text,
+            delivery: Delivery::AtMostOnce,
+            expires_at: None,
+            coalesce: None,
+            sent: false,
+        }
+    }
+
+    /// Sends a session frame now if nothing waits and the rate allows, else queues it ahead of app messages.
+    fn send_session_frame(
+        &mut self,
+        now: Timestamp,
+        msg_type: &str,
+        data: serde_json::Value,
+        project_id: Option<u64>,
+    ) {
+        let held = self.session_frame(msg_type, data, project_id);
+        if self.state == State::Open && !self.outbox.has_queued() && self.limiter.try_acquire(now) {
+            self.transmit(held.text);
+        } else if self.state == State::Open {
+            self.outbox.push_session(held);
+        }
+    }
+
+    fn send_typing(&mut self, now: Timestamp, send: LocalSend) {
+        if self.state != State::Open {
+            return;
+        }
+        let Some(user_id) = self.cfg.user_id.clone() else {
+            return;
+        };
+        let (msg_type, project_id) = match send {
+            LocalSend::Start { project_id } => ("user_typing_start", project_id),
+            LocalSend::Stop { project_id } => ("user_typing_stop", project_id),
+        };
+        let req = SendRequest::new(msg_type, json!({ "userId": user_id }))
+            .project(project_id)
+            .delivery(Delivery::Volatile)
+            .coalesce(format!("typing:{project_id}"));
+        // Typing is best effort: a full outbox under `reject` just loses this indicator.
+        let _ = self.submit(now, req);
+    }
+
+    fn typing_event(&mut self, change: TypingChange) {
+        self.emit(Event::Typing {
+            project_id: change.project_id,
+            users: change.users,
+        });
+    }
+
+    fn presence_event(&mut self, change: PresenceChange) {
+        self.emit(Event::Presence {
+            project_id: change.project_id,
+            members: change.members,
+        });
+    }
+
+    fn stream_events(&mut self, events: Vec<StreamEvent>) {
+        for e in events {
+            self.emit(Event::Stream {
+                stream_id: e.stream_id,
+                state: e.state,
+                delta: e.delta,
+                len: e.len,
+                error: e.error,
+            });
         }
     }
 

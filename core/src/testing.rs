@@ -345,7 +345,7 @@ impl Harness {
     fn settle(&mut self) {
         loop {
             self.pump();
-            if !self.agenda.keys().next().is_some_and(|k| k.0 <= self.now) {
+            if self.agenda.keys().next().is_none_or(|k| k.0 > self.now) {
                 break;
             }
             self.run_agenda();

@@ -260,6 +260,99 @@ pub struct ErrorData {
     pub retry_after_ms: Option<u64>,
 }
 
+/// `user_typing_start` / `user_typing_stop` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypingData {
+    /// Who is typing.
+    pub user_id: String,
+}
+
+/// `agent_stream_start` / `agent_stream_interrupt` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamRef {
+    /// The stream.
+    pub stream_id: String,
+}
+
+/// `agent_stream_chunk` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamChunk {
+    /// The stream.
+    pub stream_id: String,
+    /// Chunk number, from 0 in each stream.
+    pub seq: u64,
+    /// The text.
+    pub delta: String,
+}
+
+/// `agent_stream_end` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEnd {
+    /// The stream.
+    pub stream_id: String,
+    /// Total number of chunks, when the server states it.
+    #[serde(default)]
+    pub seq: Option<u64>,
+}
+
+/// `agent_stream_error` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamError {
+    /// The stream.
+    pub stream_id: String,
+    /// What went wrong.
+    #[serde(default)]
+    pub error: String,
+}
+
+/// `agent_stream_resume` data: continue a stream from chunk `fromSeq`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamResume {
+    /// The stream.
+    pub stream_id: String,
+    /// The first chunk wanted.
+    pub from_seq: u64,
+}
+
+/// `project_updated` / `project_snapshot` data (the payload's other fields are the application's).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Versioned {
+    /// The project's version after this change.
+    pub version: u64,
+}
+
+/// `project_sync_request` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRequest {
+    /// The first version wanted.
+    pub from_version: u64,
+}
+
+/// `presence_state` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceState {
+    /// Everyone present.
+    pub members: Vec<String>,
+}
+
+/// `presence_diff` data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceDiff {
+    /// Who arrived.
+    #[serde(default)]
+    pub joins: Vec<String>,
+    /// Who left (applied first).
+    #[serde(default)]
+    pub leaves: Vec<String>,
+}
+
 /// A close reason of the form `{"retryAfterMs": N}`.
 pub(crate) fn retry_after_from_reason(reason: &str) -> Option<u64> {
     #[derive(Deserialize)]
