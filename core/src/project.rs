@@ -73,6 +73,11 @@ impl Projects {
         self.joined.remove(&project_id).is_some()
     }
 
+    /// Whether the project is joined.
+    pub(crate) fn is_joined(&self, project_id: u64) -> bool {
+        self.joined.contains_key(&project_id)
+    }
+
     /// Joined projects, ascending.
     pub(crate) fn joined(&self) -> Vec<u64> {
         self.joined.keys().copied().collect()

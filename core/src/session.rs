@@ -1030,6 +1030,10 @@ impl Session {
                 Err(e) => self.protocol_error(format!("invalid agent_stream_error: {e}")),
             },
             "project_updated" | "project_snapshot" => {
+                // Versions are only tracked for joined projects; skip parsing the payload otherwise.
+                if !env.project_id.is_some_and(|p| self.projects.is_joined(p)) {
+                    return true;
+                }
                 let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::Versioned>())
                 else {
                     self.protocol_error(format!(
