@@ -59,7 +59,10 @@ fn open_session() -> Session {
     }
     s.connect(t).unwrap();
     s.transport_opened(t);
-    s.frame(t, r#"{"type":"welcome","data":{"sessionId":"bench","lastSeq":0}}"#);
+    s.frame(
+        t,
+        r#"{"type":"welcome","data":{"sessionId":"bench","lastSeq":0}}"#,
+    );
     while !matches!(s.poll_output(), Output::Timeout(_)) {}
     s
 }

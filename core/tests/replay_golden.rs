@@ -12,11 +12,17 @@ fn traces_replay_to_their_golden_output() {
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        let trace = sockline_core::Trace::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let trace =
+            sockline_core::Trace::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let want = std::fs::read_to_string(path.with_extension("out")).unwrap();
         let got = trace.replay().unwrap();
         let got: String = got.iter().map(|l| format!("{l}\n")).collect();
-        assert_eq!(got, want, "{} no longer replays to its .out", path.display());
+        assert_eq!(
+            got,
+            want,
+            "{} no longer replays to its .out",
+            path.display()
+        );
         // Round trip through the canonical form changes nothing.
         let again = sockline_core::Trace::from_json(&trace.to_json()).unwrap();
         assert_eq!(again, trace);

@@ -1,0 +1,715 @@
+//! The async client: one task per connection moves frames and time between a WebSocket and a
+//! `sockline_core::Session`. Every decision (retry, drop, resend, expire) is the session's.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde_json::Value;
+use sockline_core::{
+    Config, ConfigError, Envelope, Event, Output, SendRequest, Session, SessionError, State, Stats,
+    StreamState, SubscriptionId, Timestamp,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Transport tuning for one client; the defaults keep an idle connection small.
+#[derive(Clone)]
+pub struct ClientOptions {
+    /// Seed for the session's PRNG (jitter, id prefix); drawn at random when `None`.
+    pub seed: Option<u64>,
+    /// Socket read buffer (tungstenite's default is 128 KiB; 4 KiB keeps idle clients small).
+    pub read_buffer_bytes: usize,
+    /// Bytes buffered before a write is flushed.
+    pub write_buffer_bytes: usize,
+    /// Frames waiting for the socket writer before the transport is reported failed.
+    pub outbound_frames: usize,
+    /// TLS settings for `wss://` (webpki roots when `None`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Capacity of the `events()` broadcast before slow listeners skip events.
+    pub event_capacity: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            seed: None,
+            read_buffer_bytes: 4096,
+            write_buffer_bytes: 0,
+            outbound_frames: 1024,
+            tls: None,
+            event_capacity: 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("seed", &self.seed)
+            .field("read_buffer_bytes", &self.read_buffer_bytes)
+            .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .field("outbound_frames", &self.outbound_frames)
+            .field("tls", &self.tls.is_some())
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The configuration was rejected.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The session refused the command.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The client's task has ended (closed).
+    #[error("the client is closed")]
+    Closed,
+}
+
+/// What an agent stream subscriber sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamUpdate {
+    /// New text, in order, exactly once.
+    Delta(String),
+    /// No chunk for the stall period.
+    Stalled,
+    /// All content arrived.
+    Done,
+    /// The stream was interrupted.
+    Interrupted,
+    /// The stream failed.
+    Failed(String),
+}
+
+type Call = Box<dyn FnOnce(&mut Session, Timestamp) + Send>;
+
+enum Command {
+    Call(Call),
+    Subscribe {
+        pattern: String,
+        project_id: Option<u64>,
+        tx: mpsc::UnboundedSender<Envelope>,
+        reply: oneshot::Sender<Result<SubscriptionId, SessionError>>,
+    },
+    Unsubscribe(SubscriptionId),
+    Stream(String, mpsc::UnboundedSender<StreamUpdate>),
+    Close(oneshot::Sender<()>),
+}
+
+/// An async sockline client; cheap to share behind an `Arc`.
+pub struct Client {
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<State>,
+    events: broadcast::Sender<Event>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Validates `config`, spawns the connection task and starts connecting.
+    pub fn connect(config: Config) -> Result<Client, ClientError> {
+        Client::connect_with(config, ClientOptions::default())
+    }
+
+    /// Like `connect`, with transport options.
+    pub fn connect_with(config: Config, options: ClientOptions) -> Result<Client, ClientError> {
+        let origin = Instant::now();
+        let seed = options.seed.unwrap_or_else(|| fastrand::u64(..));
+        let mut session = Session::new(config, seed, Timestamp::ZERO)?;
+        session.connect(Timestamp::ZERO)?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(session.state());
+        let (events, _) = broadcast::channel(options.event_capacity.max(1));
+        let driver = Driver {
+            session,
+            origin,
+            options,
+            subs: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            status: status_tx,
+            events: events.clone(),
+            closers: Vec::new(),
+        };
+        let task = tokio::spawn(driver.run(rx));
+        Ok(Client {
+            commands,
+            status,
+            events,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Runs `f` against the session inside the connection task and returns its result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Session, Timestamp) -> R + Send + 'static,
+    ) -> Result<R, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let call: Call = Box::new(move |s, now| {
+            let _ = tx.send(f(s, now));
+        });
+        self.commands
+            .send(Command::Call(call))
+            .map_err(|_| ClientError::Closed)?;
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    async fn try_call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Session, Timestamp) -> Result<R, SessionError> + Send + 'static,
+    ) -> Result<R, ClientError> {
+        Ok(self.call(f).await??)
+    }
+
+    /// Sends (or queues) a message; returns its id.
+    pub async fn send(&self, req: SendRequest) -> Result<String, ClientError> {
+        self.try_call(move |s, now| s.send(now, req)).await
+    }
+
+    /// Sends a message of `msg_type` with `data`, with default options.
+    pub async fn send_json(&self, msg_type: &str, data: Value) -> Result<String, ClientError> {
+        self.send(SendRequest::new(msg_type, data)).await
+    }
+
+    /// Messages matching `pattern` (optionally for one project); dropping it unsubscribes.
+    pub async fn subscribe(
+        &self,
+        pattern: &str,
+        project_id: Option<u64>,
+    ) -> Result<Subscription, ClientError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Subscribe {
+                pattern: pattern.to_string(),
+                project_id,
+                tx,
+                reply,
+            })
+            .map_err(|_| ClientError::Closed)?;
+        let id = answer.await.map_err(|_| ClientError::Closed)??;
+        Ok(Subscription {
+            id,
+            rx,
+            commands: self.commands.clone(),
+        })
+    }
+
+    /// The connection state, updated on every change.
+    pub fn status(&self) -> watch::Receiver<State> {
+        self.status.clone()
+    }
+
+    /// Every core event from now on (a listener that falls `event_capacity` behind skips ahead).
+    pub fn events(&self) -> EventStream {
+        EventStream {
+            inner: tokio_stream_from(self.events.subscribe()),
+        }
+    }
+
+    /// The deltas of an agent stream from now on; ends when the stream finishes.
+    pub fn stream(&self, stream_id: &str) -> Result<StreamDeltas, ClientError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.commands
+            .send(Command::Stream(stream_id.to_string(), tx))
+            .map_err(|_| ClientError::Closed)?;
+        Ok(StreamDeltas { rx })
+    }
+
+    /// The text of an agent stream so far.
+    pub async fn stream_content(&self, stream_id: &str) -> Result<Option<String>, ClientError> {
+        let id = stream_id.to_string();
+        self.call(move |s, _| s.stream_content(&id).map(str::to_string))
+            .await
+    }
+
+    /// Stops an agent stream.
+    pub async fn interrupt_stream(&self, stream_id: &str) -> Result<(), ClientError> {
+        let id = stream_id.to_string();
+        self.try_call(move |s, now| s.interrupt_stream(now, &id))
+            .await
+    }
+
+    /// The local user is typing in a project.
+    pub async fn start_typing(&self, project_id: u64) -> Result<(), ClientError> {
+        self.try_call(move |s, now| s.start_typing(now, project_id))
+            .await
+    }
+
+    /// The local user stopped typing in a project.
+    pub async fn stop_typing(&self, project_id: u64) -> Result<(), ClientError> {
+        self.try_call(move |s, now| s.stop_typing(now, project_id))
+            .await
+    }
+
+    /// Users typing in a project now.
+    pub async fn typing_users(&self, project_id: u64) -> Result<Vec<String>, ClientError> {
+        self.call(move |s, _| s.typing_users(project_id)).await
+    }
+
+    /// Joins a project (re-joined after every reconnect).
+    pub async fn join_project(&self, project_id: u64) -> Result<(), ClientError> {
+        self.try_call(move |s, now| s.join_project(now, project_id))
+            .await
+    }
+
+    /// Leaves a project.
+    pub async fn leave_project(&self, project_id: u64) -> Result<(), ClientError> {
+        self.call(move |s, now| s.leave_project(now, project_id))
+            .await
+    }
+
+    /// The last version applied for a joined project.
+    pub async fn project_version(&self, project_id: u64) -> Result<Option<u64>, ClientError> {
+        self.call(move |s, _| s.project_version(project_id)).await
+    }
+
+    /// Members present in a joined project.
+    pub async fn presence(&self, project_id: u64) -> Result<Vec<String>, ClientError> {
+        self.call(move |s, _| s.presence_members(project_id)).await
+    }
+
+    /// Replaces the token; `expires_in` schedules `token_refresh_due` before it lapses.
+    pub async fn set_token(
+        &self,
+        token: &str,
+        expires_in: Option<Duration>,
+    ) -> Result<(), ClientError> {
+        let token = token.to_string();
+        self.try_call(move |s, now| {
+            let expires_at = expires_in.map(|d| now.add_ms(d.as_millis() as u64));
+            s.set_token(now, &token, expires_at)
+        })
+        .await
+    }
+
+    /// Counters so far.
+    pub async fn stats(&self) -> Result<Stats, ClientError> {
+        self.call(|s, _| s.stats()).await
+    }
+
+    /// The outbox as canonical JSON, to persist across restarts.
+    pub async fn snapshot_outbox(&self) -> Result<String, ClientError> {
+        self.call(|s, _| s.snapshot_outbox()).await
+    }
+
+    /// Puts back a persisted outbox; returns how many messages.
+    pub async fn restore_outbox(&self, snapshot: &str) -> Result<usize, ClientError> {
+        let snapshot = snapshot.to_string();
+        self.try_call(move |s, now| s.restore_outbox(now, &snapshot))
+            .await
+    }
+
+    /// Connects again after the session gave up (`failed`) or was closed.
+    pub async fn reconnect(&self) -> Result<(), ClientError> {
+        self.try_call(|s, now| s.connect(now)).await
+    }
+
+    /// Closes gracefully (code 1000) and waits for the task to end.
+    pub async fn close(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// Messages for one subscription; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    id: SubscriptionId,
+    rx: mpsc::UnboundedReceiver<Envelope>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Subscription {
+    /// The subscription's id.
+    pub fn id(&self) -> SubscriptionId {
+        self.id
+    }
+
+    /// The next message, or `None` once the client is closed.
+    pub async fn recv(&mut self) -> Option<Envelope> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Envelope;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Unsubscribe(self.id));
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+/// Updates of one agent stream; ends after `Done`, `Interrupted` or `Failed`.
+#[derive(Debug)]
+pub struct StreamDeltas {
+    rx: mpsc::UnboundedReceiver<StreamUpdate>,
+}
+
+impl StreamDeltas {
+    /// The next update, or `None` when the stream (or client) ended.
+    pub async fn recv(&mut self) -> Option<StreamUpdate> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for StreamDeltas {
+    type Item = StreamUpdate;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamUpdate>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Every core event, as a `Stream`.
+pub struct EventStream {
+    inner: Pin<Box<dyn Stream<Item = Event> + Send>>,
+}
+
+impl EventStream {
+    /// The next event, or `None` once the client is closed.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.inner.next().await
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Event;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+fn tokio_stream_from(rx: broadcast::Receiver<Event>) -> Pin<Box<dyn Stream<Item = Event> + Send>> {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => return Some((e, rx)),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(skipped = n, "event listener fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }))
+}
+
+// ---- the connection task -----------------------------------------------------------------
+
+/// The live transport: the read half here, the write half in its own task behind a bounded queue
+/// so a peer that stops reading can never block the session's timers.
+struct Link {
+    read: SplitStream<Ws>,
+    write: mpsc::Sender<Message>,
+}
+
+type Connecting = Pin<Box<dyn std::future::Future<Output = Result<Ws, String>> + Send>>;
+
+struct Driver {
+    session: Session,
+    origin: Instant,
+    options: ClientOptions,
+    subs: BTreeMap<SubscriptionId, mpsc::UnboundedSender<Envelope>>,
+    streams: BTreeMap<String, Vec<mpsc::UnboundedSender<StreamUpdate>>>,
+    status: watch::Sender<State>,
+    events: broadcast::Sender<Event>,
+    closers: Vec<oneshot::Sender<()>>,
+}
+
+impl Driver {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut link: Option<Link> = None;
+        let mut connecting: Option<Connecting> = None;
+        let mut handles_gone = false;
+        loop {
+            self.pump(&mut link, &mut connecting);
+            let state = self.session.state();
+            if (!self.closers.is_empty() || handles_gone)
+                && matches!(state, State::Closed | State::Idle | State::Failed)
+            {
+                break;
+            }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(|d| self.origin + Duration::from_millis(d.at.as_millis()));
+            // Check the clock before polling the sleep: a due deadline is handled without a wakeup.
+            if deadline.is_some_and(|d| d <= Instant::now()) {
+                let now = self.now();
+                self.session.handle_timeout(now);
+                continue;
+            }
+            tokio::select! {
+                cmd = commands.recv(), if !handles_gone => match cmd {
+                    Some(cmd) => self.apply(cmd),
+                    None => {
+                        // Every handle dropped: close gracefully and end.
+                        handles_gone = true;
+                        let now = self.now();
+                        self.session.disconnect(now);
+                    }
+                },
+                opened = wait_connecting(&mut connecting) => {
+                    connecting = None;
+                    let now = self.now();
+                    match opened {
+                        Ok(ws) => {
+                            link = Some(self.start_link(ws));
+                            self.session.transport_opened(now);
+                        }
+                        Err(e) => self.session.transport_error(now, &e),
+                    }
+                }
+                msg = read_link(&mut link) => {
+                    let now = self.now();
+                    match msg {
+                        Some(Ok(Message::Text(t))) => self.session.frame(now, t.as_str()),
+                        Some(Ok(Message::Binary(b))) => self.session.binary_frame(now, b.len()),
+                        Some(Ok(Message::Close(frame))) => {
+                            link = None;
+                            let (code, reason) = frame
+                                .map(|f| (u16::from(f.code), f.reason.to_string()))
+                                .unwrap_or((1005, String::new()));
+                            self.session.transport_closed(now, code, &reason);
+                        }
+                        Some(Ok(_)) => {} // ping/pong frames: tungstenite answers pings itself
+                        Some(Err(e)) => {
+                            link = None;
+                            self.session.transport_error(now, &e.to_string());
+                        }
+                        None => {
+                            link = None;
+                            self.session.transport_closed(now, 1006, "connection lost");
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
+            }
+        }
+        for c in self.closers.drain(..) {
+            let _ = c.send(());
+        }
+    }
+
+    fn start_link(&self, ws: Ws) -> Link {
+        let (sink, read) = ws.split();
+        let (write, rx) = mpsc::channel(self.options.outbound_frames.max(1));
+        tokio::spawn(write_frames(sink, rx));
+        Link { read, write }
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::Call(f) => f(&mut self.session, now),
+            Command::Subscribe {
+                pattern,
+                project_id,
+                tx,
+                reply,
+            } => {
+                let r = self.session.subscribe(now, &pattern, project_id);
+                if let Ok(id) = r {
+                    self.subs.insert(id, tx);
+                }
+                let _ = reply.send(r);
+            }
+            Command::Unsubscribe(id) => {
+                if self.subs.remove(&id).is_some() {
+                    let _ = self.session.unsubscribe(now, id);
+                }
+            }
+            Command::Stream(id, tx) => self.streams.entry(id).or_default().push(tx),
+            Command::Close(reply) => {
+                self.closers.push(reply);
+                self.session.disconnect(now);
+            }
+        }
+    }
+
+    /// Drains the session's outputs: opens and closes transports, writes frames, fans out events.
+    fn pump(&mut self, link: &mut Option<Link>, connecting: &mut Option<Connecting>) {
+        loop {
+            match self.session.poll_output() {
+                Output::Timeout(_) => return,
+                Output::OpenTransport { url, attempt } => {
+                    tracing::debug!(attempt, "opening transport");
+                    *link = None;
+                    *connecting = Some(Box::pin(open(url, self.options.clone())));
+                }
+                Output::Transmit { text } => {
+                    let full = match link {
+                        Some(l) => l.write.try_send(Message::text(text)).is_err(),
+                        None => false,
+                    };
+                    if full {
+                        // The peer stopped reading and the queue filled: this transport is done.
+                        *link = None;
+                        let now = self.now();
+                        self.session
+                            .transport_error(now, "outbound queue full (peer not reading)");
+                    }
+                }
+                Output::CloseTransport { code, reason } => {
+                    *connecting = None;
+                    if let Some(l) = link.take() {
+                        let frame = CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        };
+                        let _ = l.write.try_send(Message::Close(Some(frame)));
+                    }
+                }
+                Output::Event(e) => self.dispatch(e),
+            }
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) {
+        match &event {
+            Event::Status { to, reason, .. } => {
+                tracing::info!(state = %to, %reason, "status");
+                self.status.send_replace(*to);
+            }
+            Event::Message {
+                subscriptions,
+                message,
+            } => {
+                for id in subscriptions {
+                    if let Some(tx) = self.subs.get(id) {
+                        let _ = tx.send(message.clone());
+                    }
+                }
+            }
+            Event::Stream {
+                stream_id,
+                state,
+                delta,
+                error,
+                ..
+            } => {
+                let update = match state {
+                    StreamState::Started => None,
+                    StreamState::Delta => delta.clone().map(StreamUpdate::Delta),
+                    StreamState::Stalled => Some(StreamUpdate::Stalled),
+                    StreamState::Done => Some(StreamUpdate::Done),
+                    StreamState::Interrupted => Some(StreamUpdate::Interrupted),
+                    StreamState::Failed => {
+                        Some(StreamUpdate::Failed(error.clone().unwrap_or_default()))
+                    }
+                };
+                let finished = matches!(
+                    state,
+                    StreamState::Done | StreamState::Interrupted | StreamState::Failed
+                );
+                if let Some(update) = update {
+                    if let Some(txs) = self.streams.get_mut(stream_id) {
+                        txs.retain(|tx| tx.send(update.clone()).is_ok());
+                    }
+                }
+                if finished {
+                    self.streams.remove(stream_id);
+                }
+            }
+            Event::ProtocolError { reason } => tracing::warn!(%reason, "protocol error"),
+            _ => {}
+        }
+        let _ = self.events.send(event);
+    }
+}
+
+async fn open(url: String, options: ClientOptions) -> Result<Ws, String> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(options.read_buffer_bytes.max(256))
+        .write_buffer_size(options.write_buffer_bytes);
+    let connector = options.tls.map(Connector::Rustls);
+    tokio_tungstenite::connect_async_tls_with_config(url.as_str(), Some(config), true, connector)
+        .await
+        .map(|(ws, _response)| ws)
+        .map_err(|e| e.to_string())
+}
+
+async fn write_frames(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::Receiver<Message>) {
+    while let Some(m) = rx.recv().await {
+        let closing = matches!(m, Message::Close(_));
+        if let Err(e) = sink.send(m).await {
+            tracing::debug!(error = %e, "write failed");
+            return;
+        }
+        if closing {
+            break;
+        }
+    }
+    // Either the driver dropped the link or asked to close: finish the close handshake briefly.
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+async fn wait_connecting(connecting: &mut Option<Connecting>) -> Result<Ws, String> {
+    match connecting {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_link(
+    link: &mut Option<Link>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match link {
+        Some(l) => l.read.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

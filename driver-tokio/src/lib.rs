@@ -1,0 +1,11 @@
+//! `sockline-tokio`: the tokio + tungstenite driver for `sockline-core`: an async client, the
+//! reference hub server and the `sockline` CLI. The driver only moves bytes and time; every
+//! decision is the core session's.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+
+pub use client::{
+    Client, ClientError, ClientOptions, EventStream, StreamDeltas, StreamUpdate, Subscription,
+};
