@@ -325,6 +325,14 @@ impl Session {
         self.timers.clear(TimerKind::ConnectTimeout);
         self.timers.clear(TimerKind::Stable);
         self.heartbeat.stop();
+        if self.link == Link::Opening {
+            // Nothing is open yet: abort the attempt and be done, there is no close handshake.
+            self.outputs.push_back(Output::CloseTransport {
+                code: CLOSE_NORMAL,
+                reason: "client closing".into(),
+            });
+            self.link = Link::Down;
+        }
         if self.link == Link::Down {
             self.set_state(State::Closed, "disconnect requested".into());
         } else {

@@ -780,3 +780,18 @@ fn kind(o: &Output) -> String {
     let v: serde_json::Value = serde_json::from_str(&o.to_json()).unwrap();
     v["kind"].as_str().unwrap().to_string()
 }
+
+#[test]
+fn disconnect_while_the_transport_is_still_opening_closes_at_once() {
+    let mut h = harness(config());
+    h.server.accept = Accept::Hang;
+    h.connect().unwrap();
+    h.disconnect();
+    assert_eq!(h.state(), State::Closed);
+    assert!(h.log().iter().any(|(_, o)| o
+        == &Output::CloseTransport {
+            code: 1000,
+            reason: "client closing".into()
+        }));
+    assert_eq!(h.session.poll_timeout(), None);
+}

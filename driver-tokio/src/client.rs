@@ -116,7 +116,7 @@ enum Command {
 pub struct Client {
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<State>,
-    events: broadcast::Sender<Event>,
+    outputs: broadcast::Sender<(Timestamp, Output)>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -142,7 +142,7 @@ impl Client {
         session.connect(Timestamp::ZERO)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(session.state());
-        let (events, _) = broadcast::channel(options.event_capacity.max(1));
+        let (outputs, _) = broadcast::channel(options.event_capacity.max(1));
         let driver = Driver {
             session,
             origin,
@@ -150,14 +150,14 @@ impl Client {
             subs: BTreeMap::new(),
             streams: BTreeMap::new(),
             status: status_tx,
-            events: events.clone(),
+            outputs: outputs.clone(),
             closers: Vec::new(),
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Client {
             commands,
             status,
-            events,
+            outputs,
             task: std::sync::Mutex::new(Some(task)),
         })
     }
@@ -225,9 +225,21 @@ impl Client {
 
     /// Every core event from now on (a listener that falls `event_capacity` behind skips ahead).
     pub fn events(&self) -> EventStream {
+        let events = broadcast_stream(self.outputs.subscribe()).filter_map(|(_, o)| async move {
+            match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            }
+        });
         EventStream {
-            inner: tokio_stream_from(self.events.subscribe()),
+            inner: Box::pin(events),
         }
+    }
+
+    /// Every output but `timeout` (events, transmits, opens, closes) with the session time it was
+    /// produced at, as the CLI and traces print them.
+    pub fn outputs(&self) -> Pin<Box<dyn Stream<Item = (Timestamp, Output)> + Send>> {
+        broadcast_stream(self.outputs.subscribe())
     }
 
     /// The deltas of an agent stream from now on; ends when the stream finishes.
@@ -420,13 +432,15 @@ impl Stream for EventStream {
     }
 }
 
-fn tokio_stream_from(rx: broadcast::Receiver<Event>) -> Pin<Box<dyn Stream<Item = Event> + Send>> {
+fn broadcast_stream<T: Clone + Send + 'static>(
+    rx: broadcast::Receiver<T>,
+) -> Pin<Box<dyn Stream<Item = T> + Send>> {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {
                 Ok(e) => return Some((e, rx)),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(skipped = n, "event listener fell behind");
+                    tracing::warn!(skipped = n, "output listener fell behind");
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -452,7 +466,7 @@ struct Driver {
     subs: BTreeMap<SubscriptionId, mpsc::UnboundedSender<Envelope>>,
     streams: BTreeMap<String, Vec<mpsc::UnboundedSender<StreamUpdate>>>,
     status: watch::Sender<State>,
-    events: broadcast::Sender<Event>,
+    outputs: broadcast::Sender<(Timestamp, Output)>,
     closers: Vec<oneshot::Sender<()>>,
 }
 
@@ -577,7 +591,11 @@ impl Driver {
     /// Drains the session's outputs: opens and closes transports, writes frames, fans out events.
     fn pump(&mut self, link: &mut Option<Link>, connecting: &mut Option<Connecting>) {
         loop {
-            match self.session.poll_output() {
+            let output = self.session.poll_output();
+            if !matches!(output, Output::Timeout(_)) && self.outputs.receiver_count() > 0 {
+                let _ = self.outputs.send((self.now(), output.clone()));
+            }
+            match output {
                 Output::Timeout(_) => return,
                 Output::OpenTransport { url, attempt } => {
                     tracing::debug!(attempt, "opening transport");
@@ -661,7 +679,6 @@ impl Driver {
             Event::ProtocolError { reason } => tracing::warn!(%reason, "protocol error"),
             _ => {}
         }
-        let _ = self.events.send(event);
     }
 }
 

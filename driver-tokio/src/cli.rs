@@ -1,0 +1,321 @@
+//! The `sockline` command line: `connect`, `replay`, `hub`, `demo`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use sockline_core::{Config, Delivery, Event, Output, SendRequest, State, Timestamp};
+use tokio::io::AsyncBufReadExt;
+
+use crate::client::{Client, ClientOptions};
+
+/// Exit code for a clean close.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for bad arguments, a bad URL or an unreadable file.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the session gave up.
+pub const EXIT_GAVE_UP: u8 = 3;
+
+/// sockline: a deterministic real-time WebSocket session layer.
+#[derive(Debug, Parser)]
+#[command(name = "sockline", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect to a server, print every output as it happens, send JSON lines read from stdin.
+    Connect(ConnectArgs),
+    /// Replay a trace file and print every output as one canonical JSON line.
+    Replay {
+        /// The trace (`{"config", "seed", "inputs"}`).
+        trace: std::path::PathBuf,
+    },
+}
+
+/// Flags of `sockline connect`.
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// Join this project (repeatable).
+    #[arg(long = "project", value_name = "N")]
+    pub projects: Vec<u64>,
+    /// Token sent in `hello`.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// The local user id.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print canonical JSON lines instead of readable ones.
+    #[arg(long)]
+    pub json: bool,
+    /// Seed for the session's PRNG (random when omitted).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Any config key by dotted path, value as JSON (or a bare string), e.g.
+    /// `--set reconnect.max_attempts=null --set heartbeat.interval_ms=5000` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Parses arguments and runs; the process exit code follows the documented contract.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sockline: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // A blocking stdin read may still be parked on its thread: do not wait for it.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
+
+/// Runs a parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Connect(args) => connect(args).await,
+        Command::Replay { trace } => replay(&trace),
+    }
+}
+
+fn replay(path: &std::path::Path) -> u8 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sockline replay: cannot read {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    };
+    let trace = match sockline_core::Trace::from_json(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sockline replay: {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = sockline_core::replay(&trace, |line| {
+        let _ = writeln!(out, "{line}");
+    });
+    let _ = out.flush();
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("sockline replay: {}: {e}", path.display());
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Builds the session config from flags through the canonical JSON form, so every key works.
+pub fn build_config(args: &ConnectArgs) -> Result<Config, String> {
+    let mut json = serde_json::json!({ "url": args.url });
+    if let Some(u) = &args.user {
+        json["user_id"] = u.clone().into();
+    }
+    if let Some(t) = &args.token {
+        json["token"] = t.clone().into();
+    }
+    for kv in &args.set {
+        let (key, value) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        let value: Value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        let mut slot = &mut json;
+        for part in key.split('.') {
+            if !slot.is_object() {
+                *slot = serde_json::json!({});
+            }
+            slot = slot
+                .as_object_mut()
+                .map(|m| m.entry(part.to_string()).or_insert(Value::Null))
+                .ok_or_else(|| format!("--set {key}: not an object path"))?;
+        }
+        *slot = value;
+    }
+    Config::from_json(&json.to_string()).map_err(|e| e.to_string())
+}
+
+/// A message line read from stdin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SendLine {
+    #[serde(rename = "type")]
+    msg_type: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    project_id: Option<u64>,
+    #[serde(default)]
+    delivery: Option<Delivery>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    coalesce: Option<String>,
+}
+
+impl SendLine {
+    fn into_request(self) -> SendRequest {
+        SendRequest {
+            msg_type: self.msg_type,
+            data: self.data,
+            project_id: self.project_id,
+            delivery: self.delivery.unwrap_or_default(),
+            ttl_ms: self.ttl_ms,
+            coalesce: self.coalesce,
+            id: self.id,
+            unix_ms: Some(unix_ms()),
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn connect(args: ConnectArgs) -> u8 {
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sockline connect: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let options = ClientOptions {
+        seed: args.seed,
+        ..ClientOptions::default()
+    };
+    let client = match Client::connect_with(config, options) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sockline connect: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut outputs = client.outputs();
+    for p in &args.projects {
+        if let Err(e) = client.join_project(*p).await {
+            eprintln!("sockline connect: --project {p}: {e}");
+            return EXIT_USAGE;
+        }
+    }
+    let mut status = client.status();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let code = loop {
+        tokio::select! {
+            Some((at, out)) = outputs.next() => print_output(at, &out, args.json),
+            changed = status.changed() => {
+                if changed.is_err() || *status.borrow() == State::Failed {
+                    break EXIT_GAVE_UP;
+                }
+            }
+            line = lines.next_line() => match line {
+                Ok(Some(line)) if line.trim().is_empty() => {}
+                Ok(Some(line)) => match serde_json::from_str::<SendLine>(&line) {
+                    Ok(msg) => {
+                        if let Err(e) = client.send(msg.into_request()).await {
+                            eprintln!("sockline connect: not sent: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("sockline connect: skipped malformed line: {e}"),
+                },
+                Ok(None) | Err(_) => {
+                    let _ = client.close().await;
+                    break EXIT_OK;
+                }
+            },
+        }
+    };
+    // Print whatever the last moments produced (the close, or the give-up).
+    while let Ok(Some((at, out))) =
+        tokio::time::timeout(Duration::from_millis(50), outputs.next()).await
+    {
+        print_output(at, &out, args.json);
+    }
+    if code == EXIT_GAVE_UP {
+        let _ = client.close().await;
+    }
+    code
+}
+
+/// Prints one output as a canonical JSON line or a readable line.
+pub fn print_output(at: Timestamp, out: &Output, json: bool) {
+    let line = match out {
+        // Frames print verbatim, except that a hello's token never reaches a terminal or log.
+        Output::Transmit { text } if json => Output::Transmit {
+            text: redact_hello(text),
+        }
+        .to_json_at(at),
+        _ if json => out.to_json_at(at),
+        _ => readable(at, out),
+    };
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    let _ = writeln!(lock, "{line}");
+    let _ = lock.flush();
+}
+
+/// A one-line human rendering of an output.
+pub fn readable(at: Timestamp, out: &Output) -> String {
+    let t = format!("{:>9.3}s", at.as_millis() as f64 / 1000.0);
+    match out {
+        Output::OpenTransport { url, attempt } => format!("{t}  open    {url} (attempt {attempt})"),
+        Output::Transmit { text } => format!("{t}  send    {}", redact_hello(text)),
+        Output::CloseTransport { code, reason } => format!("{t}  close   {code} {reason}"),
+        Output::Timeout(_) => String::new(),
+        Output::Event(e) => match e {
+            Event::Status {
+                from, to, reason, ..
+            } => format!("{t}  status  {from} -> {to} ({reason})"),
+            Event::ReconnectScheduled { attempt, delay_ms } => {
+                format!("{t}  retry   attempt {attempt} in {delay_ms} ms")
+            }
+            Event::Message { message, .. } => {
+                format!("{t}  recv    {} {}", message.msg_type, message.data.get())
+            }
+            other => {
+                let json = Output::Event(other.clone()).to_json();
+                format!("{t}  event   {json}")
+            }
+        },
+    }
+}
+
+/// Readable output never shows the token a `hello` carries.
+fn redact_hello(text: &str) -> String {
+    if !text.starts_with(r#"{"type":"hello""#) {
+        return text.to_string();
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut v) => {
+            if v["data"].get("token").is_some() {
+                v["data"]["token"] = sockline_core::config::REDACTED.into();
+            }
+            v.to_string()
+        }
+        Err(_) => text.to_string(),
+    }
+}
