@@ -229,11 +229,11 @@ impl Outbox {
     /// Takes the next frame to transmit, in lane then FIFO order.
     pub(crate) fn pop_front(&mut self) -> Option<(Key, Held)> {
         let key = *self.queue.keys().next()?;
-        let held = self.queue.remove(&key)?;
+        let mut held = self.queue.remove(&key)?;
         // Coalescing only applies while queued; expiry and the id index follow it in flight.
-        if let Some(c) = &held.coalesce {
-            if self.coalesced.get(c) == Some(&key) {
-                self.coalesced.remove(c);
+        if let Some(c) = held.coalesce.take() {
+            if self.coalesced.get(&c) == Some(&key) {
+                self.coalesced.remove(&c);
             }
         }
         if key.0 == Lane::App && held.delivery != Delivery::AtLeastOnce {
