@@ -39,6 +39,163 @@ pub enum Command {
         /// The trace (`{"config", "seed", "inputs"}`).
         trace: std::path::PathBuf,
     },
+    /// Run the reference hub (WebSocket at /ws, the browser demo at /) until Ctrl-C.
+    Hub(HubArgs),
+}
+
+/// Flags of `sockline hub`.
+#[derive(Debug, clap::Args)]
+pub struct HubArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Require this token in `hello` (close 4001 otherwise).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Directory served at `/`.
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<std::path::PathBuf>,
+    /// Milliseconds between agent stream chunks.
+    #[arg(long, default_value_t = 50)]
+    pub agent_chunk_ms: u64,
+    /// Chunks per agent stream.
+    #[arg(long, default_value_t = 20)]
+    pub agent_chunks: u32,
+    /// Messages kept per session for replay on resume.
+    #[arg(long, default_value_t = 1024)]
+    pub replay: usize,
+    /// Frames queued per connection before it is closed as a slow consumer (4009).
+    #[arg(long, default_value_t = 1024)]
+    pub outbound_queue: usize,
+    /// Largest inbound frame in bytes (bigger: close 1009).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_frame_bytes: usize,
+    /// Inbound rate limit per connection, `PER_SEC:BURST` or `off`.
+    #[arg(long, default_value = "200:400")]
+    pub rate: String,
+    /// Seed for every chaos choice.
+    #[arg(long, default_value_t = 0)]
+    pub chaos_seed: u64,
+    /// Drop each connection after a random time in `A..B` ms.
+    #[arg(long, value_name = "A..B")]
+    pub chaos_drop_ms: Option<String>,
+    /// Close dropped connections with this code (abrupt drop when omitted).
+    #[arg(long)]
+    pub chaos_close_code: Option<u16>,
+    /// Delay every pong by this many ms.
+    #[arg(long)]
+    pub chaos_pong_delay_ms: Option<u64>,
+    /// Never answer pings.
+    #[arg(long)]
+    pub chaos_swallow_pongs: bool,
+    /// Stall (stop reading and writing, keep the socket) after a random time in `A..B` ms.
+    #[arg(long, value_name = "A..B")]
+    pub chaos_stall_ms: Option<String>,
+    /// Fraction of outbound frames to corrupt (0.0-1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub chaos_corrupt: f64,
+}
+
+fn parse_range(flag: &str, v: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = v
+        .split_once("..")
+        .ok_or_else(|| format!("{flag}: expected A..B, got {v:?}"))?;
+    let (a, b): (u64, u64) = (
+        a.trim()
+            .parse()
+            .map_err(|_| format!("{flag}: bad number {a:?}"))?,
+        b.trim()
+            .parse()
+            .map_err(|_| format!("{flag}: bad number {b:?}"))?,
+    );
+    if a >= b {
+        return Err(format!("{flag}: the range {a}..{b} is empty"));
+    }
+    Ok(a..b)
+}
+
+/// Turns `sockline hub` flags into a hub configuration.
+pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
+    let rate = match args.rate.as_str() {
+        "off" => None,
+        r => {
+            let (p, b) = r
+                .split_once(':')
+                .ok_or_else(|| format!("--rate: expected PER_SEC:BURST or off, got {r:?}"))?;
+            let p: u32 = p
+                .parse()
+                .map_err(|_| format!("--rate: bad per-second {p:?}"))?;
+            let b: u32 = b.parse().map_err(|_| format!("--rate: bad burst {b:?}"))?;
+            if p == 0 || b == 0 {
+                return Err("--rate: both numbers must be at least 1".into());
+            }
+            Some((p, b))
+        }
+    };
+    if !(0.0..=1.0).contains(&args.chaos_corrupt) {
+        return Err(format!(
+            "--chaos-corrupt: {} is not in 0.0..=1.0",
+            args.chaos_corrupt
+        ));
+    }
+    let chaos = crate::hub::ChaosConfig {
+        seed: args.chaos_seed,
+        drop_ms: args
+            .chaos_drop_ms
+            .as_deref()
+            .map(|v| parse_range("--chaos-drop-ms", v))
+            .transpose()?,
+        close_code: args.chaos_close_code,
+        pong_delay_ms: args.chaos_pong_delay_ms,
+        swallow_pongs: args.chaos_swallow_pongs,
+        stall_ms: args
+            .chaos_stall_ms
+            .as_deref()
+            .map(|v| parse_range("--chaos-stall-ms", v))
+            .transpose()?,
+        corrupt: args.chaos_corrupt,
+    };
+    Ok(crate::hub::HubConfig {
+        listen: args.listen,
+        settings: crate::hub::HubSettings {
+            token: args.token.clone(),
+            replay_capacity: args.replay.max(1),
+            rate_limit: rate,
+            agent_chunk_ms: args.agent_chunk_ms.max(1),
+            agent_chunks: args.agent_chunks.max(1),
+            ..crate::hub::HubSettings::default()
+        },
+        max_frame_bytes: args.max_frame_bytes.max(256),
+        outbound_queue: args.outbound_queue.max(1),
+        static_dir: args.static_dir.clone(),
+        chaos,
+        seed: args.chaos_seed,
+    })
+}
+
+async fn hub(args: HubArgs) -> u8 {
+    let cfg = match hub_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sockline hub: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let handle = match crate::hub::Hub::start(cfg).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("sockline hub: cannot listen on {}: {e}", args.listen);
+            return EXIT_USAGE;
+        }
+    };
+    println!(
+        "sockline hub listening on {} (demo page at http://{}/)",
+        handle.url(),
+        handle.local_addr()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    handle.shutdown().await;
+    EXIT_OK
 }
 
 /// Flags of `sockline connect`.
@@ -91,6 +248,7 @@ pub async fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Connect(args) => connect(args).await,
         Command::Replay { trace } => replay(&trace),
+        Command::Hub(args) => hub(args).await,
     }
 }
 

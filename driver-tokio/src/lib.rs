@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod hub;
 
 pub use client::{
     Client, ClientError, ClientOptions, EventStream, StreamDeltas, StreamUpdate, Subscription,

@@ -1,0 +1,652 @@
+//! The hub's protocol logic, sans-IO: connections' frames and the current time in, frames to send
+//! and connections to close out. The tokio server only moves bytes and time.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde_json::{json, Map, Value};
+use sockline_core::rng::Rng;
+
+use super::broker::Broker;
+
+/// Identifies one WebSocket connection.
+pub type ConnId = u64;
+
+/// Protocol settings of the hub.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    /// Required `hello.token`, if any.
+    pub token: Option<String>,
+    /// Messages kept per session for replay on resume.
+    pub replay_capacity: usize,
+    /// How long a disconnected session stays resumable.
+    pub session_ttl_ms: u64,
+    /// How long a new connection may take to send `hello`.
+    pub hello_timeout_ms: u64,
+    /// Inbound token bucket per connection: `(per_sec, burst)`.
+    pub rate_limit: Option<(u32, u32)>,
+    /// Time between agent stream chunks.
+    pub agent_chunk_ms: u64,
+    /// Chunks per agent stream.
+    pub agent_chunks: u32,
+    /// Message ids remembered per session for deduplication.
+    pub dedupe_window: usize,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            token: None,
+            replay_capacity: 1024,
+            session_ttl_ms: 300_000,
+            hello_timeout_ms: 10_000,
+            rate_limit: Some((200, 400)),
+            agent_chunk_ms: 50,
+            agent_chunks: 20,
+            dedupe_window: 4096,
+        }
+    }
+}
+
+/// Something the server must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send a text frame on a connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The frame.
+        text: String,
+    },
+    /// Close a connection.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+}
+
+/// Close code for a client over the inbound rate.
+pub const CLOSE_RATE_LIMITED: u16 = 4008;
+/// Close code for a client too slow to read what it is sent.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4009;
+/// Close code for a refused token.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+
+#[derive(Debug)]
+struct Conn {
+    session: Option<String>,
+    opened_at: u64,
+    tokens_milli: u64,
+    last_refill: u64,
+    excess: u32,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    conn: Option<ConnId>,
+    user: String,
+    seen: VecDeque<String>,
+    seen_set: BTreeSet<String>,
+    expires_at: Option<u64>,
+}
+
+#[derive(Debug)]
+struct AgentStream {
+    words: Vec<String>,
+    sent: Vec<String>,
+    total: u64,
+    next_at: u64,
+    running: bool,
+}
+
+/// The hub's state machine.
+pub struct HubCore<B: Broker> {
+    settings: HubSettings,
+    broker: B,
+    rng: Rng,
+    conns: BTreeMap<ConnId, Conn>,
+    sessions: BTreeMap<String, SessionState>,
+    streams: BTreeMap<(String, String), AgentStream>,
+    next_session: u64,
+    relayed: u64,
+}
+
+impl<B: Broker> HubCore<B> {
+    /// A hub with no connections; `seed` makes session ids reproducible.
+    pub fn new(settings: HubSettings, broker: B, seed: u64) -> Self {
+        HubCore {
+            settings,
+            broker,
+            rng: Rng::new(seed),
+            conns: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            next_session: 0,
+            relayed: 0,
+        }
+    }
+
+    /// Application messages delivered to sessions so far.
+    pub fn relayed(&self) -> u64 {
+        self.relayed
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// A connection was accepted.
+    pub fn connected(&mut self, conn: ConnId, now: u64) {
+        let burst = self
+            .settings
+            .rate_limit
+            .map_or(0, |(_, b)| u64::from(b) * 1000);
+        self.conns.insert(
+            conn,
+            Conn {
+                session: None,
+                opened_at: now,
+                tokens_milli: burst,
+                last_refill: now,
+                excess: 0,
+            },
+        );
+    }
+
+    /// A connection ended (closed by either side or failed).
+    pub fn disconnected(&mut self, conn: ConnId, now: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(c) = self.conns.remove(&conn) else {
+            return out;
+        };
+        let Some(sid) = c.session else { return out };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return out;
+        };
+        if s.conn != Some(conn) {
+            return out; // already taken over by a newer connection
+        }
+        s.conn = None;
+        s.expires_at = Some(now + self.settings.session_ttl_ms);
+        let user = s.user.clone();
+        // Membership stays (the session's log keeps receiving for a resume); presence does not.
+        for project in self.broker.projects_of(&sid) {
+            self.presence_diff(project, &sid, &user, false, &mut out);
+        }
+        out
+    }
+
+    /// A text frame arrived on a connection.
+    pub fn frame(&mut self, conn: ConnId, text: &str, now: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.take_token(conn, now, &mut out) {
+            return out;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            out.push(send(conn, error_frame("bad_message", "not JSON", None)));
+            return out;
+        };
+        let Some(kind) = v["type"].as_str().map(str::to_string) else {
+            out.push(send(conn, error_frame("bad_message", "missing type", None)));
+            return out;
+        };
+        let session = self.conns.get(&conn).and_then(|c| c.session.clone());
+        let Some(sid) = session else {
+            if kind == "hello" {
+                self.hello(conn, &v["data"], &mut out);
+            } else {
+                out.push(close(conn, 1008, "hello expected"));
+            }
+            return out;
+        };
+        match kind.as_str() {
+            "ping" => out.push(send(
+                conn,
+                json!({"type": "pong", "data": v["data"]}).to_string(),
+            )),
+            "pong" | "ack" => {}
+            "hello" | "welcome" | "error" => out.push(send(
+                conn,
+                error_frame("bad_message", "unexpected control message", None),
+            )),
+            _ => {
+                if let Some(id) = v["id"].as_str() {
+                    if !self.remember(&sid, id) {
+                        // A resend of something already applied: ack again, apply once.
+                        out.push(send(conn, ack_frame(id)));
+                        return out;
+                    }
+                }
+                self.apply(conn, &sid, &kind, &v, now, &mut out);
+                if let Some(id) = v["id"].as_str() {
+                    out.push(send(conn, ack_frame(id)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Advances time: agent stream chunks, hello timeouts, session expiry.
+    pub fn tick(&mut self, now: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let late: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.session.is_none() && c.opened_at + self.settings.hello_timeout_ms <= now
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in late {
+            out.push(close(conn, 1008, "hello timeout"));
+        }
+        let expired: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|e| e <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for sid in expired {
+            self.sessions.remove(&sid);
+            self.broker.drop_session(&sid);
+            self.streams.retain(|(s, _), _| *s != sid);
+        }
+        let due: Vec<(String, String)> = self
+            .streams
+            .iter()
+            .filter(|(_, a)| a.running && a.next_at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (sid, stream_id) in due {
+            self.advance_stream(&sid, &stream_id, now, &mut out);
+        }
+        out
+    }
+
+    /// When `tick` is next needed.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let streams = self
+            .streams
+            .values()
+            .filter(|a| a.running)
+            .map(|a| a.next_at);
+        let hellos = self
+            .conns
+            .values()
+            .filter(|c| c.session.is_none())
+            .map(|c| c.opened_at + self.settings.hello_timeout_ms);
+        let expiries = self.sessions.values().filter_map(|s| s.expires_at);
+        streams.chain(hellos).chain(expiries).min()
+    }
+
+    fn take_token(&mut self, conn: ConnId, now: u64, out: &mut Vec<Action>) -> bool {
+        let Some((per_sec, burst)) = self.settings.rate_limit else {
+            return true;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let cap = u64::from(burst) * 1000;
+        c.tokens_milli =
+            (c.tokens_milli + now.saturating_sub(c.last_refill) * u64::from(per_sec)).min(cap);
+        c.last_refill = c.last_refill.max(now);
+        if c.tokens_milli >= 1000 {
+            c.tokens_milli -= 1000;
+            c.excess = 0;
+            return true;
+        }
+        c.excess += 1;
+        if c.excess == 1 {
+            let wait = (1000 - c.tokens_milli).div_ceil(u64::from(per_sec).max(1));
+            out.push(send(
+                conn,
+                error_frame("rate_limited", "slow down", Some(wait.max(1))),
+            ));
+        } else if c.excess > burst.max(1) * 2 {
+            out.push(close(conn, CLOSE_RATE_LIMITED, "rate limited"));
+        }
+        false
+    }
+
+    fn hello(&mut self, conn: ConnId, data: &Value, out: &mut Vec<Action>) {
+        if let Some(required) = &self.settings.token {
+            if data["token"].as_str() != Some(required.as_str()) {
+                out.push(send(
+                    conn,
+                    error_frame("unauthorized", "invalid or missing token", None),
+                ));
+                out.push(close(conn, CLOSE_UNAUTHORIZED, "unauthorized"));
+                return;
+            }
+        }
+        let last_seq = data["lastSeq"].as_u64().unwrap_or(0);
+        let resumable = data["sessionId"]
+            .as_str()
+            .filter(|sid| self.sessions.contains_key(*sid))
+            .and_then(|sid| {
+                self.broker
+                    .replay_after(sid, last_seq)
+                    .map(|f| (sid.to_string(), f))
+            });
+        let (sid, replay) = match resumable {
+            Some((sid, frames)) => (sid, Some(frames)),
+            None => {
+                self.next_session += 1;
+                let sid = format!("s{}-{:08x}", self.next_session, self.rng.next_u32());
+                self.broker
+                    .create_session(&sid, self.settings.replay_capacity);
+                let user = data["userId"].as_str().unwrap_or(&sid).to_string();
+                self.sessions.insert(
+                    sid.clone(),
+                    SessionState {
+                        conn: None,
+                        user,
+                        seen: VecDeque::new(),
+                        seen_set: BTreeSet::new(),
+                        expires_at: None,
+                    },
+                );
+                (sid, None)
+            }
+        };
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            if let Some(old) = s.conn.replace(conn) {
+                out.push(close(old, 1000, "session taken over by a new connection"));
+            }
+            s.expires_at = None;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(sid.clone());
+        }
+        let resumed = replay.is_some();
+        let welcome = json!({"type": "welcome", "data": {
+            "sessionId": sid, "resumed": resumed, "lastSeq": if resumed { last_seq } else { self.broker.last_seq(&sid) }
+        }});
+        out.push(send(conn, welcome.to_string()));
+        for text in replay.unwrap_or_default() {
+            out.push(send(conn, text));
+        }
+    }
+
+    /// Records a message id; false if the session already sent it.
+    fn remember(&mut self, sid: &str, id: &str) -> bool {
+        let Some(s) = self.sessions.get_mut(sid) else {
+            return true;
+        };
+        if s.seen_set.contains(id) {
+            return false;
+        }
+        if s.seen.len() >= self.settings.dedupe_window.max(1) {
+            if let Some(old) = s.seen.pop_front() {
+                s.seen_set.remove(&old);
+            }
+        }
+        s.seen.push_back(id.to_string());
+        s.seen_set.insert(id.to_string());
+        true
+    }
+
+    fn apply(
+        &mut self,
+        conn: ConnId,
+        sid: &str,
+        kind: &str,
+        v: &Value,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let project = v["projectId"].as_u64();
+        let user = self
+            .sessions
+            .get(sid)
+            .map(|s| s.user.clone())
+            .unwrap_or_default();
+        match (kind, project) {
+            ("project_subscribe", Some(p)) => {
+                self.broker.join(p, sid);
+                let (version, state) = self.broker.project_state(p);
+                let snapshot = json!({"type": "project_snapshot", "projectId": p, "data": with_version(state, version)});
+                self.deliver(sid, snapshot, out);
+                let members = self.present_users(p);
+                self.deliver(
+                    sid,
+                    json!({"type": "presence_state", "projectId": p, "data": {"members": members}}),
+                    out,
+                );
+                self.presence_diff(p, sid, &user, true, out);
+            }
+            ("project_unsubscribe", Some(p)) => self.unsubscribe(p, sid, &user, out),
+            ("project_update", Some(p)) => {
+                let version = self.broker.bump_version(p, v["data"].clone());
+                let msg = json!({"type": "project_updated", "projectId": p, "data": with_version(v["data"].clone(), version)});
+                for member in self.broker.members(p) {
+                    self.deliver(&member, msg.clone(), out);
+                }
+            }
+            ("project_sync_request", Some(p)) => {
+                let (version, state) = self.broker.project_state(p);
+                self.deliver(sid, json!({"type": "project_snapshot", "projectId": p, "data": with_version(state, version)}), out);
+            }
+            ("user_typing_start" | "user_typing_stop", Some(p)) => {
+                // Typing is transient: no seq, never replayed, only to members connected now.
+                let mut relay = v.clone();
+                if let Some(m) = relay.as_object_mut() {
+                    m.remove("seq");
+                }
+                for member in self.broker.members(p) {
+                    if member == sid {
+                        continue;
+                    }
+                    if let Some(c) = self.sessions.get(&member).and_then(|s| s.conn) {
+                        out.push(send(c, relay.to_string()));
+                    }
+                }
+            }
+            ("agent_prompt", _) => self.start_stream(conn, sid, v, now, out),
+            ("agent_stream_interrupt", _) => {
+                if let Some(id) = v["data"]["streamId"].as_str() {
+                    if let Some(a) = self.streams.get_mut(&(sid.to_string(), id.to_string())) {
+                        a.running = false;
+                    }
+                }
+            }
+            ("agent_stream_resume", _) => {
+                let id = v["data"]["streamId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let from = v["data"]["fromSeq"].as_u64().unwrap_or(0) as usize;
+                let chunks: Vec<(usize, String)> = self
+                    .streams
+                    .get(&(sid.to_string(), id.clone()))
+                    .map(|a| a.sent.iter().cloned().enumerate().skip(from).collect())
+                    .unwrap_or_default();
+                for (seq, delta) in chunks {
+                    let chunk = json!({"type": "agent_stream_chunk", "data": {"streamId": id, "seq": seq, "delta": delta}});
+                    self.deliver(sid, chunk, out);
+                }
+            }
+            (_, Some(p)) => {
+                let mut relay = v.clone();
+                if let Some(m) = relay.as_object_mut() {
+                    m.remove("seq");
+                }
+                for member in self.broker.members(p) {
+                    if member != sid {
+                        self.deliver(&member, relay.clone(), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn unsubscribe(&mut self, project: u64, sid: &str, user: &str, out: &mut Vec<Action>) {
+        if self.broker.leave(project, sid) {
+            self.presence_diff(project, sid, user, false, out);
+        }
+    }
+
+    fn start_stream(
+        &mut self,
+        conn: ConnId,
+        sid: &str,
+        v: &Value,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let prompt = v["data"]["prompt"].as_str().unwrap_or("").to_string();
+        let stream_id = match v["data"]["streamId"].as_str() {
+            Some(id) if !id.is_empty() && id.len() <= 128 => id.to_string(),
+            _ => format!(
+                "{}-{}",
+                v["id"].as_str().unwrap_or("agent"),
+                self.streams.len() + 1
+            ),
+        };
+        let key = (sid.to_string(), stream_id.clone());
+        if self.streams.contains_key(&key) {
+            out.push(send(
+                conn,
+                error_frame("bad_message", "stream id already in use", None),
+            ));
+            return;
+        }
+        let answer = format!(
+            "You asked: \"{prompt}\". Here is a deterministic answer streamed by the sockline hub, one word at a time, so interruption and resume can be seen and tested"
+        );
+        let words: Vec<String> = answer.split(' ').map(|w| format!("{w} ")).collect();
+        self.streams.insert(
+            key,
+            AgentStream {
+                words,
+                sent: Vec::new(),
+                total: u64::from(self.settings.agent_chunks.max(1)),
+                next_at: now + self.settings.agent_chunk_ms,
+                running: true,
+            },
+        );
+        self.deliver(sid, json!({"type": "agent_stream_start", "data": {"streamId": stream_id, "prompt": prompt}}), out);
+    }
+
+    fn advance_stream(&mut self, sid: &str, stream_id: &str, now: u64, out: &mut Vec<Action>) {
+        let key = (sid.to_string(), stream_id.to_string());
+        let Some(a) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let seq = a.sent.len() as u64;
+        let delta = a.words[(seq as usize) % a.words.len().max(1)].clone();
+        a.sent.push(delta.clone());
+        a.next_at = now + self.settings.agent_chunk_ms;
+        let done = seq + 1 >= a.total;
+        if done {
+            a.running = false;
+        }
+        let total = a.total;
+        self.deliver(sid, json!({"type": "agent_stream_chunk", "data": {"streamId": stream_id, "seq": seq, "delta": delta}}), out);
+        if done {
+            self.deliver(
+                sid,
+                json!({"type": "agent_stream_end", "data": {"streamId": stream_id, "seq": total}}),
+                out,
+            );
+        }
+    }
+
+    /// Logs an application message in a session (with its `seq`) and sends it if connected.
+    fn deliver(&mut self, sid: &str, msg: Value, out: &mut Vec<Action>) {
+        let Some(text) = self.broker.append(sid, msg) else {
+            return;
+        };
+        self.relayed += 1;
+        if let Some(conn) = self.sessions.get(sid).and_then(|s| s.conn) {
+            out.push(send(conn, text));
+        }
+    }
+
+    fn present_users(&self, project: u64) -> Vec<String> {
+        let users: BTreeSet<String> = self
+            .broker
+            .members(project)
+            .iter()
+            .filter_map(|m| self.sessions.get(m))
+            .filter(|s| s.conn.is_some())
+            .map(|s| s.user.clone())
+            .collect();
+        users.into_iter().collect()
+    }
+
+    fn presence_diff(
+        &mut self,
+        project: u64,
+        sid: &str,
+        user: &str,
+        joined: bool,
+        out: &mut Vec<Action>,
+    ) {
+        // Another live session of the same user keeps them present.
+        let still_there = self.broker.members(project).iter().any(|m| {
+            m != sid
+                && self
+                    .sessions
+                    .get(m)
+                    .is_some_and(|s| s.conn.is_some() && s.user == user)
+        });
+        if still_there {
+            return;
+        }
+        let (joins, leaves) = if joined {
+            (vec![user], vec![])
+        } else {
+            (vec![], vec![user])
+        };
+        let diff = json!({"type": "presence_diff", "projectId": project, "data": {"joins": joins, "leaves": leaves}});
+        for member in self.broker.members(project) {
+            if member != sid && self.sessions.get(&member).is_some_and(|s| s.conn.is_some()) {
+                self.deliver(&member, diff.clone(), out);
+            }
+        }
+    }
+}
+
+fn with_version(state: Value, version: u64) -> Value {
+    let mut obj = match state {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        other => {
+            let mut m = Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    obj.insert("version".into(), version.into());
+    Value::Object(obj)
+}
+
+fn send(conn: ConnId, text: String) -> Action {
+    Action::Send { conn, text }
+}
+
+fn close(conn: ConnId, code: u16, reason: &str) -> Action {
+    Action::Close {
+        conn,
+        code,
+        reason: reason.to_string(),
+    }
+}
+
+fn ack_frame(id: &str) -> String {
+    json!({"type": "ack", "data": {"id": id}}).to_string()
+}
+
+fn error_frame(code: &str, message: &str, retry_after_ms: Option<u64>) -> String {
+    let mut data = json!({"code": code, "message": message});
+    if let Some(ms) = retry_after_ms {
+        data["retryAfterMs"] = ms.into();
+    }
+    json!({"type": "error", "data": data}).to_string()
+}

@@ -1,0 +1,480 @@
+//! The tokio side of the hub: accepts sockets, serves the demo's static files, runs WebSockets
+//! at `/ws`, and moves frames and time between them and the sans-IO `HubCore`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::broker::InMemoryBroker;
+use super::chaos::{ChaosConfig, ConnChaos, Outbound};
+use super::logic::{Action, ConnId, HubCore, HubSettings, CLOSE_SLOW_CONSUMER};
+
+/// Everything the hub can be started with.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Protocol settings.
+    pub settings: HubSettings,
+    /// Largest inbound frame; bigger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Frames queued per connection before it is closed as a slow consumer (4009).
+    pub outbound_queue: usize,
+    /// Directory served at `/` (the browser demo), if any.
+    pub static_dir: Option<PathBuf>,
+    /// Fault injection.
+    pub chaos: ChaosConfig,
+    /// Seed for session ids.
+    pub seed: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            settings: HubSettings::default(),
+            max_frame_bytes: 1 << 20,
+            outbound_queue: 1024,
+            static_dir: None,
+            chaos: ChaosConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// The reference hub server.
+#[derive(Debug)]
+pub struct Hub;
+
+/// A running hub.
+#[derive(Debug)]
+pub struct HubHandle {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+struct ConnHandle {
+    tx: mpsc::Sender<String>,
+    close: watch::Sender<Option<(u16, String)>>,
+}
+
+struct Shared {
+    core: Mutex<HubCore<InMemoryBroker>>,
+    conns: Mutex<BTreeMap<ConnId, ConnHandle>>,
+    origin: Instant,
+    changed: Notify,
+    next_conn: AtomicU64,
+    accepted: AtomicU64,
+    cfg: HubConfig,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn dispatch(&self, actions: Vec<Action>) {
+        if actions.is_empty() {
+            return;
+        }
+        let conns = match self.conns.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        for a in actions {
+            match a {
+                Action::Send { conn, text } => {
+                    if let Some(h) = conns.get(&conn) {
+                        if h.tx.try_send(text).is_err() {
+                            // Never buffer without bound: a reader this slow is cut off.
+                            let _ = h
+                                .close
+                                .send(Some((CLOSE_SLOW_CONSUMER, "slow consumer".into())));
+                        }
+                    }
+                }
+                Action::Close { conn, code, reason } => {
+                    if let Some(h) = conns.get(&conn) {
+                        let _ = h.close.send(Some((code, reason)));
+                    }
+                }
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    fn with_core<R>(&self, f: impl FnOnce(&mut HubCore<InMemoryBroker>) -> R) -> R {
+        let mut core = match self.core.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut core)
+    }
+}
+
+impl Hub {
+    /// Binds and starts serving; returns once the listener is bound.
+    pub async fn start(cfg: HubConfig) -> std::io::Result<HubHandle> {
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let core = HubCore::new(cfg.settings.clone(), InMemoryBroker::default(), cfg.seed);
+        let shared = Arc::new(Shared {
+            core: Mutex::new(core),
+            conns: Mutex::new(BTreeMap::new()),
+            origin: Instant::now(),
+            changed: Notify::new(),
+            next_conn: AtomicU64::new(1),
+            accepted: AtomicU64::new(0),
+            cfg,
+        });
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, shared.clone(), rx));
+        tracing::info!(%addr, "hub listening");
+        Ok(HubHandle {
+            addr,
+            shutdown,
+            task: Some(task),
+            shared,
+        })
+    }
+}
+
+impl HubHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL of this hub.
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections_accepted(&self) -> u64 {
+        self.shared.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> usize {
+        self.shared.with_core(|c| c.connections())
+    }
+
+    /// Application messages delivered to sessions so far.
+    pub fn messages_relayed(&self) -> u64 {
+        self.shared.with_core(|c| c.relayed())
+    }
+
+    /// Closes every connection (1001), stops listening and releases the port.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for HubHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let ticker = tokio::spawn(tick_loop(shared.clone(), shutdown.clone()));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    shared.accepted.fetch_add(1, Ordering::Relaxed);
+                    conns.spawn(handle_socket(stream, shared.clone(), shutdown.clone()));
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            _ = shutdown.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    // Give connections a moment to send their close frames, then cut the rest.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    conns.abort_all();
+    ticker.abort();
+}
+
+async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let next = shared.with_core(|c| c.next_deadline());
+        let sleep = match next {
+            Some(at) => Duration::from_millis(at.saturating_sub(shared.now())),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {
+                let now = shared.now();
+                let actions = shared.with_core(|c| c.tick(now));
+                shared.dispatch(actions);
+            }
+            _ = shared.changed.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn handle_socket(stream: TcpStream, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let mut head = [0u8; 2048];
+    let n = match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut head)).await {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let request = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    if !request.contains("upgrade: websocket") {
+        serve_static(stream, shared.cfg.static_dir.as_deref()).await;
+        return;
+    }
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(shared.cfg.max_frame_bytes))
+        .max_frame_size(Some(shared.cfg.max_frame_bytes))
+        .read_buffer_size(4096);
+    // The callback's signature is tungstenite's; its large error type is not ours to box.
+    #[allow(clippy::result_large_err)]
+    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if req.uri().path() == "/ws" {
+            Ok(resp)
+        } else {
+            let mut e = ErrorResponse::new(Some("no WebSocket here; use /ws".into()));
+            *e.status_mut() = StatusCode::NOT_FOUND;
+            Err(e)
+        }
+    };
+    let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config))
+        .await
+    {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    run_connection(ws, shared, shutdown).await;
+}
+
+async fn run_connection(
+    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel::<String>(shared.cfg.outbound_queue.max(1));
+    let (close_tx, mut close_rx) = watch::channel(None);
+    if let Ok(mut conns) = shared.conns.lock() {
+        conns.insert(
+            conn,
+            ConnHandle {
+                tx,
+                close: close_tx,
+            },
+        );
+    }
+    let now = shared.now();
+    shared.with_core(|c| c.connected(conn, now));
+    shared.changed.notify_one();
+
+    let mut chaos = ConnChaos::new(&shared.cfg.chaos, conn);
+    let drop_at = chaos
+        .drop_after()
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let stall_at = chaos
+        .stall_after()
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let (mut sink, mut stream) = ws.split();
+    let close_with = loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let now = shared.now();
+                    let actions = shared.with_core(|c| c.frame(conn, t.as_str(), now));
+                    shared.dispatch(actions);
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    break Some((1003, "binary frames are not part of protocol v1".to_string()));
+                }
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(_)) => {}
+                Some(Err(WsError::Capacity(e))) => break Some((1009, format!("frame too large: {e}"))),
+                Some(Err(_)) => break None,
+            },
+            out = rx.recv() => match out {
+                Some(text) => {
+                    let result = match chaos.outbound(text) {
+                        Outbound::Send(t) => sink.send(Message::text(t)).await,
+                        Outbound::Delay(ms, t) => {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            sink.send(Message::text(t)).await
+                        }
+                        Outbound::Swallow => Ok(()),
+                    };
+                    if result.is_err() {
+                        break None;
+                    }
+                }
+                None => break None,
+            },
+            changed = close_rx.changed() => {
+                if changed.is_err() {
+                    break None;
+                }
+                let req = close_rx.borrow().clone();
+                if let Some((code, reason)) = req {
+                    break Some((code, reason));
+                }
+            }
+            _ = sleep_opt(drop_at) => match chaos.close_code() {
+                Some(code) => break Some((code, "chaos: dropped".to_string())),
+                None => {
+                    // Abrupt: no close frame, the client sees 1006.
+                    unregister(&shared, conn);
+                    return;
+                }
+            },
+            _ = sleep_opt(stall_at) => {
+                // Half-open: keep the socket but never read or write again.
+                let _ = shutdown.changed().await;
+                unregister(&shared, conn);
+                return;
+            }
+            _ = shutdown.changed() => break Some((1001, "hub shutting down".to_string())),
+        }
+    };
+    if let Some((code, reason)) = close_with {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    unregister(&shared, conn);
+}
+
+fn unregister(shared: &Shared, conn: ConnId) {
+    if let Ok(mut conns) = shared.conns.lock() {
+        conns.remove(&conn);
+    }
+    let now = shared.now();
+    let actions = shared.with_core(|c| c.disconnected(conn, now));
+    shared.dispatch(actions);
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves a file of the static directory for a plain HTTP GET (the browser demo).
+async fn serve_static(mut stream: TcpStream, dir: Option<&Path>) {
+    let mut buf = vec![0u8; 4096];
+    let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let path = head
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("GET "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    let file = dir.and_then(|d| resolve(d, path));
+    let response = match file {
+        Some(f) => match tokio::fs::read(&f).await {
+            Ok(body) => {
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                    content_type(&f),
+                    body.len()
+                )
+                .into_bytes();
+                r.extend_from_slice(&body);
+                r
+            }
+            Err(_) => not_found(),
+        },
+        None => not_found(),
+    };
+    let _ = stream.write_all(&response).await;
+    let _ = stream.shutdown().await;
+}
+
+fn not_found() -> Vec<u8> {
+    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n"
+        .to_vec()
+}
+
+/// Maps a URL path into `dir`, refusing anything that could leave it.
+fn resolve(dir: &Path, path: &str) -> Option<PathBuf> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    if rel
+        .split('/')
+        .any(|p| p == ".." || p.is_empty() || p.starts_with('.'))
+        || rel.contains('\\')
+    {
+        return None;
+    }
+    let full = dir.join(rel);
+    full.is_file().then_some(full)
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ts" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}

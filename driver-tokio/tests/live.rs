@@ -1,0 +1,483 @@
+//! The tokio client against the real hub over real loopback WebSockets.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use sockline_core::{Config, Delivery, Event, Jitter, SendRequest, State};
+use sockline_tokio::hub::{ChaosConfig, Hub, HubConfig, HubHandle};
+use sockline_tokio::{Client, ClientOptions, StreamUpdate};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn hub_with(f: impl FnOnce(&mut HubConfig)) -> HubHandle {
+    let mut cfg = HubConfig::default();
+    cfg.settings.agent_chunk_ms = 10;
+    f(&mut cfg);
+    Hub::start(cfg).await.expect("hub starts")
+}
+
+fn config(url: &str, user: &str) -> Config {
+    let mut c = Config::new(url);
+    c.user_id = Some(user.into());
+    c.reconnect.jitter = Jitter::None;
+    c.reconnect.initial_ms = 100;
+    c.reconnect.max_attempts = None;
+    c
+}
+
+fn client(c: Config) -> Client {
+    Client::connect_with(
+        c,
+        ClientOptions {
+            seed: Some(7),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+async fn wait_state(c: &Client, want: State) {
+    let mut st = c.status();
+    timeout(WAIT, st.wait_for(|s| *s == want))
+        .await
+        .unwrap_or_else(|_| panic!("never reached {want}, stuck at {}", *c.status().borrow()))
+        .unwrap();
+}
+
+/// Waits for the first event matching `f`, returning what `f` extracted.
+async fn wait_event<T>(
+    events: &mut sockline_tokio::EventStream,
+    mut f: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    timeout(WAIT, async {
+        loop {
+            let e = events.recv().await.expect("client still running");
+            if let Some(t) = f(&e) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_updates_typing_and_presence_between_two_clients() {
+    let hub = hub_with(|_| {}).await;
+    let ann = client(config(&hub.url(), "ann"));
+    let bob = client(config(&hub.url(), "bob"));
+    let mut ann_events = ann.events();
+    let mut updates = bob.subscribe("project_updated", Some(1)).await.unwrap();
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(1).await.unwrap();
+    }
+    // Presence: ann sees bob arrive.
+    wait_event(&mut ann_events, |e| match e {
+        Event::Presence {
+            project_id: 1,
+            members,
+        } if members.contains(&"bob".to_string()) => Some(()),
+        _ => None,
+    })
+    .await;
+    ann.send(SendRequest::new("project_update", json!({"title": "v1"})).project(1))
+        .await
+        .unwrap();
+    let m = timeout(WAIT, updates.recv()).await.unwrap().unwrap();
+    assert_eq!(m.data_value()["version"], json!(1));
+    assert_eq!(m.data_value()["title"], json!("v1"));
+    // Typing from bob is seen by ann, and expires on ann's side when bob goes quiet.
+    bob.start_typing(1).await.unwrap();
+    let users = wait_event(&mut ann_events, |e| match e {
+        Event::Typing {
+            project_id: 1,
+            users,
+        } => Some(users.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(users, vec!["bob"]);
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_hub_restart_and_delivers_what_was_queued() {
+    let hub = hub_with(|_| {}).await;
+    let addr = hub.local_addr();
+    let url = hub.url();
+    let ann = client(config(&url, "ann"));
+    let bob = client(config(&url, "bob"));
+    let mut ann_events = ann.events();
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(5).await.unwrap();
+    }
+    let mut inbox = bob.subscribe("chat", Some(5)).await.unwrap();
+    hub.shutdown().await;
+    wait_state(&ann, State::Reconnecting).await;
+    // Sent during the outage, in order: delivered after the reconnect, in order.
+    for i in 0..3 {
+        ann.send(SendRequest::new("chat", json!(i)).project(5))
+            .await
+            .unwrap();
+    }
+    // Let the backoff run (100 + 200 + 400 ms), then hold ann offline so bob is back in the
+    // project before her queue flushes (the hub only relays to current members).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    ann.call(|s, now| s.offline(now)).await.unwrap();
+    let hub = hub_with(|c| c.listen = addr).await;
+    wait_state(&bob, State::Open).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ann.call(|s, now| s.online(now)).await.unwrap();
+    wait_state(&ann, State::Open).await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = timeout(WAIT, inbox.recv())
+            .await
+            .expect("queued chat arrives")
+            .unwrap();
+        got.push(m.data_value());
+    }
+    assert_eq!(got, vec![json!(0), json!(1), json!(2)]);
+    // The backoff schedule was observed: 100, 200, 400 ms ... (jitter none).
+    let mut delays = Vec::new();
+    while let Ok(Some(e)) = timeout(Duration::from_millis(10), ann_events.recv()).await {
+        if let Event::ReconnectScheduled { delay_ms, .. } = e {
+            delays.push(delay_ms);
+        }
+    }
+    assert!(delays.len() >= 3, "{delays:?}");
+    assert_eq!(&delays[..3], &[100, 200, 400]);
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_replays_messages_sent_while_away_exactly_once() {
+    let hub = hub_with(|c| {
+        c.chaos = ChaosConfig {
+            seed: 1,
+            ..ChaosConfig::default()
+        }
+    })
+    .await;
+    let ann = client(config(&hub.url(), "ann"));
+    let bob = client(config(&hub.url(), "bob"));
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(2).await.unwrap();
+    }
+    let mut inbox = ann.subscribe("note", Some(2)).await.unwrap();
+    bob.send(SendRequest::new("note", json!("before")).project(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        timeout(WAIT, inbox.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .data_value(),
+        json!("before")
+    );
+    // Ann's network goes away; the hub keeps her session and logs what she misses.
+    ann.call(|s, now| s.offline(now)).await.unwrap();
+    ann.call(|s, now| s.transport_error(now, "test: cable pulled"))
+        .await
+        .unwrap();
+    wait_state(&ann, State::Reconnecting).await;
+    for i in 0..3 {
+        bob.send(SendRequest::new("note", json!(i)).project(2))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ann.call(|s, now| s.online(now)).await.unwrap();
+    wait_state(&ann, State::Open).await;
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = timeout(Duration::from_millis(500), inbox.recv()).await {
+        got.push(m.data_value());
+    }
+    assert_eq!(
+        got,
+        vec![json!(0), json!(1), json!(2)],
+        "replayed in order, exactly once"
+    );
+    let stats = ann.stats().await.unwrap();
+    assert!(stats.reconnects >= 1);
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_stream_reads_to_the_end_and_interrupt_stops_one() {
+    let hub = hub_with(|c| c.settings.agent_chunks = 12).await;
+    let ann = client(config(&hub.url(), "ann"));
+    wait_state(&ann, State::Open).await;
+    let mut deltas = ann.stream("r1").unwrap();
+    ann.send(SendRequest::new(
+        "agent_prompt",
+        json!({"prompt": "hi", "streamId": "r1"}),
+    ))
+    .await
+    .unwrap();
+    let mut text = String::new();
+    loop {
+        match timeout(WAIT, deltas.recv()).await.unwrap() {
+            Some(StreamUpdate::Delta(d)) => text.push_str(&d),
+            Some(StreamUpdate::Done) | None => break,
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        ann.stream_content("r1").await.unwrap().as_deref(),
+        Some(text.as_str())
+    );
+    assert!(text.starts_with("You asked: \"hi\"."), "{text}");
+    assert_eq!(text.split(' ').filter(|w| !w.is_empty()).count(), 12);
+
+    let mut deltas = ann.stream("r2").unwrap();
+    ann.send(SendRequest::new(
+        "agent_prompt",
+        json!({"prompt": "stop me", "streamId": "r2"}),
+    ))
+    .await
+    .unwrap();
+    let first = timeout(WAIT, deltas.recv()).await.unwrap();
+    assert!(matches!(first, Some(StreamUpdate::Delta(_))));
+    ann.interrupt_stream("r2").await.unwrap();
+    let rest: Vec<StreamUpdate> = deltas.collect().await;
+    assert_eq!(rest.last(), Some(&StreamUpdate::Interrupted));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let len = ann.stream_content("r2").await.unwrap().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ann.stream_content("r2").await.unwrap().unwrap().len(),
+        len,
+        "no content after interrupt"
+    );
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_detects_a_stalled_hub_within_interval_plus_timeout() {
+    let hub = hub_with(|c| {
+        c.chaos = ChaosConfig {
+            seed: 3,
+            stall_ms: Some(300..301),
+            ..ChaosConfig::default()
+        }
+    })
+    .await;
+    let mut c = config(&hub.url(), "ann");
+    c.heartbeat.interval_ms = 400;
+    c.heartbeat.timeout_ms = 300;
+    c.reconnect.initial_ms = 5_000;
+    let ann = client(c);
+    let mut events = ann.events();
+    wait_state(&ann, State::Open).await;
+    let opened = tokio::time::Instant::now();
+    let reason = wait_event(&mut events, |e| match e {
+        Event::Status {
+            to: State::Reconnecting,
+            reason,
+            ..
+        } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    let took = opened.elapsed();
+    assert_eq!(reason, "heartbeat timeout");
+    // Stall at 300 ms, so the ping at 400 ms goes unanswered: dead by 400 + 300 ms (+ scheduling).
+    assert!(
+        took <= Duration::from_millis(400 + 300 + 250),
+        "took {took:?}"
+    );
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_frames_are_protocol_errors_and_the_link_stays_up() {
+    let hub = hub_with(|c| {
+        c.chaos = ChaosConfig {
+            seed: 9,
+            corrupt: 0.3,
+            ..ChaosConfig::default()
+        }
+    })
+    .await;
+    let mut c = config(&hub.url(), "ann");
+    // A corrupted welcome stalls the handshake: retry quickly rather than after 10 s.
+    c.connect_timeout_ms = 300;
+    let ann = client(c);
+    let mut events = ann.events();
+    wait_state(&ann, State::Open).await;
+    for i in 0..40 {
+        let _ = ann.send(SendRequest::new("chat", json!(i))).await;
+    }
+    wait_event(&mut events, |e| {
+        matches!(e, Event::ProtocolError { .. }).then_some(())
+    })
+    .await;
+    let before = ann.stats().await.unwrap();
+    assert!(before.protocol_errors >= 1);
+    // Bad frames never end the connection: no reconnect happens because of them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..20 {
+        let _ = ann.send(SendRequest::new("chat", json!(i))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*ann.status().borrow(), State::Open);
+    assert_eq!(ann.stats().await.unwrap().reconnects, before.reconnects);
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_is_refused_and_a_new_token_gets_in() {
+    let hub = hub_with(|c| c.settings.token = Some("right".into())).await;
+    let mut c = config(&hub.url(), "ann");
+    c.token = Some(sockline_core::Secret::new("wrong"));
+    let ann = client(c);
+    let mut events = ann.events();
+    wait_event(&mut events, |e| {
+        matches!(e, Event::TokenRequired { .. }).then_some(())
+    })
+    .await;
+    wait_state(&ann, State::Unauthorized).await;
+    ann.set_token("right", Some(Duration::from_millis(400)))
+        .await
+        .unwrap();
+    wait_state(&ann, State::Open).await;
+    // With a 400 ms lifetime and the default 30 s margin, a refresh is due at once.
+    wait_event(&mut events, |e| {
+        matches!(e, Event::TokenRefreshDue { .. }).then_some(())
+    })
+    .await;
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_disconnected_by_the_hub() {
+    let hub = hub_with(|c| {
+        c.outbound_queue = 4;
+        c.settings.rate_limit = None;
+    })
+    .await;
+    // A raw client that joins a project and then never reads.
+    let (mut raw, _) = tokio_tungstenite::connect_async(hub.url()).await.unwrap();
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    raw.send(Message::text(r#"{"type":"hello","data":{"protocol":1}}"#))
+        .await
+        .unwrap();
+    raw.send(Message::text(
+        r#"{"type":"project_subscribe","data":{},"projectId":9}"#,
+    ))
+    .await
+    .unwrap();
+    let flood = client(config(&hub.url(), "bob"));
+    wait_state(&flood, State::Open).await;
+    flood.join_project(9).await.unwrap();
+    let big = "x".repeat(60_000);
+    for _ in 0..200 {
+        flood
+            .send(SendRequest::new("blob", json!(big)).project(9))
+            .await
+            .unwrap();
+    }
+    // Now read: after what was buffered, the close frame says why.
+    let code = timeout(WAIT, async {
+        while let Some(msg) = raw.next().await {
+            if let Ok(Message::Close(Some(f))) = msg {
+                return u16::from(f.code);
+            }
+        }
+        0
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 4009);
+    flood.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_survives_forced_disconnects_without_loss_or_duplicates() {
+    let hub = hub_with(|c| {
+        c.chaos = ChaosConfig {
+            seed: 11,
+            drop_ms: Some(60..160),
+            ..ChaosConfig::default()
+        };
+    })
+    .await;
+    let mut cfg = config(&hub.url(), "ann");
+    cfg.reconnect.initial_ms = 20;
+    cfg.reconnect.max_ms = 100;
+    cfg.reconnect.stable_ms = 100;
+    let ann = client(cfg.clone());
+    let mut bcfg = config(&hub.url(), "bob");
+    bcfg.reconnect = cfg.reconnect.clone();
+    let bob = client(bcfg);
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(4).await.unwrap();
+    }
+    let mut inbox = bob.subscribe("order", Some(4)).await.unwrap();
+    let mut events = ann.events();
+    let n = 60;
+    let mut acked = std::collections::BTreeSet::new();
+    for i in 0..n {
+        ann.send(
+            SendRequest::new("order", json!(i))
+                .project(4)
+                .delivery(Delivery::AtLeastOnce)
+                .id(format!("o{i}")),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while (acked.len() < n || got.len() < n) && tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            Some(m) = inbox.recv() => got.push(m.data_value().as_u64().unwrap()),
+            Some(e) = events.recv() => if let Event::Acked { id } = e { acked.insert(id); },
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let stats = ann.stats().await.unwrap();
+    assert!(
+        stats.reconnects >= 20,
+        "only {} forced disconnects",
+        stats.reconnects
+    );
+    assert_eq!(acked.len(), n, "every message acked");
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        got.len(),
+        "no message delivered twice: {got:?}"
+    );
+    assert_eq!(
+        sorted,
+        (0..n as u64).collect::<Vec<_>>(),
+        "no acknowledged message lost"
+    );
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    hub.shutdown().await;
+}
