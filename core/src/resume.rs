@@ -55,15 +55,13 @@ impl Resume {
         if seq <= self.last_seq || self.ahead.contains(&seq) {
             return SeqVerdict::Duplicate;
         }
-        if seq == self.last_seq + 1 {
+        if Some(seq) == self.last_seq.checked_add(1) {
             self.last_seq = seq;
-            while self.ahead.remove(&(self.last_seq + 1)) {
-                self.last_seq += 1;
-            }
+            self.drain_contiguous();
             return SeqVerdict::New;
         }
         let highest = self.ahead.last().copied().unwrap_or(self.last_seq);
-        let verdict = if seq > highest + 1 {
+        let verdict = if seq > highest.saturating_add(1) {
             SeqVerdict::Gap {
                 from: self.last_seq,
                 to: seq,
@@ -76,12 +74,20 @@ impl Resume {
             // The hole is not being filled: give up on it rather than grow without bound.
             if let Some(first) = self.ahead.pop_first() {
                 self.last_seq = first;
-                while self.ahead.remove(&(self.last_seq + 1)) {
-                    self.last_seq += 1;
-                }
+                self.drain_contiguous();
             }
         }
         verdict
+    }
+
+    /// Advances past seqs already held out of order (seq u64::MAX ends the sequence).
+    fn drain_contiguous(&mut self) {
+        while let Some(next) = self.last_seq.checked_add(1) {
+            if !self.ahead.remove(&next) {
+                break;
+            }
+            self.last_seq = next;
+        }
     }
 
     #[cfg(test)]
@@ -121,6 +127,24 @@ mod tests {
         r.on_welcome("s2", false, Some(10));
         assert_eq!(r.hello_fields(), (Some("s2".into()), Some(10)));
         assert_eq!(r.observe(5), SeqVerdict::Duplicate);
+    }
+
+    #[test]
+    fn extreme_seqs_never_overflow() {
+        let mut r = Resume::new(16);
+        r.on_welcome("s", false, Some(u64::MAX - 1));
+        assert_eq!(r.observe(u64::MAX), SeqVerdict::New);
+        assert_eq!(r.observe(u64::MAX), SeqVerdict::Duplicate);
+        let mut r = Resume::new(16);
+        r.on_welcome("s", false, None);
+        assert_eq!(
+            r.observe(u64::MAX),
+            SeqVerdict::Gap {
+                from: 0,
+                to: u64::MAX
+            }
+        );
+        assert_eq!(r.observe(5), SeqVerdict::New);
     }
 
     #[test]

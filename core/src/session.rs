@@ -167,6 +167,12 @@ impl Session {
 
     /// The next output; `Output::Timeout` once there is nothing left to do right now.
     pub fn poll_output(&mut self) -> Output {
+        if self.outputs.is_empty() {
+            // A timer an input armed for right now (a zero backoff, a zero TTL) fires here, so
+            // the deadline this returns is always in the future.
+            let now = self.clock.now();
+            self.run_timers(now);
+        }
         self.outputs
             .pop_front()
             .unwrap_or_else(|| Output::Timeout(self.poll_timeout().map(|d| d.at)))
@@ -288,8 +294,22 @@ impl Session {
         }
     }
 
+    /// Starts every input: advances the clock, fires whatever fell due before it (a deadline
+    /// equal to an input's time fires first, as in a replay), and records the input.
     fn enter(&mut self, now: Timestamp, input: impl FnOnce() -> Input) -> Timestamp {
+        let last = self.clock.now();
         let now = self.clock.advance(now);
+        let late = now > last && self.poll_timeout().is_some_and(|d| d.at < now);
+        if let (true, Some(rec)) = (late, &mut self.recording) {
+            // The driver was late: record the gap as a suspension so a replay fires as late.
+            rec.push(TimedInput {
+                at: last,
+                input: Input::Suspend {
+                    ms: now.ms_since(last),
+                },
+            });
+        }
+        self.run_timers(now);
         if let Some(rec) = &mut self.recording {
             rec.push(TimedInput {
                 at: now,
@@ -297,6 +317,16 @@ impl Session {
             });
         }
         now
+    }
+
+    /// Fires every timer due at `now`, each once; each firing moves its deadline past `now`.
+    fn run_timers(&mut self, now: Timestamp) {
+        for _ in 0..MAX_FIRINGS {
+            match self.poll_timeout() {
+                Some(d) if d.at <= now => self.fire(now, d.timer),
+                _ => break,
+            }
+        }
     }
 
     // ---- user commands -------------------------------------------------------------------
@@ -726,7 +756,7 @@ impl Session {
             return;
         }
         self.stats.frames_in += 1;
-        self.stats.bytes_in += text.len() as u64;
+        self.stats.bytes_in = self.stats.bytes_in.saturating_add(text.len() as u64);
         self.heartbeat.on_inbound();
         match wire::decode(text, self.cfg.max_frame_bytes, self.cfg.max_json_depth) {
             Ok(env) => self.dispatch(now, env),
@@ -741,7 +771,7 @@ impl Session {
             return;
         }
         self.stats.frames_in += 1;
-        self.stats.bytes_in += len as u64;
+        self.stats.bytes_in = self.stats.bytes_in.saturating_add(len as u64);
         self.heartbeat.on_inbound();
         self.protocol_error(wire::WireError::Binary { len }.to_string());
     }
@@ -750,21 +780,7 @@ impl Session {
 
     /// Fires every timer due at `now` (each once, however late), leaving the next deadline after `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let last = self.clock.now();
-        let late = self.poll_timeout().is_some_and(|d| d.at < now) && now > last;
-        if late && self.recording.is_some() {
-            // The driver was late: record the gap as a suspension so a replay fires at the same times.
-            self.enter(last, || Input::Suspend {
-                ms: now.ms_since(last),
-            });
-        }
-        let now = self.enter(now, || Input::Timeout);
-        for _ in 0..MAX_FIRINGS {
-            match self.poll_timeout() {
-                Some(d) if d.at <= now => self.fire(now, d.timer),
-                _ => break,
-            }
-        }
+        self.enter(now, || Input::Timeout);
     }
 
     fn fire(&mut self, now: Timestamp, timer: TimerKind) {

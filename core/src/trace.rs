@@ -93,12 +93,14 @@ pub fn replay(trace: &Trace, mut out: impl FnMut(String)) -> Result<(), TraceErr
             })
             .to_string());
         }
-        drain(&mut session, at, &mut out);
         if let Input::Suspend { ms } = step.input {
             // The host wakes: whatever fell due while it slept fires now, late.
             let woke = at.add_ms(ms);
             clock = woke;
+            drain(&mut session, woke, &mut out);
             fire_due(&mut session, &mut clock, woke, &mut out);
+        } else {
+            drain(&mut session, at, &mut out);
         }
     }
     Ok(())
