@@ -122,7 +122,57 @@ pub fn clamp_trace(trace: &mut Trace) {
 pub mod known_issues {
     use std::sync::OnceLock;
 
+    use serde_json::Value;
     use sockline_core::{Input, Trace};
+
+    /// `crashes-found/trace-late-timeout-replay-mismatch.json`,
+    /// `crashes-found/inputs-late-timeout-replay-mismatch.bin`: when a driver calls
+    /// `handle_timeout` late for a deadline due exactly at the time of the last input (a `ttl_ms:
+    /// 0` send, a zero backoff), the session records `suspend` from that time, and `replay` fires
+    /// the deadline before the suspension, at the earlier time, while the live session fired it
+    /// late: the replay does not print what the live run printed. While guarded, the `inputs`
+    /// target's late driver first fires what is due at or before the last input's time.
+    pub fn late_driver_catches_up_first() -> bool {
+        guarded()
+    }
+
+    /// `crashes-found/trace-float-roundtrip.json`: core's serde_json is built without the
+    /// `float_roundtrip` feature, so some float literals in `send` data parse one ULP off
+    /// (`2.2e33` becomes `2.2000000000000002e33`, and back): `from_json(to_json(trace))` is not
+    /// the same trace and the replay transmits different text. While guarded, traces are compared
+    /// with floats allowed to differ in their last bits.
+    pub fn traces_match(a: &Trace, b: &Trace) -> bool {
+        if a == b {
+            return true;
+        }
+        if !guarded() {
+            return false;
+        }
+        match (serde_json::to_value(a), serde_json::to_value(b)) {
+            (Ok(x), Ok(y)) => close(&x, &y),
+            _ => false,
+        }
+    }
+
+    fn close(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+                match (x.as_f64(), y.as_f64()) {
+                    (Some(x), Some(y)) => {
+                        (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs())
+                    }
+                    _ => false,
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| close(x, y))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| close(v, w)))
+            }
+            _ => a == b,
+        }
+    }
 
     /// The only spelling JSON has for a `u64` equal to `u64::MAX`.
     const U64_MAX_LITERAL: &str = "18446744073709551615";
