@@ -46,7 +46,9 @@ failed=()
 for target in "${targets[@]}"; do
     corpus="corpus/$target"
     mkdir -p "$corpus"
-    cp -n corpus/seed/* "$corpus"/
+    for seed in corpus/seed/*; do
+        [ -e "$corpus/${seed##*/}" ] || cp "$seed" "$corpus/"
+    done
     args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
     case $target in
         frame | trace) args+=(-dict=sockline.dict) ;;
