@@ -43,6 +43,18 @@ echo "== $(date +%T) building fuzz targets"
 "${fuzz[@]}" build "${sanitizer[@]}"
 
 failed=()
+# Every crash ever found stays a regression input: each must now run clean through its target.
+for repro in crashes-found/*; do
+    case $repro in *.md) continue ;; esac
+    name=${repro##*/}
+    target=${name%%-*}
+    echo "== $(date +%T) regression: $name through $target"
+    if ! "${fuzz[@]}" run "${sanitizer[@]}" "$target" "$repro" >/dev/null 2>&1; then
+        echo "!! regression $name crashes $target again" >&2
+        failed+=("$name")
+    fi
+done
+
 for target in "${targets[@]}"; do
     corpus="corpus/$target"
     mkdir -p "$corpus"

@@ -15,7 +15,7 @@ use serde_json::json;
 use sockline_core::wire;
 use sockline_core::{Config, Delivery, Event, Output, SendRequest, Session, State};
 use sockline_fuzz::{
-    check_limits, drain, handle_timeout_checked, has_server_error, known_issues, t,
+    check_limits, drain, handle_timeout_checked, has_server_error, t,
 };
 
 const WELCOME: &str = r#"{"type":"welcome","data":{"sessionId":"s"}}"#;
@@ -62,9 +62,6 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Vec::new();
     for chunk in data.split(|&b| b == 0xFF).take(MAX_FRAMES) {
         let text = String::from_utf8_lossy(chunk);
-        if known_issues::frame_is_guarded(&text) {
-            continue;
-        }
         // Up to ~3.2 s between frames: timers (heartbeat pings, ack timeouts, the stable timer)
         // fire, but the heartbeat's 10 s dead-link timeout never can, as every frame is traffic.
         now += 1 + (chunk.len() as u64 % 64) * 50;
