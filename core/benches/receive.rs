@@ -35,7 +35,7 @@ fn frame(seq: u64) -> String {
     let f = format!(
         r#"{{"type":"project_updated","data":{{"version":{seq},"title":"Quarterly regulatory filing","status":"in_review","owner":"user-4821"}},"timestamp":"2026-11-28T17:43:07.123Z","projectId":42,"seq":{seq}}}"#
     );
-    debug_assert!((190..=215).contains(&f.len()), "{}", f.len());
+    debug_assert!((180..=230).contains(&f.len()), "{}", f.len());
     f
 }
 
