@@ -41,6 +41,8 @@ pub enum Command {
     },
     /// Run the reference hub (WebSocket at /ws, the browser demo at /) until Ctrl-C.
     Hub(HubArgs),
+    /// A live story on loopback: two clients, a hub killed and restarted mid-stream.
+    Demo,
 }
 
 /// Flags of `sockline hub`.
@@ -169,7 +171,7 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
         outbound_queue: args.outbound_queue.max(1),
         static_dir: args.static_dir.clone(),
         chaos,
-        seed: args.chaos_seed,
+        ..crate::hub::HubConfig::default()
     })
 }
 
@@ -249,6 +251,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Connect(args) => connect(args).await,
         Command::Replay { trace } => replay(&trace),
         Command::Hub(args) => hub(args).await,
+        Command::Demo => crate::demo::run().await,
     }
 }
 

@@ -617,12 +617,16 @@ impl Driver {
                 }
                 Output::CloseTransport { code, reason } => {
                     *connecting = None;
-                    if let Some(l) = link.take() {
+                    if let Some(l) = link.as_ref() {
                         let frame = CloseFrame {
                             code: CloseCode::from(code),
                             reason: reason.into(),
                         };
-                        let _ = l.write.try_send(Message::Close(Some(frame)));
+                        // Keep reading: the peer's close reply completes a user close at once
+                        // (the session ignores news of a transport it already abandoned).
+                        if l.write.try_send(Message::Close(Some(frame))).is_err() {
+                            *link = None;
+                        }
                     }
                 }
                 Output::Event(e) => self.dispatch(e),

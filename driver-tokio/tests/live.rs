@@ -118,41 +118,60 @@ async fn reconnects_after_hub_restart_and_delivers_what_was_queued() {
         c.join_project(5).await.unwrap();
     }
     let mut inbox = bob.subscribe("chat", Some(5)).await.unwrap();
+    let mut bob_events = bob.events();
     hub.shutdown().await;
-    wait_state(&ann, State::Reconnecting).await;
+    // The backoff schedule is observed: 100, 200, 400 ms (jitter none) while the hub is down.
+    let mut delays = Vec::new();
+    while delays.len() < 3 {
+        let d = wait_event(&mut ann_events, |e| match e {
+            Event::ReconnectScheduled { delay_ms, .. } => Some(*delay_ms),
+            _ => None,
+        })
+        .await;
+        delays.push(d);
+    }
+    assert_eq!(delays, vec![100, 200, 400]);
+    // Hold ann's network down (her third attempt is 400 ms away, none is in flight), so bob is
+    // back in the project before her queue flushes: a restarted hub relays only to members.
+    ann.call(|s, now| s.offline(now)).await.unwrap();
     // Sent during the outage, in order: delivered after the reconnect, in order.
     for i in 0..3 {
         ann.send(SendRequest::new("chat", json!(i)).project(5))
             .await
             .unwrap();
     }
-    // Let the backoff run (100 + 200 + 400 ms), then hold ann offline so bob is back in the
-    // project before her queue flushes (the hub only relays to current members).
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    ann.call(|s, now| s.offline(now)).await.unwrap();
     let hub = hub_with(|c| c.listen = addr).await;
-    wait_state(&bob, State::Open).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Bob's welcome from the new hub, then his re-join (presence) on it.
+    wait_event(&mut bob_events, |e| {
+        matches!(e, Event::Ready { .. }).then_some(())
+    })
+    .await;
+    wait_event(&mut bob_events, |e| match e {
+        Event::Presence {
+            project_id: 5,
+            members,
+        } if members.contains(&"bob".to_string()) => Some(()),
+        _ => None,
+    })
+    .await;
     ann.call(|s, now| s.online(now)).await.unwrap();
     wait_state(&ann, State::Open).await;
     let mut got = Vec::new();
     while got.len() < 3 {
-        let m = timeout(WAIT, inbox.recv())
-            .await
-            .expect("queued chat arrives")
-            .unwrap();
+        let Ok(m) = timeout(WAIT, inbox.recv()).await else {
+            let mut log = Vec::new();
+            while let Ok(Some(e)) = timeout(Duration::from_millis(10), ann_events.recv()).await {
+                log.push(format!("ann {e:?}"));
+            }
+            while let Ok(Some(e)) = timeout(Duration::from_millis(10), bob_events.recv()).await {
+                log.push(format!("bob {e:?}"));
+            }
+            panic!("queued chat never arrived; got {got:?}\n{}", log.join("\n"));
+        };
+        let m = m.unwrap();
         got.push(m.data_value());
     }
     assert_eq!(got, vec![json!(0), json!(1), json!(2)]);
-    // The backoff schedule was observed: 100, 200, 400 ms ... (jitter none).
-    let mut delays = Vec::new();
-    while let Ok(Some(e)) = timeout(Duration::from_millis(10), ann_events.recv()).await {
-        if let Event::ReconnectScheduled { delay_ms, .. } = e {
-            delays.push(delay_ms);
-        }
-    }
-    assert!(delays.len() >= 3, "{delays:?}");
-    assert_eq!(&delays[..3], &[100, 200, 400]);
     ann.close().await.unwrap();
     bob.close().await.unwrap();
     hub.shutdown().await;
@@ -429,13 +448,22 @@ async fn at_least_once_survives_forced_disconnects_without_loss_or_duplicates() 
     let mut bcfg = config(&hub.url(), "bob");
     bcfg.reconnect = cfg.reconnect.clone();
     let bob = client(bcfg);
+    let mut events = ann.events();
     for c in [&ann, &bob] {
         wait_state(c, State::Open).await;
         c.join_project(4).await.unwrap();
     }
     let mut inbox = bob.subscribe("order", Some(4)).await.unwrap();
-    let mut events = ann.events();
-    let n = 60;
+    // Bob must be in the project before the first order: the hub relays to members only.
+    wait_event(&mut events, |e| match e {
+        Event::Presence {
+            project_id: 4,
+            members,
+        } if members.len() == 2 => Some(()),
+        _ => None,
+    })
+    .await;
+    let n = 80;
     let mut acked = std::collections::BTreeSet::new();
     for i in 0..n {
         ann.send(

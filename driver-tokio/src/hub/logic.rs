@@ -336,7 +336,9 @@ impl<B: Broker> HubCore<B> {
             Some((sid, frames)) => (sid, Some(frames)),
             None => {
                 self.next_session += 1;
-                let sid = format!("s{}-{:08x}", self.next_session, self.rng.next_u32());
+                // Unguessable and unique across hub restarts (the seed is random unless a test
+                // fixes it), so a stale id from an earlier hub can never resume someone else.
+                let sid = format!("s{}-{:016x}", self.next_session, self.rng.up_to(u64::MAX));
                 self.broker
                     .create_session(&sid, self.settings.replay_capacity);
                 let user = data["userId"].as_str().unwrap_or(&sid).to_string();

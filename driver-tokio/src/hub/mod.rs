@@ -8,4 +8,4 @@ pub mod server;
 pub use broker::{Broker, InMemoryBroker};
 pub use chaos::ChaosConfig;
 pub use logic::{Action, ConnId, HubCore, HubSettings};
-pub use server::{Hub, HubConfig, HubHandle};
+pub use server::{Hub, HubConfig, HubHandle, HubState};

@@ -39,7 +39,7 @@ pub struct HubConfig {
     pub static_dir: Option<PathBuf>,
     /// Fault injection.
     pub chaos: ChaosConfig,
-    /// Seed for session ids.
+    /// Seed for session ids (random by default: ids must differ across restarts).
     pub seed: u64,
 }
 
@@ -52,7 +52,7 @@ impl Default for HubConfig {
             outbound_queue: 1024,
             static_dir: None,
             chaos: ChaosConfig::default(),
-            seed: 0,
+            seed: fastrand::u64(..),
         }
     }
 }
@@ -75,12 +75,18 @@ struct ConnHandle {
     close: watch::Sender<Option<(u16, String)>>,
 }
 
+/// The hub's protocol state, shareable so a restarted hub can carry on where one stopped (as a
+/// broker shared by several hub processes would).
+pub type HubState = Arc<Mutex<HubCore<InMemoryBroker>>>;
+
+/// Connection ids are unique across every hub in the process, so hubs sharing a state never mix
+/// up their connections.
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
 struct Shared {
-    core: Mutex<HubCore<InMemoryBroker>>,
+    core: HubState,
     conns: Mutex<BTreeMap<ConnId, ConnHandle>>,
-    origin: Instant,
     changed: Notify,
-    next_conn: AtomicU64,
     accepted: AtomicU64,
     cfg: HubConfig,
 }
@@ -93,7 +99,10 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     fn now(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+        // One clock for every hub in the process: a state handed to a restarted hub keeps its
+        // deadlines meaningful.
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
     }
 
     fn dispatch(&self, actions: Vec<Action>) {
@@ -136,17 +145,21 @@ impl Shared {
 }
 
 impl Hub {
-    /// Binds and starts serving; returns once the listener is bound.
+    /// Binds and starts serving with fresh state; returns once the listener is bound.
     pub async fn start(cfg: HubConfig) -> std::io::Result<HubHandle> {
+        let core = HubCore::new(cfg.settings.clone(), InMemoryBroker::default(), cfg.seed);
+        Hub::start_with_state(cfg, Arc::new(Mutex::new(core))).await
+    }
+
+    /// Starts serving an existing state (sessions, replay logs, projects, agent streams), e.g.
+    /// the state of a hub that was shut down.
+    pub async fn start_with_state(cfg: HubConfig, state: HubState) -> std::io::Result<HubHandle> {
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
-        let core = HubCore::new(cfg.settings.clone(), InMemoryBroker::default(), cfg.seed);
         let shared = Arc::new(Shared {
-            core: Mutex::new(core),
+            core: state,
             conns: Mutex::new(BTreeMap::new()),
-            origin: Instant::now(),
             changed: Notify::new(),
-            next_conn: AtomicU64::new(1),
             accepted: AtomicU64::new(0),
             cfg,
         });
@@ -171,6 +184,11 @@ impl HubHandle {
     /// The WebSocket URL of this hub.
     pub fn url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// The protocol state, to start another hub with after this one shuts down.
+    pub fn state(&self) -> HubState {
+        self.shared.core.clone()
     }
 
     /// Connections accepted so far.
@@ -296,7 +314,7 @@ async fn run_connection(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<String>(shared.cfg.outbound_queue.max(1));
     let (close_tx, mut close_rx) = watch::channel(None);
     if let Ok(mut conns) = shared.conns.lock() {

@@ -1,0 +1,165 @@
+//! The `sockline` binary: exit codes, canonical JSON lines, replay, and the demo.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use sockline_tokio::hub::{Hub, HubConfig};
+
+fn sockline() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sockline"))
+}
+
+#[test]
+fn bad_arguments_and_bad_urls_exit_2_with_a_message() {
+    let out = sockline()
+        .args(["connect", "http://example.com/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("url") && err.contains("ws://"), "{err}");
+    let out = sockline()
+        .args(["connect", "ws://h/", "--set", "reconnect.factor=0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reconnect.factor"));
+    let out = sockline().args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = sockline()
+        .args(["replay", "/nonexistent.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn giving_up_exits_3() {
+    // A port nobody listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = sockline()
+        .args(["connect", &format!("ws://127.0.0.1:{port}/ws"), "--json"])
+        .args([
+            "--set",
+            "reconnect.max_attempts=2",
+            "--set",
+            "reconnect.initial_ms=20",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take(); // kept open: only the give-up may end the run
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{text}"
+    );
+    assert!(text.contains(r#""to":"failed""#), "{text}");
+}
+
+#[test]
+fn connect_prints_json_lines_sends_stdin_and_closes_cleanly_on_eof() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hub = rt.block_on(Hub::start(HubConfig::default())).unwrap();
+    let mut child = sockline()
+        .args([
+            "connect",
+            &hub.url(),
+            "--json",
+            "--user",
+            "cli",
+            "--project",
+            "3",
+            "--seed",
+            "1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(
+            stdin,
+            r#"{{"type":"chat","data":{{"text":"hi"}},"projectId":3,"delivery":"at_least_once"}}"#
+        )
+        .unwrap();
+        writeln!(stdin, "this is not json").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+    } // EOF
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["kind"].as_str().unwrap()).collect();
+    assert!(lines.iter().all(|l| l["at"].is_u64()));
+    assert!(
+        kinds.contains(&"open_transport") && kinds.contains(&"acked"),
+        "{kinds:?}"
+    );
+    let chat = lines
+        .iter()
+        .find(|l| {
+            l["kind"] == "transmit" && l["text"].as_str().unwrap().contains(r#""type":"chat""#)
+        })
+        .expect("the stdin message was transmitted");
+    assert!(chat["text"].as_str().unwrap().contains(r#""projectId":3"#));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "status" && l["to"] == "closed"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("skipped malformed line"), "{stderr}");
+    rt.block_on(hub.shutdown());
+}
+
+#[test]
+fn replay_prints_the_golden_output() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/traces/");
+    let out = sockline()
+        .args(["replay", &format!("{root}stream_resume.json")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let want = std::fs::read_to_string(format!("{root}stream_resume.out")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}
+
+#[test]
+fn the_demo_tells_its_story_and_exits_0() {
+    let out = sockline().arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "reconnect attempt",
+        "chat received: \"sent during the outage\"",
+        "agent ✔",
+        "session resumed",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+}
