@@ -509,3 +509,105 @@ async fn at_least_once_survives_forced_disconnects_without_loss_or_duplicates() 
     bob.close().await.unwrap();
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_against_a_tls_hub_with_a_certificate_made_now() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert_der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let server = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key)
+        .unwrap();
+    let hub = hub_with(|c| c.tls = Some(std::sync::Arc::new(server))).await;
+    let url = format!("wss://localhost:{}/ws", hub.local_addr().port());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let options = ClientOptions {
+        seed: Some(1),
+        tls: Some(std::sync::Arc::new(tls)),
+        ..ClientOptions::default()
+    };
+    let mut cfg = config(&url, "ann");
+    cfg.require_tls = true;
+    let ann = Client::connect_with(cfg, options).unwrap();
+    wait_state(&ann, State::Open).await;
+    let mut deltas = ann.stream("t").unwrap();
+    ann.send(SendRequest::new(
+        "agent_prompt",
+        json!({"prompt": "over tls", "streamId": "t"}),
+    ))
+    .await
+    .unwrap();
+    assert!(matches!(
+        timeout(WAIT, deltas.recv()).await.unwrap(),
+        Some(StreamUpdate::Delta(_))
+    ));
+    // A client that does not trust the certificate never gets in.
+    let stranger = client(config(&url, "eve"));
+    let mut events = stranger.events();
+    let reason = wait_event(&mut events, |e| match e {
+        Event::Status {
+            to: State::Reconnecting,
+            reason,
+            ..
+        } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+    stranger.close().await.unwrap();
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_typist_expires_on_the_other_side() {
+    let hub = hub_with(|_| {}).await;
+    let ann = client(config(&hub.url(), "ann"));
+    let bob = client(config(&hub.url(), "bob"));
+    let mut events = ann.events();
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(8).await.unwrap();
+    }
+    wait_event(&mut events, |e| match e {
+        Event::Presence {
+            project_id: 8,
+            members,
+        } if members.len() == 2 => Some(()),
+        _ => None,
+    })
+    .await;
+    bob.start_typing(8).await.unwrap();
+    wait_event(&mut events, |e| match e {
+        Event::Typing {
+            project_id: 8,
+            users,
+        } if users == &["bob"] => Some(()),
+        _ => None,
+    })
+    .await;
+    // Bob's process dies without a stop: his entry must expire after the grace period (6 s).
+    let started = tokio::time::Instant::now();
+    drop(bob);
+    let users = wait_event(&mut events, |e| match e {
+        Event::Typing {
+            project_id: 8,
+            users,
+        } => Some(users.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(users.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "expired late: {:?}",
+        started.elapsed()
+    );
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}

@@ -41,6 +41,8 @@ pub struct HubConfig {
     pub chaos: ChaosConfig,
     /// Seed for session ids (random by default: ids must differ across restarts).
     pub seed: u64,
+    /// Serve `wss://` with this TLS configuration (every connection must then be a WebSocket).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for HubConfig {
@@ -53,6 +55,7 @@ impl Default for HubConfig {
             static_dir: None,
             chaos: ChaosConfig::default(),
             seed: fastrand::u64(..),
+            tls: None,
         }
     }
 }
@@ -181,9 +184,14 @@ impl HubHandle {
         self.addr
     }
 
-    /// The WebSocket URL of this hub.
+    /// The WebSocket URL of this hub (`wss://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        let scheme = if self.shared.cfg.tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/ws", self.addr)
     }
 
     /// The protocol state, to start another hub with after this one shuts down.
@@ -272,6 +280,15 @@ async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
 
 async fn handle_socket(stream: TcpStream, shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
+    if let Some(tls) = shared.cfg.tls.clone() {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => upgrade(tls_stream, shared, shutdown).await,
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+        return;
+    }
     let mut head = [0u8; 2048];
     let n = match tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut head)).await {
         Ok(Ok(n)) => n,
@@ -282,6 +299,14 @@ async fn handle_socket(stream: TcpStream, shared: Arc<Shared>, shutdown: watch::
         serve_static(stream, shared.cfg.static_dir.as_deref()).await;
         return;
     }
+    upgrade(stream, shared, shutdown).await;
+}
+
+/// The WebSocket handshake at `/ws`, then the connection's life.
+async fn upgrade<S>(stream: S, shared: Arc<Shared>, shutdown: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let config = WebSocketConfig::default()
         .max_message_size(Some(shared.cfg.max_frame_bytes))
         .max_frame_size(Some(shared.cfg.max_frame_bytes))
@@ -309,11 +334,13 @@ async fn handle_socket(stream: TcpStream, shared: Arc<Shared>, shutdown: watch::
     run_connection(ws, shared, shutdown).await;
 }
 
-async fn run_connection(
-    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+async fn run_connection<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<String>(shared.cfg.outbound_queue.max(1));
     let (close_tx, mut close_rx) = watch::channel(None);
