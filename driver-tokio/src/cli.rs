@@ -369,14 +369,13 @@ async fn connect(args: ConnectArgs) -> u8 {
         seed: args.seed,
         ..ClientOptions::default()
     };
-    let client = match Client::connect_with(config, options) {
+    let (client, mut outputs) = match Client::connect_observed(config, options) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sockline connect: {e}");
             return EXIT_USAGE;
         }
     };
-    let mut outputs = client.outputs();
     for p in &args.projects {
         if let Err(e) = client.join_project(*p).await {
             eprintln!("sockline connect: --project {p}: {e}");

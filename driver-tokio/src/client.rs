@@ -15,7 +15,7 @@ use sockline_core::{
     StreamState, SubscriptionId, Timestamp,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -38,8 +38,6 @@ pub struct ClientOptions {
     pub outbound_frames: usize,
     /// TLS settings for `wss://` (webpki roots when `None`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// Capacity of the `events()` broadcast before slow listeners skip events.
-    pub event_capacity: usize,
 }
 
 impl Default for ClientOptions {
@@ -50,7 +48,6 @@ impl Default for ClientOptions {
             write_buffer_bytes: 0,
             outbound_frames: 1024,
             tls: None,
-            event_capacity: 1024,
         }
     }
 }
@@ -63,7 +60,6 @@ impl std::fmt::Debug for ClientOptions {
             .field("write_buffer_bytes", &self.write_buffer_bytes)
             .field("outbound_frames", &self.outbound_frames)
             .field("tls", &self.tls.is_some())
-            .field("event_capacity", &self.event_capacity)
             .finish()
     }
 }
@@ -109,6 +105,7 @@ enum Command {
     },
     Unsubscribe(SubscriptionId),
     Stream(String, mpsc::UnboundedSender<StreamUpdate>),
+    Listen(mpsc::UnboundedSender<(Timestamp, Output)>),
     Close(oneshot::Sender<()>),
 }
 
@@ -116,7 +113,6 @@ enum Command {
 pub struct Client {
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<State>,
-    outputs: broadcast::Sender<(Timestamp, Output)>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -136,13 +132,31 @@ impl Client {
 
     /// Like `connect`, with transport options.
     pub fn connect_with(config: Config, options: ClientOptions) -> Result<Client, ClientError> {
+        Client::start(config, options, Vec::new())
+    }
+
+    /// Like `connect_with`, also returning every output from the very first (the CLI prints
+    /// them all, including the first `open_transport`).
+    pub fn connect_observed(
+        config: Config,
+        options: ClientOptions,
+    ) -> Result<(Client, OutputStream), ClientError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Client::start(config, options, vec![tx])?;
+        Ok((client, output_stream(rx)))
+    }
+
+    fn start(
+        config: Config,
+        options: ClientOptions,
+        listeners: Vec<mpsc::UnboundedSender<(Timestamp, Output)>>,
+    ) -> Result<Client, ClientError> {
         let origin = Instant::now();
         let seed = options.seed.unwrap_or_else(|| fastrand::u64(..));
         let mut session = Session::new(config, seed, Timestamp::ZERO)?;
         session.connect(Timestamp::ZERO)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(session.state());
-        let (outputs, _) = broadcast::channel(options.event_capacity.max(1));
         let driver = Driver {
             session,
             origin,
@@ -150,14 +164,13 @@ impl Client {
             subs: BTreeMap::new(),
             streams: BTreeMap::new(),
             status: status_tx,
-            outputs: outputs.clone(),
+            listeners,
             closers: Vec::new(),
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Client {
             commands,
             status,
-            outputs,
             task: std::sync::Mutex::new(Some(task)),
         })
     }
@@ -223,9 +236,9 @@ impl Client {
         self.status.clone()
     }
 
-    /// Every core event from now on (a listener that falls `event_capacity` behind skips ahead).
+    /// Every core event from now on (each listener has its own queue: nothing is skipped).
     pub fn events(&self) -> EventStream {
-        let events = broadcast_stream(self.outputs.subscribe()).filter_map(|(_, o)| async move {
+        let events = self.outputs().filter_map(|(_, o)| async move {
             match o {
                 Output::Event(e) => Some(e),
                 _ => None,
@@ -238,8 +251,12 @@ impl Client {
 
     /// Every output but `timeout` (events, transmits, opens, closes) with the session time it was
     /// produced at, as the CLI and traces print them.
-    pub fn outputs(&self) -> Pin<Box<dyn Stream<Item = (Timestamp, Output)> + Send>> {
-        broadcast_stream(self.outputs.subscribe())
+    pub fn outputs(&self) -> OutputStream {
+        // Listeners are registered with the task rather than broadcast to, so an idle client
+        // holds no preallocated ring of outputs.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = self.commands.send(Command::Listen(tx));
+        output_stream(rx)
     }
 
     /// The deltas of an agent stream from now on; ends when the stream finishes.
@@ -432,19 +449,12 @@ impl Stream for EventStream {
     }
 }
 
-fn broadcast_stream<T: Clone + Send + 'static>(
-    rx: broadcast::Receiver<T>,
-) -> Pin<Box<dyn Stream<Item = T> + Send>> {
+/// Outputs with the session time they were produced at; ends when the client's task ends.
+pub type OutputStream = Pin<Box<dyn Stream<Item = (Timestamp, Output)> + Send>>;
+
+fn output_stream(rx: mpsc::UnboundedReceiver<(Timestamp, Output)>) -> OutputStream {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => return Some((e, rx)),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(skipped = n, "output listener fell behind");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+        rx.recv().await.map(|o| (o, rx))
     }))
 }
 
@@ -466,7 +476,7 @@ struct Driver {
     subs: BTreeMap<SubscriptionId, mpsc::UnboundedSender<Envelope>>,
     streams: BTreeMap<String, Vec<mpsc::UnboundedSender<StreamUpdate>>>,
     status: watch::Sender<State>,
-    outputs: broadcast::Sender<(Timestamp, Output)>,
+    listeners: Vec<mpsc::UnboundedSender<(Timestamp, Output)>>,
     closers: Vec<oneshot::Sender<()>>,
 }
 
@@ -581,6 +591,7 @@ impl Driver {
                 }
             }
             Command::Stream(id, tx) => self.streams.entry(id).or_default().push(tx),
+            Command::Listen(tx) => self.listeners.push(tx),
             Command::Close(reply) => {
                 self.closers.push(reply);
                 self.session.disconnect(now);
@@ -592,8 +603,10 @@ impl Driver {
     fn pump(&mut self, link: &mut Option<Link>, connecting: &mut Option<Connecting>) {
         loop {
             let output = self.session.poll_output();
-            if !matches!(output, Output::Timeout(_)) && self.outputs.receiver_count() > 0 {
-                let _ = self.outputs.send((self.now(), output.clone()));
+            if !matches!(output, Output::Timeout(_)) && !self.listeners.is_empty() {
+                let at = self.now();
+                self.listeners
+                    .retain(|l| l.send((at, output.clone())).is_ok());
             }
             match output {
                 Output::Timeout(_) => return,

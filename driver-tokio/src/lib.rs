@@ -10,5 +10,6 @@ pub mod demo;
 pub mod hub;
 
 pub use client::{
-    Client, ClientError, ClientOptions, EventStream, StreamDeltas, StreamUpdate, Subscription,
+    Client, ClientError, ClientOptions, EventStream, OutputStream, StreamDeltas, StreamUpdate,
+    Subscription,
 };
