@@ -2,7 +2,6 @@
 //!
 //! `cargo run -p sockline-core --example replay -- TRACE.json`
 
-use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,19 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let trace = match sockline_core::Trace::from_json(&text) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("replay: {path}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = sockline_core::replay(&trace, |line| {
-        let _ = writeln!(out, "{line}");
-    });
-    let _ = out.flush();
+    let result = sockline_core::trace::replay_text(&text, std::io::stdout().lock());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,5 +1,7 @@
 //! Traces: a config, a seed and timed inputs; replaying one prints every output, byte for byte.
 
+use std::io::Write as _;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -103,6 +105,18 @@ pub fn replay(trace: &Trace, mut out: impl FnMut(String)) -> Result<(), TraceErr
             drain(&mut session, at, &mut out);
         }
     }
+    Ok(())
+}
+
+/// Parses a trace's text and replays it to `out`, one line per output (the `replay` example and
+/// `sockline replay` both print exactly this).
+pub fn replay_text(text: &str, out: impl std::io::Write) -> Result<(), TraceError> {
+    let trace = Trace::from_json(text)?;
+    let mut out = std::io::BufWriter::new(out);
+    replay(&trace, |line| {
+        let _ = writeln!(out, "{line}");
+    })?;
+    let _ = std::io::Write::flush(&mut out);
     Ok(())
 }
 

@@ -263,19 +263,7 @@ fn replay(path: &std::path::Path) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let trace = match sockline_core::Trace::from_json(&text) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("sockline replay: {}: {e}", path.display());
-            return EXIT_USAGE;
-        }
-    };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = sockline_core::replay(&trace, |line| {
-        let _ = writeln!(out, "{line}");
-    });
-    let _ = out.flush();
+    let result = sockline_core::trace::replay_text(&text, std::io::stdout().lock());
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
