@@ -263,7 +263,15 @@ impl Outbox {
     /// The server acknowledged `id`; returns the message if it was held.
     pub(crate) fn ack(&mut self, id: &str) -> Option<Held> {
         let key = *self.ids.get(id)?;
-        self.remove(key)
+        // Only at-least-once messages wait for acks; a stray ack must not remove anything else.
+        let alo = |h: &Held| h.delivery == Delivery::AtLeastOnce;
+        let waits = self.inflight.get(&key).is_some_and(|f| alo(&f.held))
+            || self.queue.get(&key).is_some_and(alo);
+        if waits {
+            self.remove(key)
+        } else {
+            None
+        }
     }
 
     /// Moves every unacknowledged message back to the front of the queue for resending.

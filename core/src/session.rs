@@ -792,7 +792,7 @@ impl Session {
             }
             TimerKind::CloseTimeout => {
                 if self.timers.take_due(timer, now) {
-                    self.link = Link::Down;
+                    self.forget_transport();
                     self.set_state(State::Closed, "close timed out".into());
                 }
             }
@@ -1186,21 +1186,7 @@ impl Session {
     }
 
     fn lose_transport(&mut self, now: Timestamp, code: Option<u16>, why: String) {
-        self.link = Link::Down;
-        self.heartbeat.stop();
-        self.timers.clear(TimerKind::ConnectTimeout);
-        self.timers.clear(TimerKind::Stable);
-        for h in self.outbox.on_disconnect() {
-            self.dropped(&h, DropReason::Disconnected);
-        }
-        // What peers were doing is unknown until we are back: forget it rather than show it stale.
-        self.typing.reset_local();
-        for change in self.typing.clear_remote() {
-            self.typing_event(change);
-        }
-        for change in self.presence.clear() {
-            self.presence_event(change);
-        }
+        self.forget_transport();
         if self.state == State::Closing {
             self.timers.clear(TimerKind::CloseTimeout);
             self.set_state(State::Closed, "closed by client".into());
@@ -1216,6 +1202,25 @@ impl Session {
                 self.set_state(State::Failed, format!("fatal close: {why}"));
             }
             _ => self.schedule_reconnect(now, why),
+        }
+    }
+
+    /// Whatever way a transport ends, what belonged to it goes with it.
+    fn forget_transport(&mut self) {
+        self.link = Link::Down;
+        self.heartbeat.stop();
+        self.timers.clear(TimerKind::ConnectTimeout);
+        self.timers.clear(TimerKind::Stable);
+        for h in self.outbox.on_disconnect() {
+            self.dropped(&h, DropReason::Disconnected);
+        }
+        // What peers were doing is unknown until we are back: forget it rather than show it stale.
+        self.typing.reset_local();
+        for change in self.typing.clear_remote() {
+            self.typing_event(change);
+        }
+        for change in self.presence.clear() {
+            self.presence_event(change);
         }
     }
 

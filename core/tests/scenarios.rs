@@ -795,3 +795,50 @@ fn disconnect_while_the_transport_is_still_opening_closes_at_once() {
         }));
     assert_eq!(h.session.poll_timeout(), None);
 }
+
+#[test]
+fn a_close_timeout_drops_queued_volatile_messages_too() {
+    let mut c = config();
+    c.rate_limit = sockline_core::RateLimitConfig::Bucket {
+        per_sec: 1,
+        burst: 1,
+    };
+    let mut h = open(c);
+    h.send(
+        SendRequest::new("cursor", json!(1))
+            .id("a")
+            .delivery(Delivery::Volatile),
+    )
+    .unwrap();
+    h.send(
+        SendRequest::new("cursor", json!(2))
+            .id("b")
+            .delivery(Delivery::Volatile),
+    )
+    .unwrap();
+    h.disconnect();
+    h.advance(5_000); // the peer never confirms the close
+    assert_eq!(h.state(), State::Closed);
+    assert_eq!(dropped(&h), vec![("b".into(), DropReason::Disconnected)]);
+    h.connect().unwrap();
+    h.advance(3_000);
+    assert_eq!(
+        h.server
+            .received_app()
+            .iter()
+            .filter(|e| e.id.as_deref() == Some("b"))
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_stray_ack_does_not_remove_a_message_that_waits_for_none() {
+    let mut h = harness(config());
+    h.send(SendRequest::new("chat", json!(1)).id("m")).unwrap();
+    h.server.auto_welcome = false;
+    h.connect().unwrap();
+    h.inject(r#"{"type":"ack","data":{"id":"m"}}"#);
+    assert!(!h.events().iter().any(|e| matches!(e, Event::Acked { .. })));
+    assert_eq!(h.session.stats().queue_depth, 1);
+}
