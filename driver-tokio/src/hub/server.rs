@@ -366,33 +366,34 @@ async fn run_connection<S>(
         .map(|ms| Instant::now() + Duration::from_millis(ms));
     let (mut sink, mut stream) = ws.split();
     let close_with = loop {
+        // A close decided while a write was blocked must win over further queued frames.
+        if let Some(req) = close_rx.borrow_and_update().clone() {
+            break Some(req);
+        }
         tokio::select! {
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let now = shared.now();
-                    let actions = shared.with_core(|c| c.frame(conn, t.as_str(), now));
-                    shared.dispatch(actions);
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    break Some((1003, "binary frames are not part of protocol v1".to_string()));
-                }
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Ok(_)) => {}
-                Some(Err(WsError::Capacity(e))) => break Some((1009, format!("frame too large: {e}"))),
-                Some(Err(_)) => break None,
-            },
+            // Biased, reading last: queued frames go out before the next inbound frame is read,
+            // so a peer's own replies (acks, pongs) never pile up and make it look like a slow
+            // consumer, and a busy link still notices closes, chaos and shutdown.
+            biased;
             out = rx.recv() => match out {
                 Some(text) => {
-                    let result = match chaos.outbound(text) {
-                        Outbound::Send(t) => sink.send(Message::text(t)).await,
+                    let text = match chaos.outbound(text) {
+                        Outbound::Send(t) => t,
                         Outbound::Delay(ms, t) => {
                             tokio::time::sleep(Duration::from_millis(ms)).await;
-                            sink.send(Message::text(t)).await
+                            t
                         }
-                        Outbound::Swallow => Ok(()),
+                        Outbound::Swallow => continue,
                     };
-                    if result.is_err() {
-                        break None;
+                    match write_or_abandon(&mut sink, Message::text(text), &mut close_rx).await {
+                        Written::Ok => {}
+                        Written::Failed => break None,
+                        Written::Abandoned => {
+                            // The peer stopped reading and was told to go: there is no room
+                            // left for a close frame, so the socket is dropped.
+                            unregister(&shared, conn);
+                            return;
+                        }
                     }
                 }
                 None => break None,
@@ -421,6 +422,20 @@ async fn run_connection<S>(
                 return;
             }
             _ = shutdown.changed() => break Some((1001, "hub shutting down".to_string())),
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let now = shared.now();
+                    let actions = shared.with_core(|c| c.frame(conn, t.as_str(), now));
+                    shared.dispatch(actions);
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    break Some((1003, "binary frames are not part of protocol v1".to_string()));
+                }
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(_)) => {}
+                Some(Err(WsError::Capacity(e))) => break Some((1009, format!("frame too large: {e}"))),
+                Some(Err(_)) => break None,
+            },
         }
     };
     if let Some((code, reason)) = close_with {
@@ -428,14 +443,51 @@ async fn run_connection<S>(
             code: CloseCode::from(code),
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            sink.send(Message::Close(Some(frame))),
-        )
-        .await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
     unregister(&shared, conn);
+}
+
+/// How long a blocked write may still finish once the hub has decided to close the connection.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The outcome of one outbound write.
+enum Written {
+    Ok,
+    Failed,
+    /// A close was requested while the write stayed blocked past [`CLOSE_GRACE`].
+    Abandoned,
+}
+
+/// Writes one frame; a peer that stops reading cannot pin the connection (and its memory)
+/// forever: once a close is requested, the write gets [`CLOSE_GRACE`] to finish.
+async fn write_or_abandon<S>(
+    sink: &mut S,
+    msg: Message,
+    close_rx: &mut watch::Receiver<Option<(u16, String)>>,
+) -> Written
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let send = sink.send(msg);
+    tokio::pin!(send);
+    let closing = close_rx.borrow().is_some();
+    if !closing {
+        tokio::select! {
+            r = &mut send => return if r.is_ok() { Written::Ok } else { Written::Failed },
+            changed = close_rx.changed() => {
+                if changed.is_err() {
+                    return Written::Failed;
+                }
+            }
+        }
+    }
+    match tokio::time::timeout(CLOSE_GRACE, &mut send).await {
+        Ok(Ok(())) => Written::Ok,
+        Ok(Err(_)) => Written::Failed,
+        Err(_) => Written::Abandoned,
+    }
 }
 
 fn unregister(shared: &Shared, conn: ConnId) {
