@@ -173,9 +173,17 @@ impl Session {
             let now = self.clock.now();
             self.run_timers(now);
         }
-        self.outputs
-            .pop_front()
-            .unwrap_or_else(|| Output::Timeout(self.poll_timeout().map(|d| d.at)))
+        match self.outputs.pop_front() {
+            Some(output) => output,
+            None => {
+                // Drained: give the queue's memory back, so an idle session holds none of it
+                // (a burst reallocates once, not per output).
+                if self.outputs.capacity() > 0 {
+                    self.outputs = VecDeque::new();
+                }
+                Output::Timeout(self.poll_timeout().map(|d| d.at))
+            }
+        }
     }
 
     /// When `handle_timeout` is next needed, and for which timer.

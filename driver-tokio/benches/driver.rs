@@ -123,6 +123,11 @@ async fn rss_child(kind: &str, url: &str, n: usize) {
                 },
             )
             .unwrap();
+            // Like the raw clients below: one connection at a time, each open before the next.
+            let mut st = c.status();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(20), st.wait_for(|s| *s == State::Open))
+                    .await;
             sockline.push(c);
         } else {
             let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
@@ -137,11 +142,14 @@ async fn rss_child(kind: &str, url: &str, n: usize) {
             raw.push(ws);
         }
     }
-    for c in &sockline {
-        let mut st = c.status();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(20), st.wait_for(|s| *s == State::Open)).await;
-    }
+    let open = sockline
+        .iter()
+        .filter(|c| *c.status().borrow() == State::Open)
+        .count();
+    assert!(
+        kind != "sockline" || open == n,
+        "only {open} of {n} clients open"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_kib();
     println!("{}", (after.saturating_sub(before)) as f64 / n as f64);
@@ -243,14 +251,24 @@ fn main() {
         return;
     }
     let full = std::env::args().any(|a| a == "--bench");
-    let (n, clients, subs, msgs) = if full {
-        (200_000, 1_000, 1_000, 200)
+    let (n, rounds, clients, subs, msgs) = if full {
+        (200_000, 3, 1_000, 1_000, 200)
     } else {
-        (2_000, 20, 20, 10)
+        (2_000, 1, 20, 20, 10)
     };
     rt.block_on(async {
-        let (sock, raw) = throughput(n).await;
-        println!("throughput, {n} x 200 B server->client: sockline {sock:.0} msg/s, raw tokio-tungstenite + serde_json {raw:.0} msg/s, ratio {:.2} (target >= 0.9)", sock / raw);
+        // Alternating rounds, best of each: the machine is shared, and a round that a neighbour
+        // slowed says nothing about either client.
+        let (mut sock, mut raw) = (0f64, 0f64);
+        for _ in 0..rounds {
+            let (s, r) = throughput(n).await;
+            sock = sock.max(s);
+            raw = raw.max(r);
+        }
+        println!("throughput, {n} x 200 B server->client, best of {rounds} alternating rounds: sockline {sock:.0} msg/s, raw tokio-tungstenite + serde_json {raw:.0} msg/s, ratio {:.2} (target >= 0.9)", sock / raw);
+        if std::env::var("SOCKLINE_BENCH_ONLY").is_ok_and(|v| v == "throughput") {
+            return; // for profiling one part
+        }
         let mut hub_cfg = HubConfig::default();
         hub_cfg.settings.rate_limit = None;
         hub_cfg.outbound_queue = 1 << 16;

@@ -1,29 +1,26 @@
 //! The async client: one task per connection moves frames and time between a WebSocket and a
 //! `sockline_core::Session`. Every decision (retry, drop, resend, expire) is the session's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
+use crate::mailbox;
+use crate::transport::Ws;
 use futures_util::{SinkExt, Stream, StreamExt};
 use serde_json::Value;
 use sockline_core::{
     Config, ConfigError, Envelope, Event, Output, SendRequest, Session, SessionError, State, Stats,
     StreamState, SubscriptionId, Timestamp,
 };
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// Transport tuning for one client; the defaults keep an idle connection small.
 #[derive(Clone)]
@@ -44,7 +41,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             seed: None,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 2048,
             write_buffer_bytes: 0,
             outbound_frames: 1024,
             tls: None,
@@ -93,25 +90,21 @@ pub enum StreamUpdate {
     Failed(String),
 }
 
-type Call = Box<dyn FnOnce(&mut Session, Timestamp) + Send>;
+/// Work for the connection task; one boxed closure keeps the command queue's slots small (its
+/// first block of slots is allocated per client up front).
+struct Command(Box<CommandFn>);
 
-enum Command {
-    Call(Call),
-    Subscribe {
-        pattern: String,
-        project_id: Option<u64>,
-        tx: mpsc::UnboundedSender<Envelope>,
-        reply: oneshot::Sender<Result<SubscriptionId, SessionError>>,
-    },
-    Unsubscribe(SubscriptionId),
-    Stream(String, mpsc::UnboundedSender<StreamUpdate>),
-    Listen(mpsc::UnboundedSender<(Timestamp, Output)>),
-    Close(oneshot::Sender<()>),
+type CommandFn = dyn FnOnce(&mut Driver, Timestamp) + Send;
+
+impl Command {
+    fn new(f: impl FnOnce(&mut Driver, Timestamp) + Send + 'static) -> Command {
+        Command(Box::new(f))
+    }
 }
 
 /// An async sockline client; cheap to share behind an `Arc`.
 pub struct Client {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mailbox::Sender<Command>,
     status: watch::Receiver<State>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -155,7 +148,7 @@ impl Client {
         let seed = options.seed.unwrap_or_else(|| fastrand::u64(..));
         let mut session = Session::new(config, seed, Timestamp::ZERO)?;
         session.connect(Timestamp::ZERO)?;
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = mailbox::mailbox();
         let (status_tx, status) = watch::channel(session.state());
         let driver = Driver {
             session,
@@ -167,7 +160,7 @@ impl Client {
             listeners,
             closers: Vec::new(),
         };
-        let task = tokio::spawn(driver.run(rx));
+        let task = tokio::spawn(Box::new(driver).run(rx));
         Ok(Client {
             commands,
             status,
@@ -181,11 +174,10 @@ impl Client {
         f: impl FnOnce(&mut Session, Timestamp) -> R + Send + 'static,
     ) -> Result<R, ClientError> {
         let (tx, rx) = oneshot::channel();
-        let call: Call = Box::new(move |s, now| {
-            let _ = tx.send(f(s, now));
-        });
         self.commands
-            .send(Command::Call(call))
+            .send(Command::new(move |d, now| {
+                let _ = tx.send(f(&mut d.session, now));
+            }))
             .map_err(|_| ClientError::Closed)?;
         rx.await.map_err(|_| ClientError::Closed)
     }
@@ -216,17 +208,23 @@ impl Client {
         let (tx, rx) = mpsc::unbounded_channel();
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Subscribe {
-                pattern: pattern.to_string(),
-                project_id,
-                tx,
-                reply,
-            })
+            .send(Command::new({
+                let pattern = pattern.to_string();
+                move |d, now| {
+                    let r = d.session.subscribe(now, &pattern, project_id);
+                    if let Ok(id) = r {
+                        let batch = Vec::new();
+                        d.subs.insert(id, SubSlot { tx, batch });
+                    }
+                    let _ = reply.send(r);
+                }
+            }))
             .map_err(|_| ClientError::Closed)?;
         let id = answer.await.map_err(|_| ClientError::Closed)??;
         Ok(Subscription {
             id,
             rx,
+            buffered: Vec::new().into_iter(),
             commands: self.commands.clone(),
         })
     }
@@ -255,7 +253,9 @@ impl Client {
         // Listeners are registered with the task rather than broadcast to, so an idle client
         // holds no preallocated ring of outputs.
         let (tx, rx) = mpsc::unbounded_channel();
-        let _ = self.commands.send(Command::Listen(tx));
+        let _ = self
+            .commands
+            .send(Command::new(move |d, _| d.listeners.push(tx)));
         output_stream(rx)
     }
 
@@ -263,7 +263,10 @@ impl Client {
     pub fn stream(&self, stream_id: &str) -> Result<StreamDeltas, ClientError> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.commands
-            .send(Command::Stream(stream_id.to_string(), tx))
+            .send(Command::new({
+                let id = stream_id.to_string();
+                move |d, _| d.streams.entry(id).or_default().push(tx)
+            }))
             .map_err(|_| ClientError::Closed)?;
         Ok(StreamDeltas { rx })
     }
@@ -360,7 +363,11 @@ impl Client {
     /// Closes gracefully (code 1000) and waits for the task to end.
     pub async fn close(&self) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Close(tx)).is_ok() {
+        let close = Command::new(move |d, now| {
+            d.closers.push(tx);
+            d.session.disconnect(now);
+        });
+        if self.commands.send(close).is_ok() {
             let _ = rx.await;
         }
         let task = self.task.lock().ok().and_then(|mut t| t.take());
@@ -375,8 +382,10 @@ impl Client {
 #[derive(Debug)]
 pub struct Subscription {
     id: SubscriptionId,
-    rx: mpsc::UnboundedReceiver<Envelope>,
-    commands: mpsc::UnboundedSender<Command>,
+    rx: mpsc::UnboundedReceiver<Vec<Envelope>>,
+    /// The rest of the batch last received (messages arrive in bursts, one wakeup each).
+    buffered: std::vec::IntoIter<Envelope>,
+    commands: mailbox::Sender<Command>,
 }
 
 impl Subscription {
@@ -387,26 +396,38 @@ impl Subscription {
 
     /// The next message, or `None` once the client is closed.
     pub async fn recv(&mut self) -> Option<Envelope> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
+        loop {
+            if let Some(m) = self.buffered.next() {
+                return Poll::Ready(Some(m));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.buffered = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
 impl Stream for Subscription {
     type Item = Envelope;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Envelope>> {
-        self.rx.poll_recv(cx)
+        self.poll_recv(cx)
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Unsubscribe(self.id));
-    }
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Command")
+        let id = self.id;
+        let _ = self.commands.send(Command::new(move |d, now| {
+            if d.subs.remove(&id).is_some() {
+                let _ = d.session.unsubscribe(now, id);
+            }
+        }));
     }
 }
 
@@ -460,12 +481,69 @@ fn output_stream(rx: mpsc::UnboundedReceiver<(Timestamp, Output)>) -> OutputStre
 
 // ---- the connection task -----------------------------------------------------------------
 
-/// The live transport: the read half here, the write half in its own task behind a bounded queue
-/// so a peer that stops reading can never block the session's timers.
+/// The live transport, read and written by the connection task itself: frames wait in `pending`
+/// (bounded by `outbound_frames`) and go out as the socket takes them, so a peer that stops
+/// reading never blocks the session's timers, and an idle client needs no second task.
 struct Link {
-    read: SplitStream<Ws>,
-    write: mpsc::Sender<Message>,
+    ws: Ws,
+    pending: VecDeque<Message>,
+    /// Frames were handed to the socket since the last completed flush.
+    unflushed: bool,
 }
+
+/// What a live transport produced.
+enum LinkEvent {
+    /// The next inbound message, or `None` once the socket ended.
+    Read(Option<Result<Message, WsError>>),
+    /// Writing failed.
+    WriteFailed(WsError),
+}
+
+impl Link {
+    fn new(ws: Ws) -> Link {
+        Link {
+            ws,
+            pending: VecDeque::new(),
+            unflushed: false,
+        }
+    }
+
+    /// Moves queued frames into the socket as far as it accepts them, then polls for the next
+    /// inbound message.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<LinkEvent> {
+        while !self.pending.is_empty() {
+            match self.ws.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    if let Some(m) = self.pending.pop_front() {
+                        if let Err(e) = self.ws.start_send_unpin(m) {
+                            return Poll::Ready(LinkEvent::WriteFailed(e));
+                        }
+                        self.unflushed = true;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(LinkEvent::WriteFailed(e)),
+                Poll::Pending => break,
+            }
+        }
+        if self.unflushed {
+            match self.ws.poll_flush_unpin(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(LinkEvent::WriteFailed(e)),
+                Poll::Pending => {}
+            }
+        }
+        self.ws.poll_next_unpin(cx).map(LinkEvent::Read)
+    }
+}
+
+/// A subscriber's channel and the messages gathered for it in the current pump.
+struct SubSlot {
+    tx: mpsc::UnboundedSender<Vec<Envelope>>,
+    batch: Vec<Envelope>,
+}
+
+/// Frames handled per wakeup before the task yields back to its other inputs.
+const READ_BATCH: usize = 256;
 
 type Connecting = Pin<Box<dyn std::future::Future<Output = Result<Ws, String>> + Send>>;
 
@@ -473,7 +551,7 @@ struct Driver {
     session: Session,
     origin: Instant,
     options: ClientOptions,
-    subs: BTreeMap<SubscriptionId, mpsc::UnboundedSender<Envelope>>,
+    subs: BTreeMap<SubscriptionId, SubSlot>,
     streams: BTreeMap<String, Vec<mpsc::UnboundedSender<StreamUpdate>>>,
     status: watch::Sender<State>,
     listeners: Vec<mpsc::UnboundedSender<(Timestamp, Output)>>,
@@ -485,7 +563,8 @@ impl Driver {
         Timestamp::from_millis(self.origin.elapsed().as_millis() as u64)
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    // Boxed: the task's future then holds a pointer rather than a second copy of the driver.
+    async fn run(mut self: Box<Self>, mut commands: mailbox::Receiver<Command>) {
         let mut link: Option<Link> = None;
         let mut connecting: Option<Connecting> = None;
         let mut handles_gone = false;
@@ -522,32 +601,23 @@ impl Driver {
                     let now = self.now();
                     match opened {
                         Ok(ws) => {
-                            link = Some(self.start_link(ws));
+                            link = Some(Link::new(ws));
                             self.session.transport_opened(now);
                         }
                         Err(e) => self.session.transport_error(now, &e),
                     }
                 }
-                msg = read_link(&mut link) => {
+                ev = std::future::poll_fn(|cx| poll_link(&mut link, cx)) => {
+                    // Frames taken in one wakeup arrived together: one clock reading serves all.
                     let now = self.now();
-                    match msg {
-                        Some(Ok(Message::Text(t))) => self.session.frame(now, t.as_str()),
-                        Some(Ok(Message::Binary(b))) => self.session.binary_frame(now, b.len()),
-                        Some(Ok(Message::Close(frame))) => {
-                            link = None;
-                            let (code, reason) = frame
-                                .map(|f| (u16::from(f.code), f.reason.to_string()))
-                                .unwrap_or((1005, String::new()));
-                            self.session.transport_closed(now, code, &reason);
-                        }
-                        Some(Ok(_)) => {} // ping/pong frames: tungstenite answers pings itself
-                        Some(Err(e)) => {
-                            link = None;
-                            self.session.transport_error(now, &e.to_string());
-                        }
-                        None => {
-                            link = None;
-                            self.session.transport_closed(now, 1006, "connection lost");
+                    self.on_link(now, ev, &mut link);
+                    // Take what the socket already holds in the same wakeup: one pass through
+                    // the select, and one delivery per subscriber, for a whole burst.
+                    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+                    for _ in 0..READ_BATCH {
+                        match poll_link(&mut link, &mut cx) {
+                            Poll::Ready(ev) => self.on_link(now, ev, &mut link),
+                            Poll::Pending => break,
                         }
                     }
                 }
@@ -562,41 +632,36 @@ impl Driver {
         }
     }
 
-    fn start_link(&self, ws: Ws) -> Link {
-        let (sink, read) = ws.split();
-        let (write, rx) = mpsc::channel(self.options.outbound_frames.max(1));
-        tokio::spawn(write_frames(sink, rx));
-        Link { read, write }
+    /// Feeds one transport event to the session.
+    fn on_link(&mut self, now: Timestamp, ev: LinkEvent, link: &mut Option<Link>) {
+        match ev {
+            LinkEvent::Read(Some(Ok(Message::Text(t)))) => self.session.frame(now, t.as_str()),
+            LinkEvent::Read(Some(Ok(Message::Binary(b)))) => {
+                self.session.binary_frame(now, b.len())
+            }
+            LinkEvent::Read(Some(Ok(Message::Close(frame)))) => {
+                *link = None;
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                self.session.transport_closed(now, code, &reason);
+            }
+            // Ping/pong frames: tungstenite answers pings itself.
+            LinkEvent::Read(Some(Ok(_))) => {}
+            LinkEvent::Read(Some(Err(e))) | LinkEvent::WriteFailed(e) => {
+                *link = None;
+                self.session.transport_error(now, &e.to_string());
+            }
+            LinkEvent::Read(None) => {
+                *link = None;
+                self.session.transport_closed(now, 1006, "connection lost");
+            }
+        }
     }
 
     fn apply(&mut self, cmd: Command) {
         let now = self.now();
-        match cmd {
-            Command::Call(f) => f(&mut self.session, now),
-            Command::Subscribe {
-                pattern,
-                project_id,
-                tx,
-                reply,
-            } => {
-                let r = self.session.subscribe(now, &pattern, project_id);
-                if let Ok(id) = r {
-                    self.subs.insert(id, tx);
-                }
-                let _ = reply.send(r);
-            }
-            Command::Unsubscribe(id) => {
-                if self.subs.remove(&id).is_some() {
-                    let _ = self.session.unsubscribe(now, id);
-                }
-            }
-            Command::Stream(id, tx) => self.streams.entry(id).or_default().push(tx),
-            Command::Listen(tx) => self.listeners.push(tx),
-            Command::Close(reply) => {
-                self.closers.push(reply);
-                self.session.disconnect(now);
-            }
-        }
+        (cmd.0)(self, now);
     }
 
     /// Drains the session's outputs: opens and closes transports, writes frames, fans out events.
@@ -609,7 +674,14 @@ impl Driver {
                     .retain(|l| l.send((at, output.clone())).is_ok());
             }
             match output {
-                Output::Timeout(_) => return,
+                Output::Timeout(_) => {
+                    for slot in self.subs.values_mut() {
+                        if !slot.batch.is_empty() {
+                            let _ = slot.tx.send(std::mem::take(&mut slot.batch));
+                        }
+                    }
+                    return;
+                }
                 Output::OpenTransport { url, attempt } => {
                     tracing::debug!(attempt, "opening transport");
                     *link = None;
@@ -617,7 +689,11 @@ impl Driver {
                 }
                 Output::Transmit { text } => {
                     let full = match link {
-                        Some(l) => l.write.try_send(Message::text(text)).is_err(),
+                        Some(l) if l.pending.len() >= self.options.outbound_frames.max(1) => true,
+                        Some(l) => {
+                            l.pending.push_back(Message::text(text));
+                            false
+                        }
                         None => false,
                     };
                     if full {
@@ -630,16 +706,14 @@ impl Driver {
                 }
                 Output::CloseTransport { code, reason } => {
                     *connecting = None;
-                    if let Some(l) = link.as_ref() {
+                    if let Some(l) = link.as_mut() {
                         let frame = CloseFrame {
                             code: CloseCode::from(code),
                             reason: reason.into(),
                         };
                         // Keep reading: the peer's close reply completes a user close at once
                         // (the session ignores news of a transport it already abandoned).
-                        if l.write.try_send(Message::Close(Some(frame))).is_err() {
-                            *link = None;
-                        }
+                        l.pending.push_back(Message::Close(Some(frame)));
                     }
                 }
                 Output::Event(e) => self.dispatch(e),
@@ -657,9 +731,17 @@ impl Driver {
                 subscriptions,
                 message,
             } => {
-                for id in subscriptions {
-                    if let Some(tx) = self.subs.get(id) {
-                        let _ = tx.send(message.clone());
+                // The last subscriber takes the message itself; the others get copies.
+                if let Some((last, rest)) = subscriptions.split_last() {
+                    for id in rest {
+                        if let Some(slot) = self.subs.get_mut(id) {
+                            slot.batch.push(message.clone());
+                        }
+                    }
+                    if let Some(slot) = self.subs.get_mut(last) {
+                        if let Event::Message { message, .. } = event {
+                            slot.batch.push(message);
+                        }
                     }
                 }
             }
@@ -703,26 +785,7 @@ async fn open(url: String, options: ClientOptions) -> Result<Ws, String> {
     let config = WebSocketConfig::default()
         .read_buffer_size(options.read_buffer_bytes.max(256))
         .write_buffer_size(options.write_buffer_bytes);
-    let connector = options.tls.map(Connector::Rustls);
-    tokio_tungstenite::connect_async_tls_with_config(url.as_str(), Some(config), true, connector)
-        .await
-        .map(|(ws, _response)| ws)
-        .map_err(|e| e.to_string())
-}
-
-async fn write_frames(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::Receiver<Message>) {
-    while let Some(m) = rx.recv().await {
-        let closing = matches!(m, Message::Close(_));
-        if let Err(e) = sink.send(m).await {
-            tracing::debug!(error = %e, "write failed");
-            return;
-        }
-        if closing {
-            break;
-        }
-    }
-    // Either the driver dropped the link or asked to close: finish the close handshake briefly.
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    crate::transport::open(&url, config, options.tls).await
 }
 
 async fn wait_connecting(connecting: &mut Option<Connecting>) -> Result<Ws, String> {
@@ -732,12 +795,10 @@ async fn wait_connecting(connecting: &mut Option<Connecting>) -> Result<Ws, Stri
     }
 }
 
-async fn read_link(
-    link: &mut Option<Link>,
-) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+fn poll_link(link: &mut Option<Link>, cx: &mut Context<'_>) -> Poll<LinkEvent> {
     match link {
-        Some(l) => l.read.next().await,
-        None => std::future::pending().await,
+        Some(l) => l.poll(cx),
+        None => Poll::Pending,
     }
 }
 

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod hub;
+mod mailbox;
+pub mod transport;
 
 pub use client::{
     Client, ClientError, ClientOptions, EventStream, OutputStream, StreamDeltas, StreamUpdate,

@@ -340,6 +340,57 @@ async fn heartbeat_detects_a_stalled_hub_within_interval_plus_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
+    let c = |url: &str| {
+        let mut c = config(url, "ann");
+        c.heartbeat.interval_ms = 200;
+        c.heartbeat.timeout_ms = 400;
+        c.reconnect.initial_ms = 5_000;
+        c
+    };
+    // Delayed by less than the timeout: pings keep being answered, the link stays up.
+    let hub = hub_with(|h| {
+        h.chaos = ChaosConfig {
+            seed: 4,
+            pong_delay_ms: Some(150),
+            ..ChaosConfig::default()
+        }
+    })
+    .await;
+    let ann = client(c(&hub.url()));
+    wait_state(&ann, State::Open).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let stats = ann.stats().await.unwrap();
+    assert_eq!(*ann.status().borrow(), State::Open);
+    assert!(stats.last_rtt_ms.is_some_and(|r| r >= 150), "{stats:?}");
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+    // Swallowed: the first ping goes unanswered and the client gives the link up.
+    let hub = hub_with(|h| {
+        h.chaos = ChaosConfig {
+            seed: 4,
+            swallow_pongs: true,
+            ..ChaosConfig::default()
+        }
+    })
+    .await;
+    let ann = client(c(&hub.url()));
+    let mut events = ann.events();
+    let reason = wait_event(&mut events, |e| match e {
+        Event::Status {
+            to: State::Reconnecting,
+            reason,
+            ..
+        } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, "heartbeat timeout");
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_frames_are_protocol_errors_and_the_link_stays_up() {
     let hub = hub_with(|c| {
         c.chaos = ChaosConfig {

@@ -85,7 +85,8 @@ impl ConnChaos {
 
     /// Decides the fate of one outbound frame.
     pub(crate) fn outbound(&mut self, text: String) -> Outbound {
-        if text.starts_with(r#"{"type":"pong""#) {
+        let pong_chaos = self.cfg.swallow_pongs || self.cfg.pong_delay_ms.is_some();
+        if pong_chaos && is_pong(&text) {
             if self.cfg.swallow_pongs {
                 return Outbound::Swallow;
             }
@@ -102,6 +103,16 @@ impl ConnChaos {
         }
         Outbound::Send(text)
     }
+}
+
+/// True for a `pong` envelope, whatever its key order (the hub serialises keys sorted).
+fn is_pong(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Kind<'_>>(text).is_ok_and(|k| k.kind == "pong")
 }
 
 #[cfg(test)]
@@ -154,6 +165,11 @@ mod tests {
             1,
         );
         assert_eq!(c.outbound(pong), Outbound::Swallow);
+        // The hub's own pongs put `data` first; a message merely mentioning pong is no pong.
+        let hub_pong = r#"{"data":{"nonce":2},"type":"pong"}"#.to_string();
+        assert_eq!(c.outbound(hub_pong), Outbound::Swallow);
+        let other = r#"{"data":{"type":"pong"},"type":"note"}"#.to_string();
+        assert_eq!(c.outbound(other.clone()), Outbound::Send(other));
         assert!(!ChaosConfig::default().enabled());
     }
 }
