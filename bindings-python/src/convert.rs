@@ -543,3 +543,49 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "object".into())
 }
+
+/// The dict of one output, in the canonical form. `message` events (the hot path of a receiving
+/// session) and `transmit`s are built directly with interned keys; every other output goes
+/// through the generic serializer. Both give the same dict (a test compares them).
+pub fn output_to_py<'py>(
+    py: Python<'py>,
+    o: &sockline_core::Output,
+) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::intern;
+    use sockline_core::{Event, Output};
+    match o {
+        Output::Event(Event::Message {
+            subscriptions,
+            message,
+        }) => {
+            let env = PyDict::new(py);
+            env.set_item(intern!(py, "type"), PyString::new(py, &message.msg_type))?;
+            env.set_item(intern!(py, "data"), json_to_py(py, message.data.get())?)?;
+            if let Some(t) = &message.timestamp {
+                env.set_item(intern!(py, "timestamp"), PyString::new(py, t))?;
+            }
+            if let Some(id) = &message.id {
+                env.set_item(intern!(py, "id"), PyString::new(py, id))?;
+            }
+            if let Some(p) = message.project_id {
+                env.set_item(intern!(py, "projectId"), int_obj(py, p))?;
+            }
+            if let Some(seq) = message.seq {
+                env.set_item(intern!(py, "seq"), int_obj(py, seq))?;
+            }
+            let subs = PyList::new(py, subscriptions.iter().map(|s| s.0))?;
+            let d = PyDict::new(py);
+            d.set_item(intern!(py, "kind"), intern!(py, "message"))?;
+            d.set_item(intern!(py, "subscriptions"), subs)?;
+            d.set_item(intern!(py, "message"), env)?;
+            Ok(d.into_any())
+        }
+        Output::Transmit { text } => {
+            let d = PyDict::new(py);
+            d.set_item(intern!(py, "kind"), intern!(py, "transmit"))?;
+            d.set_item(intern!(py, "text"), PyString::new(py, text))?;
+            Ok(d.into_any())
+        }
+        other => to_py(py, other),
+    }
+}

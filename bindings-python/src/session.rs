@@ -145,7 +145,7 @@ pub fn binary_len(data: &Bound<'_, PyAny>) -> PyResult<usize> {
 pub fn outputs_to_list<'py>(py: Python<'py>, outs: &[Output]) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for o in outs {
-        list.append(to_py(py, o)?)?;
+        list.append(crate::convert::output_to_py(py, o)?)?;
     }
     Ok(list)
 }
@@ -398,7 +398,7 @@ impl PySession {
     /// The next output as a dict; `{"kind": "timeout", "deadline": ms or None}` when idle.
     fn poll_output<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let o = self.lock(py).poll_output();
-        to_py(py, &o)
+        crate::convert::output_to_py(py, &o)
     }
 
     /// Every output up to the next timeout (the timeout itself is not included).
