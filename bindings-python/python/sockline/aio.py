@@ -40,7 +40,7 @@ from typing import Any
 
 from ._sockline import Session
 
-__all__ = ["Client", "StreamReader", "Subscription", "CallbackError"]
+__all__ = ["CallbackError", "Client", "EventStream", "StreamReader", "Subscription"]
 
 log = logging.getLogger("sockline.aio")
 
@@ -166,6 +166,56 @@ class StreamReader:
         item = await self._queue.get()
         if item is None:
             self._queue.put_nowait(None)
+            raise StopAsyncIteration
+        return item
+
+
+class EventStream:
+    """Every event of a client from the moment it was created, as dicts; an async iterator.
+
+    Iteration ends when the client closes.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        client._event_queues.append(self._queue)
+
+    async def recv(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None once the client has closed."""
+        item = await asyncio.wait_for(self._queue.get(), timeout)
+        if item is None:
+            self._queue.put_nowait(None)
+        return item
+
+    async def wait_for(
+        self, predicate: Callable[[Event], bool], timeout: float | None = None
+    ) -> Event:
+        """The first event for which `predicate` is true; ``asyncio.TimeoutError`` after
+        `timeout` seconds, ``EOFError`` if the client closes first."""
+
+        async def find() -> Event:
+            while True:
+                e = await self.recv()
+                if e is None:
+                    raise EOFError("the client closed")
+                if predicate(e):
+                    return e
+
+        return await asyncio.wait_for(find(), timeout)
+
+    def close(self) -> None:
+        """Stops collecting events."""
+        if self._queue in self._client._event_queues:
+            self._client._event_queues.remove(self._queue)
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self.recv()
+        if item is None:
             raise StopAsyncIteration
         return item
 
@@ -334,19 +384,9 @@ class Client:
         """Calls (or awaits) `callback` with every event dict (status, message, stream, ...)."""
         self._listeners.append(callback)
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event from now on, as dicts, until the client closes."""
-        q: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._event_queues.append(q)
-        try:
-            while True:
-                e = await q.get()
-                if e is None:
-                    return
-                yield e
-        finally:
-            if q in self._event_queues:
-                self._event_queues.remove(q)
+    def events(self) -> EventStream:
+        """Every event from now on (registered at once), as dicts, until the client closes."""
+        return EventStream(self)
 
     def stream(self, stream_id: str) -> StreamReader:
         """A reader of agent stream `stream_id`'s deltas (register it before the prompt)."""
