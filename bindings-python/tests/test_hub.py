@@ -75,7 +75,7 @@ def test_hub_restart_reconnects_and_delivers_what_was_queued(hub: Hub) -> None:
             inbox = bob.subscribe("chat", project_id=5)
             hub.stop()
             # The backoff schedule is observed while the hub is down: 100, 200, 400 ms.
-            delays = []
+            delays: list[int] = []
             while len(delays) < 3:
                 e = await ann_events.wait_for(lambda e: e["kind"] == "reconnect_scheduled", WAIT)
                 delays.append(e["delay_ms"])
@@ -93,7 +93,7 @@ def test_hub_restart_reconnects_and_delivers_what_was_queued(hub: Hub) -> None:
             )
             ann.online()
             await ann.wait_for_status("open", WAIT)
-            got = []
+            got: list[Any] = []
             while len(got) < 3:
                 m = await inbox.recv(WAIT)
                 assert m is not None

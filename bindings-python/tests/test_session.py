@@ -118,9 +118,10 @@ def test_handle_input_takes_the_canonical_json() -> None:
 
 
 def test_config_keywords_map_onto_the_core_config() -> None:
+    dotted: dict[str, Any] = {"typing.expire_ms": 9000}
     s = Session(URL, user_id="ann", reconnect={"initial_ms": 250}, heartbeat_interval_ms=5000,
                 outbox_overflow="reject", rate_limit={"per_sec": 5, "burst": 10},
-                **{"typing.expire_ms": 9000})
+                **dotted)
     c = s.config
     assert c["user_id"] == "ann"
     assert c["reconnect"]["initial_ms"] == 250

@@ -1,12 +1,38 @@
 """Type stubs for the compiled extension ``sockline._sockline`` (see the package docstring)."""
 
 from os import PathLike
-from typing import Any, Literal, final
+from typing import Any, Literal, Self, final
 
+__all__ = [
+    "AlreadyActiveError",
+    "ConfigError",
+    "DuplicateIdError",
+    "Harness",
+    "InvalidKeyError",
+    "InvalidPatternError",
+    "InvalidSnapshotError",
+    "InvalidTokenError",
+    "InvalidTypeError",
+    "NoUserIdError",
+    "QueueFullError",
+    "ReservedTypeError",
+    "ScriptedServer",
+    "Session",
+    "SessionError",
+    "StreamFinishedError",
+    "TooLargeError",
+    "TooManyProjectsError",
+    "Trace",
+    "TraceError",
+    "UnknownStreamError",
+    "UnknownSubscriptionError",
+    "VirtualClock",
+    "__version__",
+]
 __version__: str
 
-Delivery = Literal["volatile", "at_most_once", "at_least_once"]
-AcceptMode = Literal["open", "refuse", "hang"]
+_Delivery = Literal["volatile", "at_most_once", "at_least_once"]
+_AcceptMode = Literal["open", "refuse", "hang"]
 
 class SessionError(Exception):
     """A session command was refused; the session is unchanged."""
@@ -72,15 +98,15 @@ class TraceError(ValueError):
 class Session:
     """The core session; every input method takes ``now_ms`` (monotonic milliseconds)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: str,
         *,
         seed: int = 0,
         now_ms: int = 0,
         record: bool = False,
         **config: Any,
-    ) -> None:
+    ) -> Self:
         """Creates an idle session; config keys are keyword arguments."""
     def connect(self, now_ms: int) -> None:
         """Opens the connection (from idle, closed or failed)."""
@@ -93,7 +119,7 @@ class Session:
         data: Any = None,
         *,
         project_id: int | None = None,
-        delivery: Delivery = "at_most_once",
+        delivery: _Delivery = "at_most_once",
         ttl_ms: int | None = None,
         coalesce: str | None = None,
         id: str | None = None,
@@ -210,7 +236,7 @@ class Trace:
 class VirtualClock:
     """A clock that moves only when told to."""
 
-    def __init__(self, start_ms: int = 0) -> None:
+    def __new__(cls, start_ms: int = 0) -> Self:
         """A standalone clock starting at ``start_ms``."""
     @property
     def now_ms(self) -> int:
@@ -222,19 +248,19 @@ class VirtualClock:
 class ScriptedServer:
     """A scripted protocol-v1 server."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         auto_welcome: bool = True,
         auto_pong: bool = True,
         auto_ack: bool = True,
         latency_ms: int = 0,
-    ) -> None:
+    ) -> Self:
         """A server that opens every transport and answers like the hub."""
-    def set_accept(self, mode: AcceptMode, code: int = 1013, reason: str = "") -> None:
+    def set_accept(self, mode: _AcceptMode, code: int = 1013, reason: str = "") -> None:
         """How new transports are answered."""
     @property
-    def accept(self) -> AcceptMode:
+    def accept(self) -> _AcceptMode:
         """The current accept mode."""
     auto_welcome: bool
     auto_pong: bool
@@ -256,15 +282,15 @@ class ScriptedServer:
 class Harness:
     """Drives a Session against a ScriptedServer on a virtual clock."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: str = "ws://scripted.test/ws",
         *,
         seed: int = 0,
         server: ScriptedServer | None = None,
         record: bool = False,
         **config: Any,
-    ) -> None:
+    ) -> Self:
         """A harness at virtual time 0."""
     @property
     def server(self) -> ScriptedServer:
@@ -293,7 +319,7 @@ class Harness:
         data: Any = None,
         *,
         project_id: int | None = None,
-        delivery: Delivery = "at_most_once",
+        delivery: _Delivery = "at_most_once",
         ttl_ms: int | None = None,
         coalesce: str | None = None,
         id: str | None = None,

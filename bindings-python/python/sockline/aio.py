@@ -485,9 +485,10 @@ class Client:
             self._closing_tasks.add(task)
 
             def done(t: asyncio.Future[Any]) -> None:
-                self._closing_tasks.discard(t)  # type: ignore[arg-type]
-                if not t.cancelled() and t.exception() is not None:
-                    self._report(where, t.exception())  # type: ignore[arg-type]
+                self._closing_tasks.discard(t)
+                err = None if t.cancelled() else t.exception()
+                if err is not None:
+                    self._report(where, err)
 
             task.add_done_callback(done)
 
