@@ -589,3 +589,95 @@ pub fn output_to_py<'py>(
         other => to_py(py, other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockline_core::{Config, Output, Session, Timestamp};
+
+    /// Outputs of a session that received a message, then a transmit (a send while open).
+    fn outputs() -> Vec<Output> {
+        let mut s = Session::new(Config::new("ws://h/ws"), 1, Timestamp::ZERO).unwrap();
+        s.subscribe(Timestamp::ZERO, "*", None).unwrap();
+        s.connect(Timestamp::ZERO).unwrap();
+        s.transport_opened(Timestamp::ZERO);
+        s.frame(
+            Timestamp::ZERO,
+            r#"{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}"#,
+        );
+        s.frame(
+            Timestamp::ZERO,
+            r#"{"type":"n","data":{"b":[1,2.5,null],"a":"x"},"timestamp":"t","id":"i","projectId":3,"seq":1}"#,
+        );
+        s.send(
+            Timestamp::ZERO,
+            sockline_core::SendRequest::new("chat", serde_json::json!({"k": 1})),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        loop {
+            match s.poll_output() {
+                Output::Timeout(_) => break,
+                o => out.push(o),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_fast_path_builds_the_same_dicts_as_the_generic_serializer() {
+        Python::initialize();
+        Python::attach(|py| {
+            let outs = outputs();
+            assert!(outs
+                .iter()
+                .any(|o| matches!(o, Output::Event(sockline_core::Event::Message { .. }))));
+            for o in &outs {
+                let fast = output_to_py(py, o).unwrap();
+                let generic = to_py(py, o).unwrap();
+                let parsed = json_to_py(py, &o.to_json()).unwrap();
+                assert!(fast.eq(&generic).unwrap(), "{fast} != {generic}");
+                assert!(fast.eq(&parsed).unwrap(), "{fast} != {parsed}");
+                // Same key order as the canonical JSON.
+                let keys = |d: &Bound<'_, PyAny>| {
+                    d.call_method0("keys").unwrap().str().unwrap().to_string()
+                };
+                assert_eq!(keys(&fast), keys(&parsed));
+            }
+        });
+    }
+
+    #[test]
+    fn python_values_convert_to_json_or_raise_the_right_error() {
+        Python::initialize();
+        Python::attach(|py| {
+            let v = py
+                .eval(
+                    c"{'a': [1, 2.5, None, True, 'x', (3,)], 'b': 2**63}",
+                    None,
+                    None,
+                )
+                .unwrap();
+            assert_eq!(
+                py_to_value(&v, "data").unwrap(),
+                serde_json::json!({"a": [1, 2.5, null, true, "x", [3]], "b": 9223372036854775808u64})
+            );
+            let bad_key = py.eval(c"{1: 2}", None, None).unwrap();
+            assert!(py_to_value(&bad_key, "data")
+                .unwrap_err()
+                .is_instance_of::<PyTypeError>(py));
+            let big = py.eval(c"2**64", None, None).unwrap();
+            assert!(py_to_value(&big, "data")
+                .unwrap_err()
+                .is_instance_of::<PyValueError>(py));
+            let nan = py.eval(c"float('nan')", None, None).unwrap();
+            assert!(py_to_value(&nan, "data")
+                .unwrap_err()
+                .is_instance_of::<PyValueError>(py));
+            let set = py.eval(c"{1}", None, None).unwrap();
+            let err = py_to_value(&set, "data").unwrap_err();
+            assert!(err.is_instance_of::<PyTypeError>(py));
+            assert!(err.to_string().contains("set"));
+        });
+    }
+}
