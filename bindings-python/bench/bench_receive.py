@@ -31,7 +31,7 @@ def frames(n: int) -> list[str]:
     """``n`` envelopes of about 200 bytes with increasing ``seq``."""
     out = []
     for seq in range(1, n + 1):
-        data = {"version": seq, "title": "Quarterly plan, v2", "editor": "ann", "cursor": seq % 977}
+        data = {"version": seq, "title": "Quarterly plan, v2 draft", "editor": "ann", "cursor": seq % 977}
         env = {
             "type": "project_updated",
             "data": data,
@@ -97,6 +97,21 @@ def run_session_batched(texts: list[str], batch: int = 64) -> float:
     return dt
 
 
+def run_session_json(texts: list[str]) -> float:
+    """receive + drain_json + json.loads of each output (the JSON round-trip conversion)."""
+    s = open_session()
+    seen = 0
+    t0 = time.perf_counter()
+    for t in texts:
+        s.receive(1, t)
+        for text in s.drain_json():
+            if json.loads(text)["kind"] == "message":
+                seen += 1
+    dt = time.perf_counter() - t0
+    assert seen == len(texts), f"session delivered {seen} of {len(texts)}"
+    return dt
+
+
 def run_python(texts: list[str]) -> float:
     """json.loads + dict dispatch per frame; returns seconds."""
     seen = [0]
@@ -136,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "python json.loads + dispatch": run_python,
         "Session.receive + drain (each frame)": run_session_each,
         "Session.receive_many(64) + drain": run_session_batched,
+        "Session.receive + drain_json + json.loads": run_session_json,
     }
     best: dict[str, float] = {}
     for _ in range(rounds):  # interleaved, best of `rounds`: the machine is shared
@@ -149,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     each = rates["Session.receive + drain (each frame)"] / base
     batched = rates["Session.receive_many(64) + drain"] / base
     print(f"  ratio receive+drain / python: {each:.2f}x (target >= 1.0)")
+    via_json = rates["Session.receive + drain_json + json.loads"] / base
     print(f"  ratio receive_many+drain / python: {batched:.2f}x")
+    print(f"  ratio receive+drain_json+json.loads / python: {via_json:.2f}x (the JSON round trip)")
     return 0
 
 

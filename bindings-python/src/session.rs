@@ -416,6 +416,19 @@ impl PySession {
         outputs_to_list(py, &outs)
     }
 
+    /// Like `drain`, but each output as its canonical JSON text (what traces and the CLI print).
+    fn drain_json(&self, py: Python<'_>) -> Vec<String> {
+        let mut s = self.lock(py);
+        let mut out = Vec::new();
+        loop {
+            match s.poll_output() {
+                Output::Timeout(_) => break,
+                o => out.push(o.to_json()),
+            }
+        }
+        out
+    }
+
     /// The next deadline in ms, or None.
     fn poll_timeout(&self, py: Python<'_>) -> Option<u64> {
         self.lock(py).poll_timeout().map(|d| d.at.as_millis())

@@ -58,11 +58,11 @@ impl PyVirtualClock {
                 *t = t.saturating_add(ms);
                 *t
             }
-            ClockState::Harness(h) => {
-                let mut h = lock(py, h);
+            ClockState::Harness(h) => py.detach(|| {
+                let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
                 h.advance(ms);
                 h.now().as_millis()
-            }
+            }),
         }
     }
 
@@ -309,8 +309,10 @@ impl PyHarness {
     }
 
     /// Advances virtual time by `ms`, delivering frames and firing deadlines as they fall due.
+    /// (The GIL is released meanwhile: a long advance is pure core work.)
     fn advance(&self, py: Python<'_>, ms: u64) {
-        lock(py, &self.inner).advance(ms);
+        let inner = &self.inner;
+        py.detach(|| inner.lock().unwrap_or_else(|p| p.into_inner()).advance(ms));
     }
 
     /// The session's state (`idle`, `connecting`, `open`, ...).

@@ -367,3 +367,14 @@ def test_record_and_trace_round_trip() -> None:
     assert again.replay() == trace.replay()
     assert again.seed == 5
     assert Session(URL).trace() is None
+
+
+def test_drain_json_is_the_canonical_text_of_drain() -> None:
+    a, b = open_session(), open_session()
+    for s in (a, b):
+        s.subscribe(3, "*")
+        s.receive(4, '{"type":"n","data":{"z":[1,{"y":null}]},"seq":1}')
+        s.send(4, "chat", {"b": 1})
+    texts = a.drain_json()
+    assert [json.loads(t) for t in texts] == b.drain()
+    assert len(texts) == 2 and texts[0].startswith('{"kind":"message"')

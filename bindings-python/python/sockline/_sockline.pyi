@@ -172,6 +172,8 @@ class Session:
         """The next output dict (``{"kind": "timeout", ...}`` when idle)."""
     def drain(self) -> list[dict[str, Any]]:
         """Every output up to the next timeout."""
+    def drain_json(self) -> list[str]:
+        """Like ``drain``, each output as its canonical JSON text."""
     def poll_timeout(self) -> int | None:
         """The next deadline in ms, or None."""
     def next_deadline(self) -> dict[str, Any] | None:
