@@ -6,6 +6,8 @@
 //! calls on one instance are serialized, and the GIL is released while waiting for the lock and
 //! while the core works on large frames or replays a trace.
 
+#![warn(missing_docs)]
+
 mod config;
 mod convert;
 mod errors;
