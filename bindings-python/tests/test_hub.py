@@ -186,3 +186,30 @@ def test_a_bad_url_is_a_config_error_before_any_socket() -> None:
 
     with pytest.raises(sockline.ConfigError):
         Client("http://127.0.0.1:1/ws")
+
+
+def test_heartbeat_abandons_a_stalled_hub_and_reconnects() -> None:
+    # The hub stalls every connection 300 ms after it opens (keeps the socket, stops reading and
+    # writing): the ping at 400 ms goes unanswered and the session declares the link dead.
+    hub = Hub("--chaos-seed", "3", "--chaos-stall-ms", "300..301")
+
+    async def scenario() -> None:
+        async with client(hub.url, "ann", heartbeat={"interval_ms": 400, "timeout_ms": 300}) as ann:
+            events = ann.events()
+            await ann.wait_for_status("open", WAIT)
+            opened = ann.now_ms()
+            e = await events.wait_for(lambda e: e["kind"] == "status" and e["to"] == "reconnecting", WAIT)
+            took = ann.now_ms() - opened
+            assert e["reason"] == "heartbeat timeout"
+            # Dead by 400 + 300 ms, with 600 ms of tolerance for a loaded 2-core CI machine.
+            assert 600 <= took <= 400 + 300 + 600, took
+            # The driver drops that socket and the session reconnects on a new one.
+            await ann.wait_for_status("open", WAIT)
+            assert ann.stats()["reconnects"] >= 1
+            assert ann.errors == []
+
+    hub.start()
+    try:
+        run(scenario)
+    finally:
+        hub.stop()
