@@ -378,3 +378,54 @@ def test_drain_json_is_the_canonical_text_of_drain() -> None:
     texts = a.drain_json()
     assert [json.loads(t) for t in texts] == b.drain()
     assert len(texts) == 2 and texts[0].startswith('{"kind":"message"')
+
+
+def test_random_calls_never_panic_or_corrupt_the_session() -> None:
+    # Seeded random calls with good and bad arguments: only documented exceptions may escape
+    # (a Rust panic would surface as pyo3's PanicException, a BaseException), and the session
+    # stays usable and serializable throughout.
+    import random
+
+    rng = random.Random(1234)
+    s = Session(URL, seed=1, user_id="ann", outbox_max_messages=5, record=True)
+    values: list[Any] = [0, 1, 7, 2**63, -1, "", "x", "chat", "a*", "*", None, 1.5, [1], {"k": 1}, b"\x00", True]
+    frames = [
+        WELCOME, "{", "[]", '{"type":"x"}', '{"type":"agent_stream_chunk","data":{"streamId":"r","seq":0,"delta":"d"}}',
+        '{"type":"error","data":{"code":"unauthorized"}}', '{"type":"ack","data":{"id":"m"}}', "\x00" * 300,
+    ]
+    methods = [
+        "connect", "disconnect", "send", "subscribe", "unsubscribe", "start_typing", "stop_typing",
+        "interrupt_stream", "join_project", "leave_project", "set_token", "online", "offline",
+        "visible", "hidden", "suspend", "transport_opened", "transport_closed", "transport_error",
+        "receive", "receive_binary", "handle_timeout", "restore_outbox", "handle_input",
+    ]
+    now = 0
+    emitted: list[dict[str, Any]] = []
+    refused = 0
+    allowed = (TypeError, ValueError, OverflowError)
+    for _ in range(3000):
+        now += rng.choice([0, 1, 10, 1000, 30_000])
+        name = rng.choice(methods)
+        args: list[Any] = [now]
+        if name == "receive" and rng.random() < 0.7:
+            args.append(rng.choice(frames))
+        else:
+            args += [rng.choice(values) for _ in range(rng.randint(0, 3))]
+        try:
+            getattr(s, name)(*args)
+        except sockline.SessionError:
+            refused += 1
+        except allowed:
+            pass
+        emitted += s.drain()
+        assert s.status in {"idle", "connecting", "open", "reconnecting", "unauthorized", "closing", "closed", "failed"}
+        assert s.stats["queue_depth"] <= 5
+    trace = s.trace()
+    assert trace is not None
+    replayed = [json.loads(line) for line in trace.replay()]
+    errors = [r for r in replayed if r["kind"] == "input_error"]
+    outputs = [r for r in replayed if r["kind"] != "input_error"]
+    for r in outputs:
+        del r["at"]
+    assert len(errors) == refused > 0
+    assert outputs == emitted and len(emitted) > 100
