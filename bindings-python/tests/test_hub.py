@@ -213,3 +213,26 @@ def test_heartbeat_abandons_a_stalled_hub_and_reconnects() -> None:
         run(scenario)
     finally:
         hub.stop()
+
+
+def test_reconnect_after_giving_up() -> None:
+    hub = Hub()  # nothing listens yet: two refused attempts, then the session gives up
+
+    async def scenario() -> None:
+        c = Client(hub.url, seed=1, reconnect={"jitter": "none", "initial_ms": 50, "max_attempts": 2})
+        async with c:
+            await c.wait_for_status("failed", WAIT)
+            hub.start()
+            c.reconnect()
+            await c.wait_for_status("open", WAIT)
+            import pytest
+
+            import sockline
+
+            with pytest.raises(sockline.AlreadyActiveError):
+                c.reconnect()
+
+    try:
+        run(scenario)
+    finally:
+        hub.stop()

@@ -322,6 +322,12 @@ class Client:
                 fut.cancel()
         self._status_waiters.clear()
 
+    def reconnect(self) -> None:
+        """Connects again after the session gave up (``failed``) or was closed; raises
+        :class:`sockline.AlreadyActiveError` while a connection is in progress or open."""
+        self._session.connect(self.now_ms())
+        self._poke()
+
     # ---- status ----------------------------------------------------------------------------
 
     @property
