@@ -283,6 +283,28 @@ impl Harness {
         self.settle();
     }
 
+    /// The server sends a raw text frame `delay_ms` from now (on the current transport only).
+    pub fn inject_after(&mut self, delay_ms: u64, text: &str) {
+        if self.link_open {
+            self.schedule(delay_ms, Action::Frame(text.to_string()));
+        }
+        self.settle();
+    }
+
+    /// The server closes the current transport `delay_ms` from now (the link stays up until then).
+    pub fn server_close_after(&mut self, delay_ms: u64, code: u16, reason: &str) {
+        if self.link_open {
+            self.schedule(
+                delay_ms,
+                Action::Closed {
+                    code,
+                    reason: reason.to_string(),
+                },
+            );
+        }
+        self.settle();
+    }
+
     /// The server closes the transport with `code` and `reason`.
     pub fn server_close(&mut self, code: u16, reason: &str) {
         if self.link_open {
@@ -413,5 +435,54 @@ impl Harness {
             }
             self.log.push((self.now, out));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_harness() -> Harness {
+        let mut h = Harness::new(Config::new("ws://scripted.test/ws"), 1).unwrap();
+        h.connect().unwrap();
+        assert_eq!(h.state(), State::Open);
+        h
+    }
+
+    #[test]
+    fn injected_frames_and_closes_wait_for_their_delay() {
+        let mut h = open_harness();
+        h.with(|s, now| s.subscribe(now, "note", None)).unwrap();
+        h.inject_after(500, r#"{"type":"note","data":1}"#);
+        h.advance(499);
+        assert!(!h
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Message { .. })));
+        h.advance(1);
+        assert!(h
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Message { .. })));
+
+        h.server_close_after(200, 1012, "restart");
+        h.advance(199);
+        assert_eq!(h.state(), State::Open);
+        h.advance(1);
+        assert_eq!(h.state(), State::Reconnecting);
+    }
+
+    #[test]
+    fn a_delayed_frame_for_a_dropped_transport_is_never_delivered() {
+        let mut h = open_harness();
+        h.with(|s, now| s.subscribe(now, "note", None)).unwrap();
+        h.inject_after(500, r#"{"type":"note","data":1}"#);
+        h.server_close(1006, "");
+        h.advance(10_000);
+        assert_eq!(h.state(), State::Open, "reconnected");
+        assert!(!h
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::Message { .. })));
     }
 }

@@ -1,0 +1,175 @@
+"""Frames per second through ``Session.receive`` + ``drain`` from Python, beside a pure-Python
+``json.loads`` + dict dispatch of the same bytes, in the same run.
+
+Every frame is a ~200-byte ``project_updated`` envelope (``type``, ``data`` with 4 fields,
+``timestamp``, ``projectId``, ``seq``), as in the core's Rust bench. The session is open with 10
+subscriptions (3 match each message), so every frame yields one ``message`` event as a dict.
+
+The pure-Python baseline is what the binding replaces in a naive QA script: ``json.loads`` of
+the frame and a dict lookup of handlers by ``type`` (3 of 10 match, like the subscriptions),
+each handler called with the message.
+
+Usage: ``python bench/bench_receive.py [--frames N] [--rounds R] [--quick]``.
+Prints one line per path and the ratios (target: session >= 1.0x the pure-Python loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sockline
+
+URL = "ws://127.0.0.1:9/ws"
+
+
+def frames(n: int) -> list[str]:
+    """``n`` envelopes of about 200 bytes with increasing ``seq``."""
+    out = []
+    for seq in range(1, n + 1):
+        data = {"version": seq, "title": "Quarterly plan, v2 draft", "editor": "ann", "cursor": seq % 977}
+        env = {
+            "type": "project_updated",
+            "data": data,
+            "timestamp": "2026-11-28T17:43:07.123Z",
+            "id": f"9f3a61c2-{seq}",
+            "projectId": 7,
+            "seq": seq,
+        }
+        out.append(json.dumps(env, separators=(",", ":")))
+    return out
+
+
+def open_session() -> sockline.Session:
+    """An open session with 10 subscriptions, 3 of which match ``project_updated`` in project 7."""
+    s = sockline.Session(URL, seed=1, heartbeat_interval_ms=10**9, heartbeat_timeout_ms=10**9)
+    s.connect(0)
+    s.transport_opened(0)
+    s.receive(0, '{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}')
+    for pattern, project in [
+        ("project_updated", 7),
+        ("project_*", None),
+        ("*", None),
+        ("chat", None),
+        ("chat", 7),
+        ("typing_*", None),
+        ("agent_*", None),
+        ("project_updated", 8),
+        ("note", None),
+        ("presence_state", None),
+    ]:
+        s.subscribe(0, pattern, project)
+    s.drain()
+    return s
+
+
+def run_session_each(texts: list[str]) -> float:
+    """receive + drain per frame; returns seconds."""
+    s = open_session()
+    seen = 0
+    t0 = time.perf_counter()
+    for t in texts:
+        s.receive(1, t)
+        for out in s.drain():
+            if out["kind"] == "message":
+                seen += 1
+    dt = time.perf_counter() - t0
+    assert seen == len(texts), f"session delivered {seen} of {len(texts)}"
+    return dt
+
+
+def run_session_batched(texts: list[str], batch: int = 64) -> float:
+    """receive_many of `batch` frames + one drain; returns seconds."""
+    s = open_session()
+    seen = 0
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        s.receive_many(1, texts[i : i + batch])
+        for out in s.drain():
+            if out["kind"] == "message":
+                seen += 1
+    dt = time.perf_counter() - t0
+    assert seen == len(texts), f"session delivered {seen} of {len(texts)}"
+    return dt
+
+
+def run_session_json(texts: list[str]) -> float:
+    """receive + drain_json + json.loads of each output (the JSON round-trip conversion)."""
+    s = open_session()
+    seen = 0
+    t0 = time.perf_counter()
+    for t in texts:
+        s.receive(1, t)
+        for text in s.drain_json():
+            if json.loads(text)["kind"] == "message":
+                seen += 1
+    dt = time.perf_counter() - t0
+    assert seen == len(texts), f"session delivered {seen} of {len(texts)}"
+    return dt
+
+
+def run_python(texts: list[str]) -> float:
+    """json.loads + dict dispatch per frame; returns seconds."""
+    seen = [0]
+
+    def handler(msg: dict[str, Any]) -> None:
+        seen[0] += 1
+
+    def other(msg: dict[str, Any]) -> None:
+        pass
+
+    routes: dict[str, list[Callable[[dict[str, Any]], None]]] = {
+        "project_updated": [handler, other, other],
+        "chat": [other, other],
+        "note": [other],
+        "presence_state": [other],
+    }
+    t0 = time.perf_counter()
+    for t in texts:
+        msg = json.loads(t)
+        for h in routes.get(msg["type"], ()):
+            h(msg)
+    dt = time.perf_counter() - t0
+    assert seen[0] == len(texts)
+    return dt
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="20,000 frames, 2 rounds")
+    args = ap.parse_args(argv)
+    n, rounds = (20_000, 2) if args.quick else (args.frames, args.rounds)
+    texts = frames(n)
+    size = sum(map(len, texts)) / len(texts)
+    paths: dict[str, Callable[[list[str]], float]] = {
+        "python json.loads + dispatch": run_python,
+        "Session.receive + drain (each frame)": run_session_each,
+        "Session.receive_many(64) + drain": run_session_batched,
+        "Session.receive + drain_json + json.loads": run_session_json,
+    }
+    best: dict[str, float] = {}
+    for _ in range(rounds):  # interleaved, best of `rounds`: the machine is shared
+        for name, fn in paths.items():
+            best[name] = min(best.get(name, float("inf")), fn(texts))
+    print(f"bench_receive: {n} frames of {size:.0f} bytes, best of {rounds} rounds")
+    rates = {name: n / dt for name, dt in best.items()}
+    for name, rate in rates.items():
+        print(f"  {name:40s} {rate / 1e3:8.1f} k frames/s  {1e9 / rate:7.0f} ns/frame")
+    base = rates["python json.loads + dispatch"]
+    each = rates["Session.receive + drain (each frame)"] / base
+    batched = rates["Session.receive_many(64) + drain"] / base
+    print(f"  ratio receive+drain / python: {each:.2f}x (target >= 1.0)")
+    via_json = rates["Session.receive + drain_json + json.loads"] / base
+    print(f"  ratio receive_many+drain / python: {batched:.2f}x")
+    print(f"  ratio receive+drain_json+json.loads / python: {via_json:.2f}x (the JSON round trip)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
