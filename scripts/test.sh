@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the README's one test command, and what CI runs.
-# FUZZ_SECONDS (default 20) bounds the fuzz smoke run per target; 0 skips it.
+# FUZZ_SECONDS (default 20) bounds the fuzz smoke run per target; 0 skips it. BENCH=0 skips the
+# quick Python benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -22,6 +23,9 @@ cargo build -q -p sockline-core --example replay
 for trace in core/tests/traces/*.json; do
   diff -u "${trace%.json}.out" <(target/debug/examples/replay "$trace")
 done
+
+step "python bindings (venv, build, mypy --strict, pytest, examples, quick bench)"
+./scripts/test-python.sh
 
 if [ "${FUZZ_SECONDS:-20}" != 0 ] && [ -x fuzz/run-all.sh ]; then
   step "fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
