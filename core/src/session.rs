@@ -993,8 +993,10 @@ impl Session {
                 }),
                 SeqVerdict::New => {}
             }
-        }
-        if let Some(id) = &env.id {
+        } else if let Some(id) = &env.id {
+            // Only unsequenced messages are deduplicated by id: a sequenced one already is, by its
+            // seq, and ids are unique per sender only, so two senders' messages relayed by a hub
+            // may share one.
             if !self.dedupe.insert(id) {
                 self.stats.duplicates += 1;
                 return;

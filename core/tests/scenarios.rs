@@ -444,6 +444,22 @@ fn server_resends_and_seq_duplicates_are_delivered_once() {
 }
 
 #[test]
+fn relayed_messages_of_two_senders_sharing_an_id_are_both_delivered() {
+    let mut h = open(config());
+    h.with(|s, now| s.subscribe(now, "*", None)).unwrap();
+    // Ids are unique per sender only; the hub's seq tells the messages apart.
+    h.inject(r#"{"type":"note","data":"from ann","id":"0000-1","seq":1}"#);
+    h.inject(r#"{"type":"note","data":"from bob","id":"0000-1","seq":2}"#);
+    let delivered = h
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count();
+    assert_eq!(delivered, 2);
+    assert_eq!(h.session.stats().duplicates, 0);
+}
+
+#[test]
 fn routing_by_pattern_and_project() {
     let mut h = open(config());
     let exact = h

@@ -68,6 +68,8 @@ pub enum Action {
     },
 }
 
+/// The protocol version a `hello` must name.
+pub const PROTOCOL_VERSION: u64 = 1;
 /// Close code for a client over the inbound rate.
 pub const CLOSE_RATE_LIMITED: u16 = 4008;
 /// Close code for a client too slow to read what it is sent.
@@ -313,6 +315,18 @@ impl<B: Broker> HubCore<B> {
     }
 
     fn hello(&mut self, conn: ConnId, data: &Value, out: &mut Vec<Action>) {
+        if data["protocol"].as_u64() != Some(PROTOCOL_VERSION) {
+            out.push(send(
+                conn,
+                error_frame(
+                    "unsupported_protocol",
+                    &format!("this hub speaks protocol {PROTOCOL_VERSION} only"),
+                    None,
+                ),
+            ));
+            out.push(close(conn, 1008, "unsupported protocol version"));
+            return;
+        }
         if let Some(required) = &self.settings.token {
             if data["token"].as_str() != Some(required.as_str()) {
                 out.push(send(
@@ -435,9 +449,12 @@ impl<B: Broker> HubCore<B> {
             }
             ("user_typing_start" | "user_typing_stop", Some(p)) => {
                 // Typing is transient: no seq, never replayed, only to members connected now.
+                // The typist is the connection's user (as presence knows it), whatever the
+                // frame claims.
                 let mut relay = v.clone();
                 if let Some(m) = relay.as_object_mut() {
                     m.remove("seq");
+                    m.insert("data".into(), json!({ "userId": user }));
                 }
                 for member in self.broker.members(p) {
                     if member == sid {
@@ -651,4 +668,87 @@ fn error_frame(code: &str, message: &str, retry_after_ms: Option<u64>) -> String
         data["retryAfterMs"] = ms.into();
     }
     json!({"type": "error", "data": data}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::InMemoryBroker;
+
+    fn hub() -> HubCore<InMemoryBroker> {
+        HubCore::new(HubSettings::default(), InMemoryBroker::default(), 1)
+    }
+
+    fn sent_to(actions: &[Action], to: ConnId) -> Vec<Value> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { conn, text } if *conn == to => serde_json::from_str(text).ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn join(h: &mut HubCore<InMemoryBroker>, conn: ConnId, user: &str, project: u64) {
+        h.connected(conn, 0);
+        let hello = json!({"type": "hello", "data": {"protocol": 1, "userId": user}});
+        h.frame(conn, &hello.to_string(), 0);
+        let sub = json!({"type": "project_subscribe", "data": {}, "projectId": project});
+        h.frame(conn, &sub.to_string(), 0);
+    }
+
+    #[test]
+    fn a_hello_for_another_protocol_version_is_refused() {
+        for hello in [
+            r#"{"type":"hello","data":{"protocol":2}}"#,
+            r#"{"type":"hello","data":{}}"#,
+        ] {
+            let mut h = hub();
+            h.connected(1, 0);
+            let out = h.frame(1, hello, 0);
+            assert_eq!(sent_to(&out, 1)[0]["data"]["code"], "unsupported_protocol");
+            assert!(out.iter().any(|a| matches!(
+                a,
+                Action::Close {
+                    conn: 1,
+                    code: 1008,
+                    ..
+                }
+            )));
+        }
+    }
+
+    #[test]
+    fn typing_is_relayed_as_the_connections_user() {
+        let mut h = hub();
+        join(&mut h, 1, "ann", 5);
+        join(&mut h, 2, "bob", 5);
+        let spoof = r#"{"type":"user_typing_start","data":{"userId":"bob"},"projectId":5}"#;
+        let out = h.frame(1, spoof, 10);
+        let to_bob = sent_to(&out, 2);
+        assert_eq!(to_bob.len(), 1);
+        assert_eq!(to_bob[0]["data"]["userId"], "ann");
+        assert!(sent_to(&out, 1).is_empty(), "the typist is not echoed");
+    }
+
+    #[test]
+    fn message_ids_are_deduplicated_per_session_not_across_senders() {
+        let mut h = hub();
+        join(&mut h, 1, "ann", 5);
+        join(&mut h, 2, "bob", 5);
+        join(&mut h, 3, "cy", 5);
+        let msg = r#"{"type":"note","data":1,"id":"x-1","projectId":5}"#;
+        let first = h.frame(1, msg, 10);
+        let resend = h.frame(1, msg, 11);
+        let other = h.frame(2, msg, 12);
+        let notes = |out: &[Action]| {
+            sent_to(out, 3)
+                .into_iter()
+                .filter(|v| v["type"] == "note")
+                .count()
+        };
+        assert_eq!((notes(&first), notes(&resend), notes(&other)), (1, 0, 1));
+        // The resend is acked again, so the sender stops resending.
+        assert!(sent_to(&resend, 1).iter().any(|v| v["type"] == "ack"));
+    }
 }
