@@ -1,5 +1,9 @@
 //! Type conversion only: core values to Python objects (through their canonical serde form) and
 //! Python objects to JSON values. No decision about the session is made here.
+//!
+//! Not `pythonize`: message payloads are `serde_json::RawValue`s, which it would hand over as
+//! strings of JSON; here they are parsed straight into Python objects (no intermediate tree),
+//! and Python input errors name the path of the bad value (`data.items[3]: NaN is not JSON`).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -479,14 +479,26 @@ impl<B: Broker> HubCore<B> {
                     .unwrap_or_default()
                     .to_string();
                 let from = v["data"]["fromSeq"].as_u64().unwrap_or(0) as usize;
-                let chunks: Vec<(usize, String)> = self
-                    .streams
-                    .get(&(sid.to_string(), id.clone()))
-                    .map(|a| a.sent.iter().cloned().enumerate().skip(from).collect())
-                    .unwrap_or_default();
+                let Some(a) = self.streams.get(&(sid.to_string(), id.clone())) else {
+                    // Streams live in their session: after a `welcome{resumed: false}` the
+                    // client's stream is gone, and it must hear so rather than wait for a stall.
+                    let error = json!({"type": "agent_stream_error", "data": {"streamId": id, "error": "unknown stream (its session was not resumed)"}});
+                    self.deliver(sid, error, out);
+                    return;
+                };
+                let chunks: Vec<(usize, String)> =
+                    a.sent.iter().cloned().enumerate().skip(from).collect();
+                let finished = !a.running && a.sent.len() as u64 >= a.total;
+                let total = a.total;
                 for (seq, delta) in chunks {
                     let chunk = json!({"type": "agent_stream_chunk", "data": {"streamId": id, "seq": seq, "delta": delta}});
                     self.deliver(sid, chunk, out);
+                }
+                if finished {
+                    // It ended while the client was away and missed the end too.
+                    let end =
+                        json!({"type": "agent_stream_end", "data": {"streamId": id, "seq": total}});
+                    self.deliver(sid, end, out);
                 }
             }
             (_, Some(p)) => {
@@ -729,6 +741,32 @@ mod tests {
         assert_eq!(to_bob.len(), 1);
         assert_eq!(to_bob[0]["data"]["userId"], "ann");
         assert!(sent_to(&out, 1).is_empty(), "the typist is not echoed");
+    }
+
+    #[test]
+    fn resuming_an_unknown_stream_fails_it_and_a_finished_one_ends_again() {
+        let settings = HubSettings {
+            agent_chunks: 2,
+            agent_chunk_ms: 10,
+            ..HubSettings::default()
+        };
+        let mut h = HubCore::new(settings, InMemoryBroker::default(), 1);
+        join(&mut h, 1, "ann", 5);
+        let unknown = r#"{"type":"agent_stream_resume","data":{"streamId":"gone","fromSeq":3}}"#;
+        let out = sent_to(&h.frame(1, unknown, 10), 1);
+        assert_eq!(out[0]["type"], "agent_stream_error");
+        assert_eq!(out[0]["data"]["streamId"], "gone");
+        let prompt = r#"{"type":"agent_prompt","data":{"prompt":"hi","streamId":"r1"}}"#;
+        h.frame(1, prompt, 20);
+        for t in [30, 40, 50, 60] {
+            h.tick(t);
+        }
+        let resume = r#"{"type":"agent_stream_resume","data":{"streamId":"r1","fromSeq":1}}"#;
+        let kinds: Vec<Value> = sent_to(&h.frame(1, resume, 70), 1)
+            .into_iter()
+            .map(|v| v["type"].clone())
+            .collect();
+        assert_eq!(kinds, ["agent_stream_chunk", "agent_stream_end"]);
     }
 
     #[test]
