@@ -300,6 +300,92 @@ async fn agent_stream_reads_to_the_end_and_interrupt_stops_one() {
     hub.shutdown().await;
 }
 
+/// Reads a stream's updates to its end: the text, and how it ended.
+async fn read_stream(deltas: &mut sockline_tokio::StreamDeltas) -> (String, StreamUpdate) {
+    let mut text = String::new();
+    loop {
+        match timeout(WAIT, deltas.recv())
+            .await
+            .expect("stream update in time")
+        {
+            Some(StreamUpdate::Delta(d)) => text.push_str(&d),
+            Some(StreamUpdate::Stalled) => {}
+            Some(end) => return (text, end),
+            None => panic!("stream ended without an end"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumes_across_a_hub_restart_and_fails_on_a_hub_that_lost_it() {
+    let hub = hub_with(|c| {
+        c.settings.agent_chunks = 30;
+        c.settings.agent_chunk_ms = 20;
+    })
+    .await;
+    let addr = hub.local_addr();
+    let ann = client(config(&hub.url(), "ann"));
+    wait_state(&ann, State::Open).await;
+    let prompt =
+        |id: &str| SendRequest::new("agent_prompt", json!({"prompt": "hi", "streamId": id}));
+    // The whole answer, undisturbed, to compare with.
+    let mut deltas = ann.stream("whole").unwrap();
+    ann.send(prompt("whole")).await.unwrap();
+    let (whole, end) = read_stream(&mut deltas).await;
+    assert_eq!(end, StreamUpdate::Done);
+
+    // Restarted with its state mid-stream: the session resumes and so does the stream.
+    let mut deltas = ann.stream("r1").unwrap();
+    ann.send(prompt("r1")).await.unwrap();
+    let mut text = String::new();
+    while text.split(' ').filter(|w| !w.is_empty()).count() < 5 {
+        match timeout(WAIT, deltas.recv()).await.unwrap() {
+            Some(StreamUpdate::Delta(d)) => text.push_str(&d),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let state = hub.state();
+    hub.shutdown().await;
+    let hub = Hub::start_with_state(
+        HubConfig {
+            listen: addr,
+            ..HubConfig::default()
+        },
+        state,
+    )
+    .await
+    .unwrap();
+    let (rest, end) = read_stream(&mut deltas).await;
+    assert_eq!(end, StreamUpdate::Done);
+    assert_eq!(format!("{text}{rest}"), whole, "exactly the answer, once");
+    hub.shutdown().await;
+
+    // Restarted without its state: the session is new, the stream is gone, and it fails at once
+    // (long before the 30 s stall timeout).
+    let hub = hub_with(|c| {
+        c.listen = addr;
+        c.settings.agent_chunks = 30;
+        c.settings.agent_chunk_ms = 20;
+    })
+    .await;
+    wait_state(&ann, State::Open).await;
+    let mut deltas = ann.stream("r2").unwrap();
+    ann.send(prompt("r2")).await.unwrap();
+    assert!(matches!(
+        timeout(WAIT, deltas.recv()).await.unwrap(),
+        Some(StreamUpdate::Delta(_))
+    ));
+    hub.shutdown().await;
+    let hub = hub_with(|c| c.listen = addr).await;
+    let (_, end) = read_stream(&mut deltas).await;
+    match end {
+        StreamUpdate::Failed(reason) => assert!(reason.contains("unknown stream"), "{reason}"),
+        other => panic!("expected a failed stream, got {other:?}"),
+    }
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_detects_a_stalled_hub_within_interval_plus_timeout() {
     let hub = hub_with(|c| {
