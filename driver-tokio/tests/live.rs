@@ -359,6 +359,8 @@ async fn a_stream_resumes_across_a_hub_restart_and_fails_on_a_hub_that_lost_it()
     assert_eq!(end, StreamUpdate::Done);
     assert_eq!(format!("{text}{rest}"), whole, "exactly the answer, once");
     hub.shutdown().await;
+    // Seen gone before the next hub comes, so the prompt below goes to the new one.
+    wait_state(&ann, State::Reconnecting).await;
 
     // Restarted without its state: the session is new, the stream is gone, and it fails at once
     // (long before the 30 s stall timeout).
