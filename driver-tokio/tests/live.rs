@@ -479,6 +479,46 @@ async fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_pong_holds_back_nothing_else() {
+    let hub = hub_with(|h| {
+        h.chaos = ChaosConfig {
+            seed: 5,
+            pong_delay_ms: Some(3_000),
+            ..ChaosConfig::default()
+        }
+    })
+    .await;
+    let mut c = config(&hub.url(), "ann");
+    c.heartbeat.interval_ms = 100;
+    c.heartbeat.timeout_ms = 8_000;
+    let ann = client(c);
+    let bob = client(config(&hub.url(), "bob"));
+    let mut events = ann.events();
+    let mut inbox = ann.subscribe("chat", Some(3)).await.unwrap();
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(3).await.unwrap();
+    }
+    both_present(&mut events, 3).await;
+    // Ann's first ping went out at 100 ms; its pong is held for 3 s. Bob's chat is not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = tokio::time::Instant::now();
+    bob.send(SendRequest::new("chat", json!("now")).project(3))
+        .await
+        .unwrap();
+    let got = timeout(Duration::from_millis(1_500), inbox.recv())
+        .await
+        .expect("the chat is not queued behind the delayed pong")
+        .unwrap();
+    assert_eq!(got.data_value(), json!("now"));
+    assert!(sent.elapsed() < Duration::from_millis(1_500));
+    assert_eq!(ann.stats().await.unwrap().last_rtt_ms, None, "no pong yet");
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_frames_are_protocol_errors_and_the_link_stays_up() {
     let hub = hub_with(|c| {
         c.chaos = ChaosConfig {

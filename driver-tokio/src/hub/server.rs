@@ -1,7 +1,7 @@
 //! The tokio side of the hub: accepts sockets, serves the demo's static files, runs WebSockets
 //! at `/ws`, and moves frames and time between them and the sans-IO `HubCore`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -365,39 +365,31 @@ async fn run_connection<S>(
         .stall_after()
         .map(|ms| Instant::now() + Duration::from_millis(ms));
     let (mut sink, mut stream) = ws.split();
+    // Frames chaos holds back (delayed pongs), due in order: every one waits the same delay.
+    let mut delayed: VecDeque<(Instant, String)> = VecDeque::new();
     let close_with = loop {
         // A close decided while a write was blocked must win over further queued frames.
         if let Some(req) = close_rx.borrow_and_update().clone() {
             break Some(req);
         }
-        tokio::select! {
+        let outgoing = tokio::select! {
             // Biased, reading last: queued frames go out before the next inbound frame is read,
             // so a peer's own replies (acks, pongs) never pile up and make it look like a slow
             // consumer, and a busy link still notices closes, chaos and shutdown.
             biased;
             out = rx.recv() => match out {
-                Some(text) => {
-                    let text = match chaos.outbound(text) {
-                        Outbound::Send(t) => t,
-                        Outbound::Delay(ms, t) => {
-                            tokio::time::sleep(Duration::from_millis(ms)).await;
-                            t
-                        }
-                        Outbound::Swallow => continue,
-                    };
-                    match write_or_abandon(&mut sink, Message::text(text), &mut close_rx).await {
-                        Written::Ok => {}
-                        Written::Failed => break None,
-                        Written::Abandoned => {
-                            // The peer stopped reading and was told to go: there is no room
-                            // left for a close frame, so the socket is dropped.
-                            unregister(&shared, conn);
-                            return;
-                        }
+                Some(text) => match chaos.outbound(text) {
+                    Outbound::Send(t) => Some(t),
+                    Outbound::Delay(ms, t) => {
+                        // Only this frame waits; the link keeps reading and writing.
+                        delayed.push_back((Instant::now() + Duration::from_millis(ms), t));
+                        None
                     }
-                }
+                    Outbound::Swallow => None,
+                },
                 None => break None,
             },
+            _ = sleep_opt(delayed.front().map(|d| d.0)) => delayed.pop_front().map(|d| d.1),
             changed = close_rx.changed() => {
                 if changed.is_err() {
                     break None;
@@ -406,6 +398,7 @@ async fn run_connection<S>(
                 if let Some((code, reason)) = req {
                     break Some((code, reason));
                 }
+                None
             }
             _ = sleep_opt(drop_at) => match chaos.close_code() {
                 Some(code) => break Some((code, "chaos: dropped".to_string())),
@@ -427,15 +420,28 @@ async fn run_connection<S>(
                     let now = shared.now();
                     let actions = shared.with_core(|c| c.frame(conn, t.as_str(), now));
                     shared.dispatch(actions);
+                    None
                 }
                 Some(Ok(Message::Binary(_))) => {
                     break Some((1003, "binary frames are not part of protocol v1".to_string()));
                 }
                 Some(Ok(Message::Close(_))) | None => break None,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => None,
                 Some(Err(WsError::Capacity(e))) => break Some((1009, format!("frame too large: {e}"))),
                 Some(Err(_)) => break None,
             },
+        };
+        if let Some(text) = outgoing {
+            match write_or_abandon(&mut sink, Message::text(text), &mut close_rx).await {
+                Written::Ok => {}
+                Written::Failed => break None,
+                Written::Abandoned => {
+                    // The peer stopped reading and was told to go: there is no room left for
+                    // a close frame, so the socket is dropped.
+                    unregister(&shared, conn);
+                    return;
+                }
+            }
         }
     };
     if let Some((code, reason)) = close_with {
