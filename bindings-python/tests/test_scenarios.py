@@ -285,6 +285,22 @@ def test_at_least_once_is_resent_after_reconnect_until_acked() -> None:
     assert h.stats["resent"] == 1
 
 
+def test_a_message_the_server_refuses_is_dropped_and_not_resent() -> None:
+    h = Harness(reconnect_jitter="none")
+    h.connect()
+    h.server.auto_ack = False
+    mid = h.send("order", {"qty": 1}, delivery="at_least_once")
+    refusal = {"type": "error", "data": {"code": "too_large", "message": "no", "id": mid}}
+    h.inject(json.dumps(refusal))
+    assert kinds(h.events, "server_error")[-1]["id"] == mid
+    assert kinds(h.events, "dropped") == [
+        {"kind": "dropped", "id": mid, "type": "order", "reason": "rejected"}
+    ]
+    h.server_close(1006)
+    h.advance(2000)
+    assert len([m for m in h.server.received_app if m.get("id") == mid]) == 1
+
+
 def test_suspend_probes_instead_of_declaring_the_link_dead() -> None:
     h = Harness(heartbeat={"interval_ms": 30_000, "timeout_ms": 10_000})
     h.connect()

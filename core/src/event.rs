@@ -65,6 +65,8 @@ pub enum DropReason {
     NotConnected,
     /// A volatile message was still queued when the connection was lost.
     Disconnected,
+    /// The server refused it (an `error` naming its id); sending it again would not help.
+    Rejected,
 }
 
 /// Something the application should know; one canonical JSON object each (`{"kind": ...}`).
@@ -137,6 +139,9 @@ pub enum Event {
         /// Its retry hint, if any.
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
+        /// The refused message's id, if the error is about one (it is then dropped).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// The server refused the credential; call `set_token` to continue.
     TokenRequired {

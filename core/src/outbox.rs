@@ -274,6 +274,12 @@ impl Outbox {
         }
     }
 
+    /// The server refused `id`: whatever its delivery class, it is removed and returned.
+    pub(crate) fn reject(&mut self, id: &str) -> Option<Held> {
+        let key = *self.ids.get(id)?;
+        self.remove(key)
+    }
+
     /// Moves every unacknowledged message back to the front of the queue for resending.
     pub(crate) fn requeue_inflight(&mut self) {
         let inflight = std::mem::take(&mut self.inflight);

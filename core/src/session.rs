@@ -951,7 +951,16 @@ impl Session {
             code: err.code.clone(),
             message: err.message.clone(),
             retry_after_ms: err.retry_after_ms,
+            id: err.id.clone(),
         });
+        if let Some(held) = err.id.as_deref().and_then(|id| self.outbox.reject(id)) {
+            self.stats.dropped += 1;
+            self.emit(Event::Dropped {
+                id: held.id,
+                msg_type: held.msg_type,
+                reason: DropReason::Rejected,
+            });
+        }
         match err.code.as_str() {
             "rate_limited" => {
                 let pause = err

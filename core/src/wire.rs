@@ -263,6 +263,9 @@ pub struct ErrorData {
     /// Server hint: wait this long before retrying.
     #[serde(default)]
     pub retry_after_ms: Option<u64>,
+    /// The client message the server refuses, if the error is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// `user_typing_start` / `user_typing_stop` data.

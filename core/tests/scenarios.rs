@@ -412,6 +412,42 @@ fn ack_timeout_is_reported_once_and_message_kept() {
 }
 
 #[test]
+fn a_message_the_server_refuses_is_dropped_with_an_event_and_never_resent() {
+    let mut h = open(config());
+    h.server.auto_ack = false;
+    let id = h
+        .send(SendRequest::new("order", json!({"n": 1})).delivery(Delivery::AtLeastOnce))
+        .unwrap();
+    let kept = h
+        .send(SendRequest::new("order", json!({"n": 2})).delivery(Delivery::AtLeastOnce))
+        .unwrap();
+    h.inject(&format!(
+        r#"{{"type":"error","data":{{"code":"too_large","message":"relay too big","id":"{id}"}}}}"#
+    ));
+    assert!(h.events().contains(&&Event::ServerError {
+        code: "too_large".into(),
+        message: "relay too big".into(),
+        retry_after_ms: None,
+        id: Some(id.clone()),
+    }));
+    assert!(h.events().contains(&&Event::Dropped {
+        id: id.clone(),
+        msg_type: "order".into(),
+        reason: DropReason::Rejected,
+    }));
+    assert_eq!(h.state(), State::Open, "the connection stays up");
+    // After a reconnect only the other message is resent.
+    h.server_close(1006, "");
+    h.advance(5_000);
+    let resent: Vec<String> = h.server.received_app()[2..]
+        .iter()
+        .filter_map(|e| e.id.clone())
+        .collect();
+    assert_eq!(resent, vec![kept]);
+    assert_eq!(h.session.stats().queue_depth, 1);
+}
+
+#[test]
 fn server_resends_and_seq_duplicates_are_delivered_once() {
     let mut h = open(config());
     let sub = h.with(|s, now| s.subscribe(now, "*", None)).unwrap();

@@ -165,9 +165,9 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             rate_limit: rate,
             agent_chunk_ms: args.agent_chunk_ms.max(1),
             agent_chunks: args.agent_chunks.max(1),
+            max_frame_bytes: args.max_frame_bytes.max(256),
             ..crate::hub::HubSettings::default()
         },
-        max_frame_bytes: args.max_frame_bytes.max(256),
         outbound_queue: args.outbound_queue.max(1),
         static_dir: args.static_dir.clone(),
         chaos,

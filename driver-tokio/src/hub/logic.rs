@@ -30,6 +30,9 @@ pub struct HubSettings {
     pub agent_chunks: u32,
     /// Message ids remembered per session for deduplication.
     pub dedupe_window: usize,
+    /// Largest frame, in and out: bigger inbound frames close the connection with 1009, and a
+    /// message whose relay would be bigger (the hub adds `seq`) is refused with an `error`.
+    pub max_frame_bytes: usize,
 }
 
 impl Default for HubSettings {
@@ -43,6 +46,7 @@ impl Default for HubSettings {
             agent_chunk_ms: 50,
             agent_chunks: 20,
             dedupe_window: 4096,
+            max_frame_bytes: 1 << 20,
         }
     }
 }
@@ -223,9 +227,14 @@ impl<B: Broker> HubCore<B> {
                         return out;
                     }
                 }
-                self.apply(conn, &sid, &kind, &v, now, &mut out);
+                let applied = self.apply(conn, &sid, &kind, &v, now, &mut out);
                 if let Some(id) = v["id"].as_str() {
-                    out.push(send(conn, ack_frame(id)));
+                    if applied {
+                        out.push(send(conn, ack_frame(id)));
+                    } else {
+                        // Refused, not applied: a later message with this id is news.
+                        self.forget(&sid, id);
+                    }
                 }
             }
         }
@@ -406,6 +415,16 @@ impl<B: Broker> HubCore<B> {
         true
     }
 
+    /// Forgets a remembered message id.
+    fn forget(&mut self, sid: &str, id: &str) {
+        if let Some(s) = self.sessions.get_mut(sid) {
+            if s.seen_set.remove(id) {
+                s.seen.retain(|x| x != id);
+            }
+        }
+    }
+
+    /// Applies a client message; false if it was refused (and the sender told why).
     fn apply(
         &mut self,
         conn: ConnId,
@@ -414,7 +433,7 @@ impl<B: Broker> HubCore<B> {
         v: &Value,
         now: u64,
         out: &mut Vec<Action>,
-    ) {
+    ) -> bool {
         let project = v["projectId"].as_u64();
         let user = self
             .sessions
@@ -484,7 +503,7 @@ impl<B: Broker> HubCore<B> {
                     // client's stream is gone, and it must hear so rather than wait for a stall.
                     let error = json!({"type": "agent_stream_error", "data": {"streamId": id, "error": "unknown stream (its session was not resumed)"}});
                     self.deliver(sid, error, out);
-                    return;
+                    return true;
                 };
                 let chunks: Vec<(usize, String)> =
                     a.sent.iter().cloned().enumerate().skip(from).collect();
@@ -506,6 +525,18 @@ impl<B: Broker> HubCore<B> {
                 if let Some(m) = relay.as_object_mut() {
                     m.remove("seq");
                 }
+                // Room for the `,"seq":N` each recipient's copy gets.
+                const SEQ_ROOM: usize = 28;
+                let len = relay.to_string().len() + SEQ_ROOM;
+                if len > self.settings.max_frame_bytes {
+                    let message = format!(
+                        "relayed it would be {len} bytes, over the {} byte frame limit",
+                        self.settings.max_frame_bytes
+                    );
+                    let id = v["id"].as_str();
+                    out.push(send(conn, refusal_frame("too_large", &message, id)));
+                    return false;
+                }
                 for member in self.broker.members(p) {
                     if member != sid {
                         self.deliver(&member, relay.clone(), out);
@@ -514,6 +545,7 @@ impl<B: Broker> HubCore<B> {
             }
             _ => {}
         }
+        true
     }
 
     fn unsubscribe(&mut self, project: u64, sid: &str, user: &str, out: &mut Vec<Action>) {
@@ -682,6 +714,15 @@ fn error_frame(code: &str, message: &str, retry_after_ms: Option<u64>) -> String
     json!({"type": "error", "data": data}).to_string()
 }
 
+/// An `error` refusing one client message (`id`), which the client then drops.
+fn refusal_frame(code: &str, message: &str, id: Option<&str>) -> String {
+    let mut data = json!({"code": code, "message": message});
+    if let Some(id) = id {
+        data["id"] = id.into();
+    }
+    json!({"type": "error", "data": data}).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -767,6 +808,30 @@ mod tests {
             .map(|v| v["type"].clone())
             .collect();
         assert_eq!(kinds, ["agent_stream_chunk", "agent_stream_end"]);
+    }
+
+    #[test]
+    fn a_message_too_big_to_relay_is_refused_not_acked_and_may_come_again() {
+        let settings = HubSettings {
+            max_frame_bytes: 300,
+            ..HubSettings::default()
+        };
+        let mut h = HubCore::new(settings, InMemoryBroker::default(), 1);
+        join(&mut h, 1, "ann", 5);
+        join(&mut h, 2, "bob", 5);
+        let big = json!({"type": "note", "id": "m1", "projectId": 5, "data": "x".repeat(260)});
+        let out = h.frame(1, &big.to_string(), 10);
+        let to_ann = sent_to(&out, 1);
+        assert_eq!(to_ann.len(), 1, "a refusal, no ack: {to_ann:?}");
+        assert_eq!(to_ann[0]["type"], "error");
+        assert_eq!(to_ann[0]["data"]["code"], "too_large");
+        assert_eq!(to_ann[0]["data"]["id"], "m1");
+        assert!(sent_to(&out, 2).is_empty(), "nothing relayed");
+        // The same id, now small enough, is applied: the refusal was forgotten.
+        let small = json!({"type": "note", "id": "m1", "projectId": 5, "data": "x"});
+        let out = h.frame(1, &small.to_string(), 11);
+        assert_eq!(sent_to(&out, 2).len(), 1);
+        assert_eq!(sent_to(&out, 1)[0]["type"], "ack");
     }
 
     #[test]

@@ -31,8 +31,6 @@ pub struct HubConfig {
     pub listen: SocketAddr,
     /// Protocol settings.
     pub settings: HubSettings,
-    /// Largest inbound frame; bigger ones close the connection with 1009.
-    pub max_frame_bytes: usize,
     /// Frames queued per connection before it is closed as a slow consumer (4009).
     pub outbound_queue: usize,
     /// Directory served at `/` (the browser demo), if any.
@@ -50,7 +48,6 @@ impl Default for HubConfig {
         HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             settings: HubSettings::default(),
-            max_frame_bytes: 1 << 20,
             outbound_queue: 1024,
             static_dir: None,
             chaos: ChaosConfig::default(),
@@ -308,8 +305,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let config = WebSocketConfig::default()
-        .max_message_size(Some(shared.cfg.max_frame_bytes))
-        .max_frame_size(Some(shared.cfg.max_frame_bytes))
+        .max_message_size(Some(shared.cfg.settings.max_frame_bytes))
+        .max_frame_size(Some(shared.cfg.settings.max_frame_bytes))
         .read_buffer_size(4096);
     // The callback's signature is tungstenite's; its large error type is not ours to box.
     #[allow(clippy::result_large_err)]
