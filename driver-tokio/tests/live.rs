@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use sockline_core::{Config, Delivery, Event, Jitter, SendRequest, State};
+use sockline_core::{Config, Delivery, DropReason, Event, Jitter, Output, SendRequest, State};
 use sockline_tokio::hub::{ChaosConfig, Hub, HubConfig, HubHandle};
 use sockline_tokio::{Client, ClientOptions, StreamUpdate};
 use tokio::time::timeout;
@@ -513,6 +513,57 @@ async fn a_delayed_pong_holds_back_nothing_else() {
     assert_eq!(got.data_value(), json!("now"));
     assert!(sent.elapsed() < Duration::from_millis(1_500));
     assert_eq!(ann.stats().await.unwrap().last_rtt_ms, None, "no pong yet");
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_too_big_to_relay_is_refused_and_dropped_not_lost_silently() {
+    const MAX: usize = 4_000;
+    let hub = hub_with(|h| h.settings.max_frame_bytes = MAX).await;
+    let ann = client(config(&hub.url(), "ann"));
+    let bob = client(config(&hub.url(), "bob"));
+    let mut outputs = ann.outputs();
+    let mut events = ann.events();
+    let mut inbox = bob.subscribe("blob", Some(9)).await.unwrap();
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(9).await.unwrap();
+    }
+    both_present(&mut events, 9).await;
+    let blob = |n: usize| {
+        SendRequest::new("blob", json!("x".repeat(n)))
+            .project(9)
+            .delivery(Delivery::AtLeastOnce)
+    };
+    // Measure the envelope around a payload, then make a frame the hub takes in (<= MAX) but
+    // whose relay, with the seq it adds, would not fit.
+    let probe = ann.send(blob(1)).await.unwrap();
+    let probe_len = timeout(WAIT, async {
+        loop {
+            if let Some((_, Output::Transmit { text })) = outputs.next().await {
+                if text.contains(&probe) {
+                    return text.len();
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(timeout(WAIT, inbox.recv()).await.unwrap().is_some());
+    let big = ann.send(blob(MAX - probe_len - 4)).await.unwrap();
+    let reason = wait_event(&mut events, |e| match e {
+        Event::Dropped { id, reason, .. } if *id == big => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, DropReason::Rejected);
+    assert_eq!(*ann.status().borrow(), State::Open, "the link stays up");
+    // Nothing of it reached bob, and the next message still does.
+    ann.send(blob(2)).await.unwrap();
+    let next = timeout(WAIT, inbox.recv()).await.unwrap().unwrap();
+    assert_eq!(next.data_value(), json!("xx"));
     ann.close().await.unwrap();
     bob.close().await.unwrap();
     hub.shutdown().await;
