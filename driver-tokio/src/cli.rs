@@ -60,6 +60,9 @@ pub struct HubArgs {
     /// Milliseconds between agent stream chunks.
     #[arg(long, default_value_t = 50)]
     pub agent_chunk_ms: u64,
+    /// Close a welcomed connection silent this long (1001 "idle timeout", the client may reconnect); 0 = never.
+    #[arg(long, default_value_t = 120_000)]
+    pub idle_timeout_ms: u64,
     /// Chunks per agent stream.
     #[arg(long, default_value_t = 20)]
     pub agent_chunks: u32,
@@ -165,6 +168,7 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             rate_limit: rate,
             agent_chunk_ms: args.agent_chunk_ms.max(1),
             agent_chunks: args.agent_chunks.max(1),
+            idle_timeout_ms: args.idle_timeout_ms,
             max_frame_bytes: args.max_frame_bytes.max(256),
             ..crate::hub::HubSettings::default()
         },

@@ -30,6 +30,10 @@ pub struct HubSettings {
     pub agent_chunks: u32,
     /// Message ids remembered per session for deduplication.
     pub dedupe_window: usize,
+    /// A welcomed connection silent this long is closed (1001 "idle timeout"): a client that
+    /// vanished without a FIN must not hold its connection forever. Clients ping every 30 s by
+    /// default; 0 turns it off.
+    pub idle_timeout_ms: u64,
     /// Largest frame, in and out: bigger inbound frames close the connection with 1009, and a
     /// message whose relay would be bigger (the hub adds `seq`) is refused with an `error`.
     pub max_frame_bytes: usize,
@@ -46,6 +50,7 @@ impl Default for HubSettings {
             agent_chunk_ms: 50,
             agent_chunks: 20,
             dedupe_window: 4096,
+            idle_timeout_ms: 120_000,
             max_frame_bytes: 1 << 20,
         }
     }
@@ -85,9 +90,22 @@ pub const CLOSE_UNAUTHORIZED: u16 = 4001;
 struct Conn {
     session: Option<String>,
     opened_at: u64,
+    /// When its last frame arrived.
+    last_inbound: u64,
+    /// A close was decided: no more timers, frames ignored until it is gone.
+    closing: bool,
     tokens_milli: u64,
     last_refill: u64,
     excess: u32,
+}
+
+/// Why a connection timed out.
+#[derive(Clone, Copy, Debug)]
+enum Timeout {
+    /// No `hello` in time.
+    Hello,
+    /// Welcomed, then silent for too long.
+    Idle,
 }
 
 #[derive(Debug)]
@@ -156,6 +174,8 @@ impl<B: Broker> HubCore<B> {
             Conn {
                 session: None,
                 opened_at: now,
+                last_inbound: now,
+                closing: false,
                 tokens_milli: burst,
                 last_refill: now,
                 excess: 0,
@@ -188,6 +208,29 @@ impl<B: Broker> HubCore<B> {
 
     /// A text frame arrived on a connection.
     pub fn frame(&mut self, conn: ConnId, text: &str, now: u64) -> Vec<Action> {
+        match self.conns.get_mut(&conn) {
+            Some(c) if !c.closing => c.last_inbound = c.last_inbound.max(now),
+            // Closing (or unknown): whatever it still says changes nothing.
+            _ => return Vec::new(),
+        }
+        let out = self.handle_frame(conn, text, now);
+        self.mark_closing(&out);
+        out
+    }
+
+    /// Connections the hub decided to close get no more timers (no tick loop spinning on a
+    /// deadline that stays past until the socket is gone) and no more hearing.
+    fn mark_closing(&mut self, actions: &[Action]) {
+        for a in actions {
+            if let Action::Close { conn, .. } = a {
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.closing = true;
+                }
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, conn: ConnId, text: &str, now: u64) -> Vec<Action> {
         let mut out = Vec::new();
         if !self.take_token(conn, now, &mut out) {
             return out;
@@ -241,19 +284,24 @@ impl<B: Broker> HubCore<B> {
         out
     }
 
-    /// Advances time: agent stream chunks, hello timeouts, session expiry.
+    /// Advances time: agent stream chunks, hello and idle timeouts, session expiry.
     pub fn tick(&mut self, now: u64) -> Vec<Action> {
         let mut out = Vec::new();
-        let late: Vec<ConnId> = self
+        let timed_out: Vec<(ConnId, Timeout)> = self
             .conns
             .iter()
-            .filter(|(_, c)| {
-                c.session.is_none() && c.opened_at + self.settings.hello_timeout_ms <= now
+            .filter_map(|(id, c)| match self.conn_deadline(c) {
+                Some((at, why)) if at <= now => Some((*id, why)),
+                _ => None,
             })
-            .map(|(id, _)| *id)
             .collect();
-        for conn in late {
-            out.push(close(conn, 1008, "hello timeout"));
+        for (conn, why) in timed_out {
+            out.push(match why {
+                // Never said hello: not a client of this protocol.
+                Timeout::Hello => close(conn, 1008, "hello timeout"),
+                // Silent: gone, or alive and welcome to reconnect (1001 is not fatal).
+                Timeout::Idle => close(conn, 1001, "idle timeout"),
+            });
         }
         let expired: Vec<String> = self
             .sessions
@@ -275,7 +323,24 @@ impl<B: Broker> HubCore<B> {
         for (sid, stream_id) in due {
             self.advance_stream(&sid, &stream_id, now, &mut out);
         }
+        self.mark_closing(&out);
         out
+    }
+
+    /// When a connection times out, and why.
+    fn conn_deadline(&self, c: &Conn) -> Option<(u64, Timeout)> {
+        if c.closing {
+            None
+        } else if c.session.is_none() {
+            Some((c.opened_at + self.settings.hello_timeout_ms, Timeout::Hello))
+        } else if self.settings.idle_timeout_ms > 0 {
+            Some((
+                c.last_inbound + self.settings.idle_timeout_ms,
+                Timeout::Idle,
+            ))
+        } else {
+            None
+        }
     }
 
     /// When `tick` is next needed.
@@ -285,13 +350,12 @@ impl<B: Broker> HubCore<B> {
             .values()
             .filter(|a| a.running)
             .map(|a| a.next_at);
-        let hellos = self
+        let conns = self
             .conns
             .values()
-            .filter(|c| c.session.is_none())
-            .map(|c| c.opened_at + self.settings.hello_timeout_ms);
+            .filter_map(|c| self.conn_deadline(c).map(|(at, _)| at));
         let expiries = self.sessions.values().filter_map(|s| s.expires_at);
-        streams.chain(hellos).chain(expiries).min()
+        streams.chain(conns).chain(expiries).min()
     }
 
     fn take_token(&mut self, conn: ConnId, now: u64, out: &mut Vec<Action>) -> bool {
@@ -832,6 +896,44 @@ mod tests {
         let out = h.frame(1, &small.to_string(), 11);
         assert_eq!(sent_to(&out, 2).len(), 1);
         assert_eq!(sent_to(&out, 1)[0]["type"], "ack");
+    }
+
+    fn closes(out: &[Action]) -> Vec<(ConnId, u16, String)> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Close { conn, code, reason } => Some((*conn, *code, reason.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn silent_and_helloless_connections_time_out_once_and_stop_being_deadlines() {
+        let settings = HubSettings {
+            hello_timeout_ms: 1_000,
+            idle_timeout_ms: 5_000,
+            ..HubSettings::default()
+        };
+        let mut h = HubCore::new(settings, InMemoryBroker::default(), 1);
+        h.connected(1, 0); // never says hello
+        join(&mut h, 2, "ann", 5); // welcomed at 0
+        assert_eq!(h.next_deadline(), Some(1_000));
+        let out = h.tick(1_000);
+        assert_eq!(closes(&out), vec![(1, 1008, "hello timeout".to_string())]);
+        // The closing connection is no deadline any more: no tick loop spinning on it.
+        assert_eq!(h.next_deadline(), Some(5_000));
+        assert!(closes(&h.tick(1_001)).is_empty());
+        // A frame pushes ann's idle deadline on; silence then ends her connection.
+        h.frame(2, r#"{"type":"ping","data":{"nonce":1}}"#, 3_000);
+        assert_eq!(h.next_deadline(), Some(8_000));
+        assert!(closes(&h.tick(7_999)).is_empty());
+        assert_eq!(
+            closes(&h.tick(8_000)),
+            vec![(2, 1001, "idle timeout".to_string())]
+        );
+        assert_eq!(h.next_deadline(), None);
+        // What a closing connection still sends changes nothing.
+        assert!(h.frame(2, r#"{"type":"ping","data":{}}"#, 8_001).is_empty());
     }
 
     #[test]
