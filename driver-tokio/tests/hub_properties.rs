@@ -112,9 +112,8 @@ proptest! {
             // After a tick at `now`, nothing is due at or before it: a tick loop never spins.
             let due = hub.tick(now);
             for a in &due {
-                if let Action::Close { conn, .. } | Action::Send { conn, .. } = a {
-                    prop_assert!(open.contains(conn), "action for unknown connection {conn}");
-                }
+                let (Action::Close { conn, .. } | Action::Send { conn, .. }) = a;
+                prop_assert!(open.contains(conn), "action for unknown connection {conn}");
             }
             let next = hub.next_deadline();
             prop_assert!(next.is_none_or(|d| d > now), "due at {next:?} after tick({now})");
