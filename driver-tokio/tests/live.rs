@@ -63,6 +63,19 @@ async fn wait_event<T>(
     .expect("event in time")
 }
 
+/// The reason given for the next move to `reconnecting`.
+async fn reconnect_reason(events: &mut sockline_tokio::EventStream) -> String {
+    wait_event(events, |e| match e {
+        Event::Status {
+            to: State::Reconnecting,
+            reason,
+            ..
+        } => Some(reason.clone()),
+        _ => None,
+    })
+    .await
+}
+
 /// Waits until `events` (a member's) shows both clients present in `project`: the hub relays to
 /// project members only, so a test must not send before then.
 async fn both_present(events: &mut sockline_tokio::EventStream, project: u64) {
@@ -406,15 +419,7 @@ async fn heartbeat_detects_a_stalled_hub_within_interval_plus_timeout() {
     let mut events = ann.events();
     wait_state(&ann, State::Open).await;
     let opened = tokio::time::Instant::now();
-    let reason = wait_event(&mut events, |e| match e {
-        Event::Status {
-            to: State::Reconnecting,
-            reason,
-            ..
-        } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
+    let reason = reconnect_reason(&mut events).await;
     let took = opened.elapsed();
     assert_eq!(reason, "heartbeat timeout");
     // Stall at 300 ms, so the ping at 400 ms goes unanswered: dead by 400 + 300 ms, with 600 ms of
@@ -464,15 +469,7 @@ async fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
     .await;
     let ann = client(c(&hub.url()));
     let mut events = ann.events();
-    let reason = wait_event(&mut events, |e| match e {
-        Event::Status {
-            to: State::Reconnecting,
-            reason,
-            ..
-        } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
+    let reason = reconnect_reason(&mut events).await;
     assert_eq!(reason, "heartbeat timeout");
     ann.close().await.unwrap();
     hub.shutdown().await;
@@ -808,15 +805,7 @@ async fn wss_against_a_tls_hub_with_a_certificate_made_now() {
     // A client that does not trust the certificate never gets in.
     let stranger = client(config(&url, "eve"));
     let mut events = stranger.events();
-    let reason = wait_event(&mut events, |e| match e {
-        Event::Status {
-            to: State::Reconnecting,
-            reason,
-            ..
-        } => Some(reason.clone()),
-        _ => None,
-    })
-    .await;
+    let reason = reconnect_reason(&mut events).await;
     assert!(reason.to_lowercase().contains("certificate"), "{reason}");
     stranger.close().await.unwrap();
     ann.close().await.unwrap();
