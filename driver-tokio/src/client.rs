@@ -525,6 +525,10 @@ impl Link {
                 Poll::Pending => break,
             }
         }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            // An idle link keeps no queue memory (a burst reallocates once).
+            self.pending = VecDeque::new();
+        }
         if self.unflushed {
             match self.ws.poll_flush_unpin(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
