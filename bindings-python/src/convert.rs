@@ -4,6 +4,7 @@
 //! Not `pythonize`: message payloads are `serde_json::RawValue`s, which it would hand over as
 //! strings of JSON; here they are parsed straight into Python objects (no intermediate tree),
 //! and Python input errors name the path of the bad value (`data.items[3]: NaN is not JSON`).
+//! Core values go through their canonical JSON text, so Python sees exactly the one schema.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -13,22 +14,22 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use pyo3::BoundObject;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::ser::{self, Serialize};
+use serde::ser::Serialize;
 use serde_json::{Map, Value};
-
-/// The struct name serde_json gives a `RawValue` when it serializes one.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
 /// Deepest nesting converted either way (deeper input is refused, never a stack overflow).
 pub const MAX_DEPTH: usize = 128;
 
-/// Converts any serializable core value to the Python object of its canonical JSON form, keeping
-/// the canonical key order (raw JSON payloads are parsed into Python objects).
+/// Converts any serializable core value to the Python object of its canonical JSON form: the
+/// core's own serialization (the one schema every runtime shares) parsed straight into Python
+/// objects. Only the hot outputs skip the text (`output_to_py`).
 pub fn to_py<'py, T: Serialize + ?Sized>(
     py: Python<'py>,
     value: &T,
 ) -> PyResult<Bound<'py, PyAny>> {
-    value.serialize(PySer { py }).map_err(|e| e.0)
+    let text = serde_json::to_string(value)
+        .map_err(|e| PyValueError::new_err(format!("cannot convert to JSON: {e}")))?;
+    json_to_py(py, &text)
 }
 
 /// Parses JSON text straight into Python objects (no intermediate tree).
@@ -40,347 +41,6 @@ pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny
     de.end()
         .map_err(|e| PyValueError::new_err(format!("invalid JSON: {e}")))?;
     Ok(v)
-}
-
-/// A conversion error carrying the Python exception to raise.
-#[derive(Debug)]
-pub struct SerError(PyErr);
-
-impl fmt::Display for SerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for SerError {}
-
-impl ser::Error for SerError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        SerError(PyValueError::new_err(msg.to_string()))
-    }
-}
-
-impl From<PyErr> for SerError {
-    fn from(e: PyErr) -> Self {
-        SerError(e)
-    }
-}
-
-type SResult<'py> = Result<Bound<'py, PyAny>, SerError>;
-
-/// A serde serializer whose output is a Python object.
-#[derive(Clone, Copy)]
-struct PySer<'py> {
-    py: Python<'py>,
-}
-
-/// Collects sequence elements into a list.
-struct SeqSer<'py> {
-    py: Python<'py>,
-    items: Vec<Bound<'py, PyAny>>,
-    variant: Option<&'static str>,
-}
-
-/// Collects map or struct entries into a dict (or parses a raw JSON value).
-struct MapSer<'py> {
-    py: Python<'py>,
-    dict: Bound<'py, PyDict>,
-    key: Option<Bound<'py, PyAny>>,
-    variant: Option<&'static str>,
-    raw: bool,
-    raw_value: Option<Bound<'py, PyAny>>,
-}
-
-impl<'py> PySer<'py> {
-    fn wrap_variant(self, variant: Option<&'static str>, v: Bound<'py, PyAny>) -> SResult<'py> {
-        match variant {
-            None => Ok(v),
-            Some(name) => {
-                let d = PyDict::new(self.py);
-                d.set_item(name, v)?;
-                Ok(d.into_any())
-            }
-        }
-    }
-
-    fn map(self, variant: Option<&'static str>, raw: bool) -> MapSer<'py> {
-        MapSer {
-            py: self.py,
-            dict: PyDict::new(self.py),
-            key: None,
-            variant,
-            raw,
-            raw_value: None,
-        }
-    }
-}
-
-impl<'py> ser::Serializer for PySer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    type SerializeSeq = SeqSer<'py>;
-    type SerializeTuple = SeqSer<'py>;
-    type SerializeTupleStruct = SeqSer<'py>;
-    type SerializeTupleVariant = SeqSer<'py>;
-    type SerializeMap = MapSer<'py>;
-    type SerializeStruct = MapSer<'py>;
-    type SerializeStructVariant = MapSer<'py>;
-
-    fn serialize_bool(self, v: bool) -> SResult<'py> {
-        Ok(PyBool::new(self.py, v).to_owned().into_any())
-    }
-    fn serialize_i8(self, v: i8) -> SResult<'py> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> SResult<'py> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> SResult<'py> {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i64(self, v: i64) -> SResult<'py> {
-        Ok(int_obj(self.py, v))
-    }
-    fn serialize_u8(self, v: u8) -> SResult<'py> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> SResult<'py> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> SResult<'py> {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u64(self, v: u64) -> SResult<'py> {
-        Ok(int_obj(self.py, v))
-    }
-    fn serialize_f32(self, v: f32) -> SResult<'py> {
-        self.serialize_f64(v.into())
-    }
-    fn serialize_f64(self, v: f64) -> SResult<'py> {
-        Ok(PyFloat::new(self.py, v).into_any())
-    }
-    fn serialize_char(self, v: char) -> SResult<'py> {
-        let mut buf = [0u8; 4];
-        self.serialize_str(v.encode_utf8(&mut buf))
-    }
-    fn serialize_str(self, v: &str) -> SResult<'py> {
-        Ok(PyString::new(self.py, v).into_any())
-    }
-    fn serialize_bytes(self, v: &[u8]) -> SResult<'py> {
-        Ok(PyList::new(self.py, v)?.into_any())
-    }
-    fn serialize_none(self) -> SResult<'py> {
-        Ok(self.py.None().into_bound(self.py))
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> SResult<'py> {
-        value.serialize(self)
-    }
-    fn serialize_unit(self) -> SResult<'py> {
-        self.serialize_none()
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> SResult<'py> {
-        self.serialize_none()
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> SResult<'py> {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> SResult<'py> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        value: &T,
-    ) -> SResult<'py> {
-        let v = value.serialize(self)?;
-        self.wrap_variant(Some(variant), v)
-    }
-    fn serialize_seq(self, len: Option<usize>) -> Result<SeqSer<'py>, SerError> {
-        Ok(SeqSer {
-            py: self.py,
-            items: Vec::with_capacity(len.unwrap_or(0)),
-            variant: None,
-        })
-    }
-    fn serialize_tuple(self, len: usize) -> Result<SeqSer<'py>, SerError> {
-        self.serialize_seq(Some(len))
-    }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        len: usize,
-    ) -> Result<SeqSer<'py>, SerError> {
-        self.serialize_seq(Some(len))
-    }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<SeqSer<'py>, SerError> {
-        let mut s = self.serialize_seq(Some(len))?;
-        s.variant = Some(variant);
-        Ok(s)
-    }
-    fn serialize_map(self, _len: Option<usize>) -> Result<MapSer<'py>, SerError> {
-        Ok(self.map(None, false))
-    }
-    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<MapSer<'py>, SerError> {
-        Ok(self.map(None, name == RAW_VALUE_TOKEN))
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-        _len: usize,
-    ) -> Result<MapSer<'py>, SerError> {
-        Ok(self.map(Some(variant), false))
-    }
-}
-
-impl<'py> SeqSer<'py> {
-    fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerError> {
-        self.items.push(value.serialize(PySer { py: self.py })?);
-        Ok(())
-    }
-    fn finish(self) -> SResult<'py> {
-        let list = PyList::new(self.py, self.items)?.into_any();
-        PySer { py: self.py }.wrap_variant(self.variant, list)
-    }
-}
-
-impl<'py> ser::SerializeSeq for SeqSer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerError> {
-        self.push(value)
-    }
-    fn end(self) -> SResult<'py> {
-        self.finish()
-    }
-}
-
-impl<'py> ser::SerializeTuple for SeqSer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerError> {
-        self.push(value)
-    }
-    fn end(self) -> SResult<'py> {
-        self.finish()
-    }
-}
-
-impl<'py> ser::SerializeTupleStruct for SeqSer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerError> {
-        self.push(value)
-    }
-    fn end(self) -> SResult<'py> {
-        self.finish()
-    }
-}
-
-impl<'py> ser::SerializeTupleVariant for SeqSer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerError> {
-        self.push(value)
-    }
-    fn end(self) -> SResult<'py> {
-        self.finish()
-    }
-}
-
-impl<'py> MapSer<'py> {
-    fn field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), SerError> {
-        let v = value.serialize(PySer { py: self.py })?;
-        if self.raw {
-            // A RawValue: its single field is the JSON text, parsed here into Python objects.
-            let text = v.cast::<PyString>().map_err(PyErr::from)?.to_cow()?;
-            self.raw_value = Some(json_to_py(self.py, &text)?);
-            return Ok(());
-        }
-        self.dict.set_item(key, v)?;
-        Ok(())
-    }
-    fn finish(self) -> SResult<'py> {
-        if self.raw {
-            return Ok(self
-                .raw_value
-                .unwrap_or_else(|| self.py.None().into_bound(self.py)));
-        }
-        PySer { py: self.py }.wrap_variant(self.variant, self.dict.into_any())
-    }
-}
-
-impl<'py> ser::SerializeMap for MapSer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), SerError> {
-        self.key = Some(key.serialize(PySer { py: self.py })?);
-        Ok(())
-    }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SerError> {
-        let v = value.serialize(PySer { py: self.py })?;
-        let k = self
-            .key
-            .take()
-            .ok_or_else(|| <SerError as ser::Error>::custom("map value without a key"))?;
-        self.dict.set_item(k, v)?;
-        Ok(())
-    }
-    fn end(self) -> SResult<'py> {
-        self.finish()
-    }
-}
-
-impl<'py> ser::SerializeStruct for MapSer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), SerError> {
-        self.field(key, value)
-    }
-    fn end(self) -> SResult<'py> {
-        self.finish()
-    }
-}
-
-impl<'py> ser::SerializeStructVariant for MapSer<'py> {
-    type Ok = Bound<'py, PyAny>;
-    type Error = SerError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), SerError> {
-        self.field(key, value)
-    }
-    fn end(self) -> SResult<'py> {
-        self.finish()
-    }
 }
 
 // ---- JSON text -> Python ------------------------------------------------------------------
@@ -550,7 +210,7 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 /// The dict of one output, in the canonical form. `message` events (the hot path of a receiving
 /// session) and `transmit`s are built directly with interned keys; every other output goes
-/// through the generic serializer. Both give the same dict (a test compares them).
+/// through its canonical JSON text. Both give the same dict (a test compares them).
 pub fn output_to_py<'py>(
     py: Python<'py>,
     o: &sockline_core::Output,
@@ -629,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_path_builds_the_same_dicts_as_the_generic_serializer() {
+    fn the_fast_path_builds_the_same_dicts_as_the_canonical_json() {
         Python::initialize();
         Python::attach(|py| {
             let outs = outputs();
@@ -638,9 +298,7 @@ mod tests {
                 .any(|o| matches!(o, Output::Event(sockline_core::Event::Message { .. }))));
             for o in &outs {
                 let fast = output_to_py(py, o).unwrap();
-                let generic = to_py(py, o).unwrap();
                 let parsed = json_to_py(py, &o.to_json()).unwrap();
-                assert!(fast.eq(&generic).unwrap(), "{fast} != {generic}");
                 assert!(fast.eq(&parsed).unwrap(), "{fast} != {parsed}");
                 // Same key order as the canonical JSON.
                 let keys = |d: &Bound<'_, PyAny>| {

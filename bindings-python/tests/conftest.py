@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sockline import Trace
+
 REPO = Path(__file__).resolve().parents[2]
 TRACES = REPO / "core" / "tests" / "traces"
+
+
+def replayed_dicts(trace: Trace) -> list[dict[str, Any]]:
+    """What `trace.replay()` prints, as dicts without the `at` each line adds: the outputs the
+    recorded session itself drained."""
+    lines: list[dict[str, Any]] = [json.loads(line) for line in trace.replay()]
+    for line in lines:
+        del line["at"]
+    return lines
 
 
 def sockline_binary() -> Path:

@@ -13,6 +13,8 @@ import pytest
 import sockline
 from sockline import Session
 
+from conftest import replayed_dicts
+
 URL = "ws://127.0.0.1:9/ws"
 WELCOME = '{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}'
 
@@ -71,9 +73,7 @@ def test_dicts_match_the_core_canonical_json_key_for_key_and_in_order() -> None:
     got += s.drain()
     trace = s.trace()
     assert trace is not None
-    lines = [json.loads(line) for line in trace.replay()]
-    for line in lines:
-        del line["at"]
+    lines = replayed_dicts(trace)
     assert got == lines
     assert [list(d) for d in got] == [list(d) for d in lines]
     assert {d["kind"] for d in got} >= {"message", "transmit", "gap", "protocol_error", "status"}
@@ -422,10 +422,8 @@ def test_random_calls_never_panic_or_corrupt_the_session() -> None:
         assert s.stats["queue_depth"] <= 5
     trace = s.trace()
     assert trace is not None
-    replayed = [json.loads(line) for line in trace.replay()]
+    replayed = replayed_dicts(trace)
     errors = [r for r in replayed if r["kind"] == "input_error"]
     outputs = [r for r in replayed if r["kind"] != "input_error"]
-    for r in outputs:
-        del r["at"]
     assert len(errors) == refused > 0
     assert outputs == emitted and len(emitted) > 100

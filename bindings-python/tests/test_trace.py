@@ -11,7 +11,7 @@ import pytest
 import sockline
 from sockline import Session, Trace
 
-from conftest import TRACES, sockline_binary
+from conftest import TRACES, replayed_dicts, sockline_binary
 
 GOLDEN = sorted(TRACES.glob("*.json"))
 
@@ -64,10 +64,7 @@ def test_a_live_recording_replays_to_what_the_session_emitted() -> None:
     emitted += s.drain()
     trace = s.trace()
     assert trace is not None
-    replayed = [json.loads(line) for line in trace.replay()]
-    for r in replayed:
-        del r["at"]
-    assert replayed == emitted
+    assert replayed_dicts(trace) == emitted
 
 
 def test_bad_traces_raise_trace_error(tmp_path: Path) -> None:

@@ -277,10 +277,7 @@ impl Harness {
 
     /// The server sends a raw text frame now.
     pub fn inject(&mut self, text: &str) {
-        if self.link_open {
-            self.schedule(0, Action::Frame(text.to_string()));
-        }
-        self.settle();
+        self.inject_after(0, text);
     }
 
     /// The server sends a raw text frame `delay_ms` from now (on the current transport only).
@@ -442,6 +439,12 @@ impl Harness {
 mod tests {
     use super::*;
 
+    fn got_a_message(h: &Harness) -> bool {
+        h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Message { .. }))
+    }
+
     fn open_harness() -> Harness {
         let mut h = Harness::new(Config::new("ws://scripted.test/ws"), 1).unwrap();
         h.connect().unwrap();
@@ -455,15 +458,9 @@ mod tests {
         h.with(|s, now| s.subscribe(now, "note", None)).unwrap();
         h.inject_after(500, r#"{"type":"note","data":1}"#);
         h.advance(499);
-        assert!(!h
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::Message { .. })));
+        assert!(!got_a_message(&h));
         h.advance(1);
-        assert!(h
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::Message { .. })));
+        assert!(got_a_message(&h));
 
         h.server_close_after(200, 1012, "restart");
         h.advance(199);
@@ -480,9 +477,6 @@ mod tests {
         h.server_close(1006, "");
         h.advance(10_000);
         assert_eq!(h.state(), State::Open, "reconnected");
-        assert!(!h
-            .events()
-            .iter()
-            .any(|e| matches!(e, Event::Message { .. })));
+        assert!(!got_a_message(&h));
     }
 }

@@ -193,7 +193,7 @@ impl Outbound<'_> {
 }
 
 /// Encodes a control message `{"type": t, "data": data}`.
-pub(crate) fn encode_control<T: Serialize>(msg_type: &str, data: &T) -> String {
+pub fn encode_control<T: Serialize>(msg_type: &str, data: &T) -> String {
     #[derive(Serialize)]
     struct Control<'a, T> {
         #[serde(rename = "type")]
@@ -261,7 +261,7 @@ pub struct ErrorData {
     #[serde(default)]
     pub message: String,
     /// Server hint: wait this long before retrying.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// The client message the server refuses, if the error is about one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

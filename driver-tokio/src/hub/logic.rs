@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde_json::{json, Map, Value};
 use sockline_core::rng::Rng;
+use sockline_core::wire;
 
 use super::broker::Broker;
 
@@ -236,11 +237,17 @@ impl<B: Broker> HubCore<B> {
             return out;
         }
         let Ok(v) = serde_json::from_str::<Value>(text) else {
-            out.push(send(conn, error_frame("bad_message", "not JSON", None)));
+            out.push(send(
+                conn,
+                error_frame("bad_message", "not JSON", None, None),
+            ));
             return out;
         };
         let Some(kind) = v["type"].as_str().map(str::to_string) else {
-            out.push(send(conn, error_frame("bad_message", "missing type", None)));
+            out.push(send(
+                conn,
+                error_frame("bad_message", "missing type", None, None),
+            ));
             return out;
         };
         let session = self.conns.get(&conn).and_then(|c| c.session.clone());
@@ -260,7 +267,7 @@ impl<B: Broker> HubCore<B> {
             "pong" | "ack" => {}
             "hello" | "welcome" | "error" => out.push(send(
                 conn,
-                error_frame("bad_message", "unexpected control message", None),
+                error_frame("bad_message", "unexpected control message", None, None),
             )),
             _ => {
                 if let Some(id) = v["id"].as_str() {
@@ -379,7 +386,7 @@ impl<B: Broker> HubCore<B> {
             let wait = (1000 - c.tokens_milli).div_ceil(u64::from(per_sec).max(1));
             out.push(send(
                 conn,
-                error_frame("rate_limited", "slow down", Some(wait.max(1))),
+                error_frame("rate_limited", "slow down", Some(wait.max(1)), None),
             ));
         } else if c.excess > burst.max(1) * 2 {
             out.push(close(conn, CLOSE_RATE_LIMITED, "rate limited"));
@@ -395,6 +402,7 @@ impl<B: Broker> HubCore<B> {
                     "unsupported_protocol",
                     &format!("this hub speaks protocol {PROTOCOL_VERSION} only"),
                     None,
+                    None,
                 ),
             ));
             out.push(close(conn, 1008, "unsupported protocol version"));
@@ -404,7 +412,7 @@ impl<B: Broker> HubCore<B> {
             if data["token"].as_str() != Some(required.as_str()) {
                 out.push(send(
                     conn,
-                    error_frame("unauthorized", "invalid or missing token", None),
+                    error_frame("unauthorized", "invalid or missing token", None, None),
                 ));
                 out.push(close(conn, CLOSE_UNAUTHORIZED, "unauthorized"));
                 return;
@@ -598,7 +606,7 @@ impl<B: Broker> HubCore<B> {
                         self.settings.max_frame_bytes
                     );
                     let id = v["id"].as_str();
-                    out.push(send(conn, refusal_frame("too_large", &message, id)));
+                    out.push(send(conn, error_frame("too_large", &message, None, id)));
                     return false;
                 }
                 for member in self.broker.members(p) {
@@ -639,7 +647,7 @@ impl<B: Broker> HubCore<B> {
         if self.streams.contains_key(&key) {
             out.push(send(
                 conn,
-                error_frame("bad_message", "stream id already in use", None),
+                error_frame("bad_message", "stream id already in use", None, None),
             ));
             return;
         }
@@ -770,21 +778,15 @@ fn ack_frame(id: &str) -> String {
     json!({"type": "ack", "data": {"id": id}}).to_string()
 }
 
-fn error_frame(code: &str, message: &str, retry_after_ms: Option<u64>) -> String {
-    let mut data = json!({"code": code, "message": message});
-    if let Some(ms) = retry_after_ms {
-        data["retryAfterMs"] = ms.into();
-    }
-    json!({"type": "error", "data": data}).to_string()
-}
-
-/// An `error` refusing one client message (`id`), which the client then drops.
-fn refusal_frame(code: &str, message: &str, id: Option<&str>) -> String {
-    let mut data = json!({"code": code, "message": message});
-    if let Some(id) = id {
-        data["id"] = id.into();
-    }
-    json!({"type": "error", "data": data}).to_string()
+/// An `error` frame; with an `id` it refuses that one client message, which the client drops.
+fn error_frame(code: &str, message: &str, retry_after_ms: Option<u64>, id: Option<&str>) -> String {
+    let data = wire::ErrorData {
+        code: code.to_string(),
+        message: message.to_string(),
+        retry_after_ms,
+        id: id.map(str::to_string),
+    };
+    wire::encode_control("error", &data)
 }
 
 #[cfg(test)]
