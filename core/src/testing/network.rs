@@ -198,6 +198,11 @@ impl Network {
         Ok(id)
     }
 
+    /// How many clients were added (numbered from 0).
+    pub fn clients(&self) -> usize {
+        self.clients.len()
+    }
+
     /// The virtual time.
     pub fn now(&self) -> Timestamp {
         self.now
@@ -379,9 +384,9 @@ impl Network {
         }
     }
 
-    /// Moves to the next instant something happens (at most `end`) and handles all of it;
-    /// false once nothing more happens before `end` (time then stands at `end`).
-    fn step(&mut self, end: Timestamp) -> bool {
+    /// Moves to the next instant something happens (at most `end`) and handles one thing
+    /// there; false once nothing more happens before `end` (time then stands at `end`).
+    pub fn step(&mut self, end: Timestamp) -> bool {
         let agenda = self.agenda.keys().next().map(|k| k.0);
         let clients = self
             .clients
