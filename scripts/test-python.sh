@@ -39,7 +39,7 @@ step "build and install the sockline package (maturin develop --release)"
 (cd bindings-python && maturin develop --release -q)
 
 step "sockline binary for the hub and replay tests"
-cargo build -q -p sockline-tokio --bin sockline
+cargo build -q -p sockline-tokio --features cli --bin sockline
 case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
 export SOCKLINE_BIN="$TARGET/debug/sockline"
 test -x "$SOCKLINE_BIN"

@@ -65,7 +65,7 @@ class Hub:
         binary = sockline_binary()
         if not binary.exists():
             raise RuntimeError(
-                f"{binary} is missing: build it with `cargo build -p sockline-tokio --bin sockline`"
+                f"{binary} is missing: build it with `cargo build -p sockline-tokio --features cli --bin sockline`"
             )
         self.proc = subprocess.Popen(
             [str(binary), "hub", "--listen", f"127.0.0.1:{self.port}", *self.extra],

@@ -29,7 +29,7 @@ def test_replay_matches_the_golden_output(path: Path) -> None:
 @pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
 def test_replay_matches_the_cli(path: Path) -> None:
     binary = sockline_binary()
-    assert binary.exists(), f"{binary} missing: cargo build -p sockline-tokio --bin sockline"
+    assert binary.exists(), f"{binary} missing: cargo build -p sockline-tokio --features cli --bin sockline"
     cli = subprocess.run([str(binary), "replay", str(path)], capture_output=True, text=True, check=True)
     assert Trace.load(str(path)).replay() == cli.stdout.splitlines()
 

@@ -34,6 +34,7 @@ pub mod rng;
 pub mod router;
 mod session;
 mod stream;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod timer;
 pub mod trace;

@@ -4,9 +4,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
+#[cfg(feature = "cli")]
 pub mod demo;
+#[cfg(feature = "hub")]
 pub mod hub;
 mod mailbox;
 pub mod transport;
