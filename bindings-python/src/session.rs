@@ -485,7 +485,7 @@ impl PySession {
 
     /// Members present in a joined project, sorted.
     fn presence(&self, py: Python<'_>, project_id: u64) -> Vec<String> {
-        self.lock(py).presence_members(project_id)
+        self.lock(py).presence(project_id)
     }
 
     /// The last version applied for a joined project, or None.

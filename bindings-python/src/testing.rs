@@ -566,7 +566,7 @@ impl PyHarness {
 
     /// Members present in `project_id`, sorted.
     fn presence(&self, py: Python<'_>, project_id: u64) -> Vec<String> {
-        self.read(py, |h| h.session.presence_members(project_id))
+        self.read(py, |h| h.session.presence(project_id))
     }
 
     /// The last version applied for `project_id`.

@@ -49,7 +49,10 @@ pub use outbox::Delivery;
 pub use outbox::{OutboxSnapshot, SnapshotMessage};
 pub use output::Output;
 pub use router::{Pattern, SubscriptionId};
-pub use session::{Session, CLOSE_ABANDONED, CLOSE_NORMAL, CLOSE_UNAUTHORIZED, MAX_PROJECTS};
+pub use session::{
+    Session, CLOSE_ABANDONED, CLOSE_ABNORMAL, CLOSE_NORMAL, CLOSE_NO_STATUS, CLOSE_UNAUTHORIZED,
+    MAX_PROJECTS,
+};
 pub use stream::StreamState;
 pub use timer::{Deadline, TimerKind, Timestamp};
 pub use trace::{replay, TimedInput, Trace, TraceError};

@@ -321,7 +321,7 @@ impl Client {
 
     /// Members present in a joined project.
     pub async fn presence(&self, project_id: u64) -> Result<Vec<String>, ClientError> {
-        self.call(move |s, _| s.presence_members(project_id)).await
+        self.call(move |s, _| s.presence(project_id)).await
     }
 
     /// Replaces the token; `expires_in` schedules `token_refresh_due` before it lapses.
