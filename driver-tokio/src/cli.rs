@@ -510,12 +510,11 @@ fn redact_hello(text: &str) -> String {
         return text.to_string();
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(mut v) => {
-            if v["data"].get("token").is_some() {
-                v["data"]["token"] = sockline_core::config::REDACTED.into();
-            }
+        // Re-encoded only to hide a token: any other frame prints byte for byte as sent.
+        Ok(mut v) if v["data"].get("token").is_some() => {
+            v["data"]["token"] = sockline_core::config::REDACTED.into();
             v.to_string()
         }
-        Err(_) => text.to_string(),
+        _ => text.to_string(),
     }
 }
