@@ -1,4 +1,4 @@
-"""Frames per second through ``Session.receive`` + ``drain`` from Python, beside a pure-Python
+"""Frames per second through ``Session.frame`` + ``drain`` from Python, beside a pure-Python
 ``json.loads`` + dict dispatch of the same bytes, in the same run.
 
 Every frame is a ~200-byte ``project_updated`` envelope (``type``, ``data`` with 4 fields,
@@ -79,7 +79,7 @@ def timed_session(texts: list[str], loop: Callable[[sockline.Session, list[str]]
 
 
 def each_frame(s: sockline.Session, texts: list[str]) -> int:
-    """receive + drain per frame."""
+    """frame + drain per frame."""
     seen = 0
     for t in texts:
         s.frame(1, t)
@@ -101,7 +101,7 @@ def batched(s: sockline.Session, texts: list[str], batch: int = 64) -> int:
 
 
 def via_json(s: sockline.Session, texts: list[str]) -> int:
-    """receive + drain_json + json.loads of each output (the JSON round-trip conversion)."""
+    """frame + drain_json + json.loads of each output (the JSON round-trip conversion)."""
     seen = 0
     for t in texts:
         s.frame(1, t)
@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(map(len, texts)) / len(texts)
     paths: dict[str, Callable[[list[str]], float]] = {
         "python json.loads + dispatch": run_python,
-        "Session.receive + drain (each frame)": lambda t: timed_session(t, each_frame),
+        "Session.frame + drain (each frame)": lambda t: timed_session(t, each_frame),
         "Session.frame_many(64) + drain": lambda t: timed_session(t, batched),
-        "Session.receive + drain_json + json.loads": lambda t: timed_session(t, via_json),
+        "Session.frame + drain_json + json.loads": lambda t: timed_session(t, via_json),
     }
     best: dict[str, float] = {}
     for _ in range(rounds):  # interleaved, best of `rounds`: the machine is shared
@@ -161,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in rates.items():
         print(f"  {name:40s} {rate / 1e3:8.1f} k frames/s  {1e9 / rate:7.0f} ns/frame")
     base = rates["python json.loads + dispatch"]
-    each = rates["Session.receive + drain (each frame)"] / base
+    each = rates["Session.frame + drain (each frame)"] / base
     many = rates["Session.frame_many(64) + drain"] / base
-    print(f"  ratio receive+drain / python: {each:.2f}x (target >= 1.0)")
-    round_trip = rates["Session.receive + drain_json + json.loads"] / base
+    print(f"  ratio frame+drain / python: {each:.2f}x (target >= 1.0)")
+    round_trip = rates["Session.frame + drain_json + json.loads"] / base
     print(f"  ratio frame_many+drain / python: {many:.2f}x")
-    print(f"  ratio receive+drain_json+json.loads / python: {round_trip:.2f}x (the JSON round trip)")
+    print(f"  ratio frame+drain_json+json.loads / python: {round_trip:.2f}x (the JSON round trip)")
     return 0
 
 

@@ -1315,6 +1315,12 @@ impl Session {
     /// Whatever way a transport ends, what belonged to it goes with it.
     fn forget_transport(&mut self) {
         self.link = Link::Down;
+        self.heartbeat.stop();
+        self.timers.clear(TimerKind::ConnectTimeout);
+        self.timers.clear(TimerKind::Stable);
+        for h in self.outbox.on_disconnect() {
+            self.dropped(&h, DropReason::Disconnected);
+        }
         self.timers.clear(TimerKind::WriteTimeout);
         self.buffered_bytes = 0;
         if self.blocked {
@@ -1324,12 +1330,6 @@ impl Session {
                 blocked: false,
                 buffered_bytes: 0,
             });
-        }
-        self.heartbeat.stop();
-        self.timers.clear(TimerKind::ConnectTimeout);
-        self.timers.clear(TimerKind::Stable);
-        for h in self.outbox.on_disconnect() {
-            self.dropped(&h, DropReason::Disconnected);
         }
         // What peers were doing is unknown until we are back: forget it rather than show it stale.
         self.typing.reset_local();

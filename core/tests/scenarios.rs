@@ -1008,3 +1008,31 @@ fn buffered_reports_without_a_live_transport_are_ignored() {
     assert!(backpressure(&h).is_empty());
     assert!(!h.with(|s, _| s.is_blocked()));
 }
+
+#[test]
+fn a_server_ping_before_welcome_is_answered_and_nothing_else_goes_out() {
+    use sockline_core::Session;
+    let mut c = config();
+    c.user_id = Some("ann".into());
+    let mut s = Session::new(c, 1, Timestamp::ZERO).unwrap();
+    s.join_project(Timestamp::ZERO, 3).unwrap();
+    s.send(Timestamp::ZERO, SendRequest::new("chat", json!(1)))
+        .unwrap();
+    s.connect(Timestamp::ZERO).unwrap();
+    s.transport_opened(Timestamp::from_millis(1));
+    s.frame(
+        Timestamp::from_millis(2),
+        r#"{"type":"ping","data":{"nonce":9}}"#,
+    );
+    let mut sent = Vec::new();
+    while let Some(text) = match s.poll_output() {
+        Output::Timeout(_) => None,
+        Output::Transmit { text } => Some(Some(text)),
+        _ => Some(None),
+    } {
+        sent.extend(text);
+    }
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].starts_with(r#"{"type":"hello""#));
+    assert_eq!(sent[1], r#"{"type":"pong","data":{"nonce":9}}"#);
+}

@@ -14,7 +14,8 @@ deltas), projects and presence, :meth:`Client.outputs`, :meth:`Client.trace` and
 
 Commands (``send``, ``subscribe``, ``join_project``, ...) are plain methods: they apply to the
 local session at once (raising :class:`sockline.SessionError` subclasses when refused) and the
-network work happens on the driver's task. Call them from the event loop's thread.
+network work happens on the driver's task. Call them from the event loop's thread. The session
+itself is not handed out: only the driver feeds it, so every input is one it saw or was asked for.
 
 Exceptions raised by user callbacks (``on_event``, ``subscribe(..., callback=...)``) are caught,
 logged on the ``sockline.aio`` logger and appended to :attr:`Client.errors`; they never stop the
@@ -275,11 +276,6 @@ class Client:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    @property
-    def session(self) -> Session:
-        """The underlying session (call its methods with :meth:`now_ms`)."""
-        return self._session
-
     def now_ms(self) -> int:
         """Milliseconds since the client was created: the session's clock."""
         return int((time.monotonic() - self._origin) * 1000)
@@ -477,6 +473,16 @@ class Client:
     def offline(self) -> None:
         """Tells the session the network is gone (reconnects pause)."""
         self._session.offline(self.now_ms())
+        self._poke()
+
+    def visible(self) -> None:
+        """The application became visible (an open link is probed)."""
+        self._session.visible(self.now_ms())
+        self._poke()
+
+    def hidden(self) -> None:
+        """The application was hidden (recorded; suspension is detected from late deadlines)."""
+        self._session.hidden(self.now_ms())
         self._poke()
 
     def stats(self) -> dict[str, Any]:
