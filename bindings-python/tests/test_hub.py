@@ -236,3 +236,37 @@ def test_reconnect_after_giving_up() -> None:
         run(scenario)
     finally:
         hub.stop()
+
+
+def test_a_hub_that_stops_reading_blocks_the_transport_until_the_write_timeout() -> None:
+    h = Hub("--chaos-seed", "4", "--chaos-stall-ms", "100..101")
+    try:
+        h.start()
+
+        async def scenario() -> None:
+            c = client(
+                h.url, "ann",
+                max_buffered_bytes=64 * 1024, write_timeout_ms=500,
+                heartbeat={"interval_ms": 60_000}, reconnect_initial_ms=5000,
+            )
+            events = c.events()
+            async with c:
+                await c.wait_for_state("open", WAIT)
+                await asyncio.sleep(0.3)  # the hub has stalled
+                blob = "x" * 60_000
+                for _ in range(300):
+                    c.send("bulk", blob)
+                    await asyncio.sleep(0.001)  # let the driver report what it holds
+                blocked = await events.wait_for(
+                    lambda e: e["kind"] == "backpressure" and e["blocked"], WAIT
+                )
+                assert blocked["buffered_bytes"] > 64 * 1024
+                gone = await events.wait_for(
+                    lambda e: e["kind"] == "status" and e["to"] == "reconnecting", WAIT
+                )
+                assert gone["reason"].startswith("write timeout: "), gone
+                assert c.stats()["dropped"] > 0, "the outbox overflowed under its own policy"
+
+        run(scenario)
+    finally:
+        h.stop()
