@@ -232,7 +232,7 @@ def test_a_multi_megabyte_frame_is_handled_and_refused() -> None:
         s.send(3, "x", "a" * (2 << 20))
 
 
-def test_receive_many_equals_frame_one_by_one() -> None:
+def test_frame_many_equals_frame_one_by_one() -> None:
     texts = [json.dumps({"type": "n", "data": i, "seq": i + 1}) for i in range(50)]
     a, b = open_session(), open_session()
     a.subscribe(3, "n")

@@ -584,8 +584,9 @@ class Client:
             elif kind == "transmit":
                 t = self._transport
                 if t is not None and t.ws is not None:
-                    t.queued_bytes += len(out["text"])
-                    t.outbox.put_nowait(("text", out["text"]))
+                    text = out["text"]
+                    t.queued_bytes += len(text.encode())
+                    t.outbox.put_nowait(("text", text))
             elif kind == "close_transport":
                 self._close_current(out["code"], out["reason"])
             else:
@@ -701,7 +702,7 @@ class Client:
             what, payload = await t.outbox.get()
             try:
                 if what == "text":
-                    t.queued_bytes -= len(payload)
+                    t.queued_bytes -= len(payload.encode())
                     await t.ws.send(payload)
                     if self._session.is_blocked:
                         self._poke()  # the run loop looks at what is still held
