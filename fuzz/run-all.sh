@@ -20,7 +20,7 @@ cd "$(dirname "$0")"
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame trace inputs)
+    targets=(frame trace inputs hub)
 fi
 
 # libFuzzer needs nightly's -Z flags; without a nightly toolchain, stable with RUSTC_BOOTSTRAP=1 works.

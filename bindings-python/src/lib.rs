@@ -11,6 +11,7 @@
 mod config;
 mod convert;
 mod errors;
+mod network;
 mod session;
 mod testing;
 mod trace;
@@ -54,6 +55,7 @@ fn _sockline(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(is_final_stream_state, m)?)?;
     m.add_class::<PyTrace>()?;
     m.add_class::<PyHarness>()?;
+    m.add_class::<network::PyNetwork>()?;
     m.add_class::<PyScriptedServer>()?;
     m.add_class::<PyVirtualClock>()?;
     m.add("SessionError", py.get_type::<errors::SessionError>())?;

@@ -36,6 +36,13 @@ impl DedupeWindow {
         self.seen.insert(id.to_string());
         true
     }
+
+    /// Forgets `id`, so it counts as new again.
+    pub(crate) fn forget(&mut self, id: &str) {
+        if self.seen.remove(id) {
+            self.order.retain(|x| x != id);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -51,6 +58,8 @@ mod tests {
         assert!(w.insert("c"));
         assert!(w.insert("a"), "a fell out of the window");
         assert!(!w.insert("c"));
+        w.forget("c");
+        assert!(w.insert("c"), "a forgotten id is new again");
     }
 
     #[test]

@@ -16,11 +16,13 @@
 
 mod auth;
 pub mod backoff;
+pub mod close;
 pub mod config;
 mod dedupe;
 pub mod error;
 pub mod event;
 mod heartbeat;
+pub mod hub;
 pub mod input;
 pub mod outbox;
 pub mod output;
@@ -49,10 +51,7 @@ pub use outbox::Delivery;
 pub use outbox::{OutboxSnapshot, SnapshotMessage};
 pub use output::Output;
 pub use router::{Pattern, SubscriptionId};
-pub use session::{
-    Session, CLOSE_ABANDONED, CLOSE_ABNORMAL, CLOSE_NORMAL, CLOSE_NO_STATUS, CLOSE_UNAUTHORIZED,
-    MAX_PROJECTS,
-};
+pub use session::{Session, MAX_PROJECTS};
 pub use stream::StreamState;
 pub use timer::{Deadline, TimerKind, Timestamp};
 pub use trace::{replay, TimedInput, Trace, TraceError};

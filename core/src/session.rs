@@ -27,16 +27,10 @@ use crate::trace::{TimedInput, Trace};
 use crate::typing::{LocalSend, Typing, TypingChange};
 use crate::wire::{self, Envelope, CONTROL_TYPES};
 
-/// Close code the session uses when it abandons a transport itself (timeouts, transport errors).
-pub const CLOSE_ABANDONED: u16 = 4000;
-/// Close code a server uses to refuse a credential.
-pub const CLOSE_UNAUTHORIZED: u16 = 4001;
-/// Normal closure, used for user-initiated closes.
-pub const CLOSE_NORMAL: u16 = 1000;
-/// The name of a close frame without a status code (`transport_closed` without `code`).
-pub const CLOSE_NO_STATUS: u16 = 1005;
-/// The name of a transport that ended without any close frame (`transport_lost`).
-pub const CLOSE_ABNORMAL: u16 = 1006;
+use crate::close::{
+    ABANDONED as CLOSE_ABANDONED, ABNORMAL as CLOSE_ABNORMAL, NORMAL as CLOSE_NORMAL,
+    NO_STATUS as CLOSE_NO_STATUS, UNAUTHORIZED as CLOSE_UNAUTHORIZED,
+};
 
 /// Bound on timer firings in one `handle_timeout` call; each firing moves its deadline past `now`,
 /// so this only guards against a bug turning into a hang.
@@ -1056,6 +1050,9 @@ impl Session {
                     .unwrap_or(1_000)
                     .min(self.cfg.reconnect.max_hint_ms);
                 self.limiter.pause_until(now.add_ms(pause));
+                // The hub applied nothing over its rate: what awaits an ack goes again after the
+                // pause (it deduplicates by id what it did apply).
+                self.outbox.requeue_inflight();
             }
             "unauthorized" => {
                 self.outputs.push_back(Output::CloseTransport {

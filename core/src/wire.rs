@@ -50,6 +50,25 @@ impl PartialEq for Envelope {
 }
 
 impl Envelope {
+    /// A message of `msg_type` carrying `data`, with no id, project or seq.
+    pub fn new<T: Serialize + ?Sized>(msg_type: &str, data: &T) -> Envelope {
+        let text = serde_json::to_string(data).unwrap_or_else(|_| "null".to_string());
+        Envelope {
+            msg_type: msg_type.to_string(),
+            data: RawValue::from_string(text).unwrap_or_else(|_| null_raw()),
+            timestamp: None,
+            id: None,
+            project_id: None,
+            seq: None,
+        }
+    }
+
+    /// The same message in `project_id`.
+    pub fn in_project(mut self, project_id: u64) -> Envelope {
+        self.project_id = Some(project_id);
+        self
+    }
+
     /// Parses `data` into `T`.
     pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(self.data.get())
@@ -207,7 +226,8 @@ pub fn encode_control<T: Serialize>(msg_type: &str, data: &T) -> String {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hello {
-    /// Protocol version.
+    /// Protocol version (0 when absent, which no hub speaks).
+    #[serde(default)]
     pub protocol: u32,
     /// Session to resume, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,6 +346,29 @@ pub struct StreamResume {
     pub stream_id: String,
     /// The first chunk wanted.
     pub from_seq: u64,
+}
+
+/// `agent_prompt` data: ask the hub's agent; the answer streams back as `agent_stream_*`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPrompt {
+    /// The question.
+    #[serde(default)]
+    pub prompt: String,
+    /// The stream id to use (the hub makes one up when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
+}
+
+/// `agent_stream_start` data as the hub sends it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStart {
+    /// The stream.
+    pub stream_id: String,
+    /// The prompt it answers.
+    #[serde(default)]
+    pub prompt: String,
 }
 
 /// `project_updated` / `project_snapshot` data (the payload's other fields are the application's).

@@ -270,7 +270,7 @@ fn main() {
             return; // for profiling one part
         }
         let mut hub_cfg = HubConfig::default();
-        hub_cfg.settings.rate_limit = None;
+        hub_cfg.settings.rate_limit = sockline_core::RateLimitConfig::Off;
         hub_cfg.outbound_queue = 1 << 16;
         let hub = Hub::start(hub_cfg).await.unwrap();
         let url = hub.url();

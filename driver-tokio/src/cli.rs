@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
-use sockline_core::{Config, Delivery, Event, Output, SendRequest, State, Timestamp};
+use sockline_core::{
+    Config, Delivery, Event, Output, RateLimitConfig, SendRequest, State, Timestamp,
+};
 use tokio::io::AsyncBufReadExt;
 
 use crate::client::{Client, ClientOptions};
@@ -122,7 +124,7 @@ fn parse_range(flag: &str, v: &str) -> Result<std::ops::Range<u64>, String> {
 /// Turns `sockline hub` flags into a hub configuration.
 pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
     let rate = match args.rate.as_str() {
-        "off" => None,
+        "off" => RateLimitConfig::Off,
         r => {
             let (p, b) = r
                 .split_once(':')
@@ -134,7 +136,10 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             if p == 0 || b == 0 {
                 return Err("--rate: both numbers must be at least 1".into());
             }
-            Some((p, b))
+            RateLimitConfig::Bucket {
+                per_sec: p,
+                burst: b,
+            }
         }
     };
     if !(0.0..=1.0).contains(&args.chaos_corrupt) {
@@ -143,7 +148,7 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             args.chaos_corrupt
         ));
     }
-    let chaos = crate::hub::ChaosConfig {
+    let chaos = sockline_core::hub::ChaosConfig {
         seed: args.chaos_seed,
         drop_ms: args
             .chaos_drop_ms
@@ -162,19 +167,21 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
     };
     Ok(crate::hub::HubConfig {
         listen: args.listen,
-        settings: crate::hub::HubSettings {
+        settings: sockline_core::hub::HubSettings {
             token: args.token.clone(),
             replay_capacity: args.replay.max(1),
             rate_limit: rate,
             agent_chunk_ms: args.agent_chunk_ms.max(1),
-            agent_chunks: args.agent_chunks.max(1),
             idle_timeout_ms: args.idle_timeout_ms,
             max_frame_bytes: args.max_frame_bytes.max(256),
-            ..crate::hub::HubSettings::default()
+            chaos,
+            ..sockline_core::hub::HubSettings::default()
         },
+        agent: Some(sockline_core::hub::ScriptedAgent {
+            chunks: args.agent_chunks.max(1),
+        }),
         outbound_queue: args.outbound_queue.max(1),
         static_dir: args.static_dir.clone(),
-        chaos,
         ..crate::hub::HubConfig::default()
     })
 }

@@ -146,7 +146,7 @@ async fn story() -> Result<(), String> {
     };
     let mut cfg = HubConfig::default();
     cfg.settings.agent_chunk_ms = 120;
-    cfg.settings.agent_chunks = CHUNKS;
+    cfg.agent = Some(sockline_core::hub::ScriptedAgent { chunks: CHUNKS });
     let hub = Hub::start(cfg.clone())
         .await
         .map_err(|e| format!("hub: {e}"))?;

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
+use sockline_core::hub::{ChaosConfig, ScriptedAgent};
 use sockline_core::{Config, Delivery, DropReason, Event, Jitter, Output, SendRequest, State};
-use sockline_tokio::hub::{ChaosConfig, Hub, HubConfig, HubHandle};
+use sockline_tokio::hub::{Hub, HubConfig, HubHandle};
 use sockline_tokio::{Client, ClientOptions, StreamUpdate};
 use tokio::time::timeout;
 
@@ -249,7 +250,7 @@ async fn reconnects_after_hub_restart_and_delivers_what_was_queued() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_replays_messages_sent_while_away_exactly_once() {
     let hub = hub_with(|c| {
-        c.chaos = ChaosConfig {
+        c.settings.chaos = ChaosConfig {
             seed: 1,
             ..ChaosConfig::default()
         }
@@ -311,7 +312,7 @@ async fn resume_replays_messages_sent_while_away_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_stream_reads_to_the_end_and_interrupt_stops_one() {
-    let hub = hub_with(|c| c.settings.agent_chunks = 12).await;
+    let hub = hub_with(|c| c.agent = Some(ScriptedAgent { chunks: 12 })).await;
     let ann = client(config(&hub.url(), "ann"));
     wait_state(&ann, State::Open).await;
     let mut deltas = ann.stream("r1").unwrap();
@@ -379,7 +380,7 @@ async fn read_stream(deltas: &mut sockline_tokio::StreamDeltas) -> (String, Stre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumes_across_a_hub_restart_and_fails_on_a_hub_that_lost_it() {
     let hub = hub_with(|c| {
-        c.settings.agent_chunks = 30;
+        c.agent = Some(ScriptedAgent { chunks: 30 });
         c.settings.agent_chunk_ms = 20;
     })
     .await;
@@ -426,7 +427,7 @@ async fn a_stream_resumes_across_a_hub_restart_and_fails_on_a_hub_that_lost_it()
     // (long before the 30 s stall timeout).
     let hub = hub_with(|c| {
         c.listen = addr;
-        c.settings.agent_chunks = 30;
+        c.agent = Some(ScriptedAgent { chunks: 30 });
         c.settings.agent_chunk_ms = 20;
     })
     .await;
@@ -451,7 +452,7 @@ async fn a_stream_resumes_across_a_hub_restart_and_fails_on_a_hub_that_lost_it()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_detects_a_stalled_hub_within_interval_plus_timeout() {
     let hub = hub_with(|c| {
-        c.chaos = ChaosConfig {
+        c.settings.chaos = ChaosConfig {
             seed: 3,
             stall_ms: Some(300..301),
             ..ChaosConfig::default()
@@ -490,7 +491,7 @@ async fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
     };
     // Delayed by less than the timeout: pings keep being answered, the link stays up.
     let hub = hub_with(|h| {
-        h.chaos = ChaosConfig {
+        h.settings.chaos = ChaosConfig {
             seed: 4,
             pong_delay_ms: Some(150),
             ..ChaosConfig::default()
@@ -507,7 +508,7 @@ async fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
     hub.shutdown().await;
     // Swallowed: the first ping goes unanswered and the client gives the link up.
     let hub = hub_with(|h| {
-        h.chaos = ChaosConfig {
+        h.settings.chaos = ChaosConfig {
             seed: 4,
             swallow_pongs: true,
             ..ChaosConfig::default()
@@ -525,7 +526,7 @@ async fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_pong_holds_back_nothing_else() {
     let hub = hub_with(|h| {
-        h.chaos = ChaosConfig {
+        h.settings.chaos = ChaosConfig {
             seed: 5,
             pong_delay_ms: Some(3_000),
             ..ChaosConfig::default()
@@ -616,7 +617,7 @@ async fn a_message_too_big_to_relay_is_refused_and_dropped_not_lost_silently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_frames_are_protocol_errors_and_the_link_stays_up() {
     let hub = hub_with(|c| {
-        c.chaos = ChaosConfig {
+        c.settings.chaos = ChaosConfig {
             seed: 9,
             corrupt: 0.3,
             ..ChaosConfig::default()
@@ -679,7 +680,7 @@ async fn wrong_token_is_refused_and_a_new_token_gets_in() {
 async fn a_slow_consumer_is_disconnected_by_the_hub() {
     let hub = hub_with(|c| {
         c.outbound_queue = 16;
-        c.settings.rate_limit = None;
+        c.settings.rate_limit = sockline_core::RateLimitConfig::Off;
     })
     .await;
     // A raw client with a tiny receive buffer that joins a project and then never reads, so the
@@ -743,7 +744,7 @@ async fn a_slow_consumer_is_disconnected_by_the_hub() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_survives_forced_disconnects_without_loss_or_duplicates() {
     let hub = hub_with(|c| {
-        c.chaos = ChaosConfig {
+        c.settings.chaos = ChaosConfig {
             seed: 11,
             drop_ms: Some(60..160),
             ..ChaosConfig::default()
@@ -903,7 +904,7 @@ async fn a_vanished_typist_expires_on_the_other_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_that_stops_reading_blocks_the_transport_then_the_write_timeout_ends_it() {
     let hub = hub_with(|c| {
-        c.chaos = ChaosConfig {
+        c.settings.chaos = ChaosConfig {
             seed: 4,
             stall_ms: Some(100..101),
             ..ChaosConfig::default()

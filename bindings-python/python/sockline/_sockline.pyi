@@ -1,6 +1,7 @@
 """Type stubs for the compiled extension ``sockline._sockline`` (see the package docstring)."""
 
 from os import PathLike
+from collections.abc import Callable
 from typing import Any, Literal, Self, final
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "InvalidSnapshotError",
     "InvalidTokenError",
     "InvalidTypeError",
+    "Network",
     "NoUserIdError",
     "QueueFullError",
     "ReservedTypeError",
@@ -408,6 +410,85 @@ class Harness:
         """The outbox snapshot."""
     def trace(self) -> Trace | None:
         """The recorded trace, or None."""
+
+@final
+class Network:
+    """Client sessions and the real hub core on in-memory links, in virtual time."""
+
+    def __new__(
+        cls,
+        *,
+        seed: int = 0,
+        latency_ms: int = 5,
+        agent_chunks: int | None = ...,
+        agent_chunk_ms: int = 50,
+        token: str | None = None,
+        replay_capacity: int = 1024,
+        session_ttl_ms: int = 300_000,
+        hello_timeout_ms: int = 10_000,
+        idle_timeout_ms: int = 120_000,
+        max_frame_bytes: int = 1 << 20,
+        rate_limit: str | tuple[int, int] | None = None,
+    ) -> Network:
+        """A hub with these settings and no clients."""
+    def add_client(self, url: str = "ws://hub.test/ws", **config: Any) -> int:
+        """Adds an idle client; returns its number."""
+    @property
+    def now_ms(self) -> int:
+        """The virtual time in ms."""
+    def advance(self, ms: int) -> None:
+        """Runs ``ms`` of virtual time."""
+    def until(self, predicate: Callable[[Network], bool], max_ms: int) -> int:
+        """Runs until ``predicate(network)``; raises ``TimeoutError`` after ``max_ms``."""
+    def handle_input(self, client: int, input: dict[str, Any] | str) -> Any:
+        """Applies a session input in canonical JSON form to a client."""
+    def connect(self, client: int) -> None:
+        """Connects a client."""
+    def disconnect(self, client: int) -> None:
+        """Closes a client."""
+    def send(
+        self,
+        client: int,
+        type: str,
+        data: Any = None,
+        *,
+        project_id: int | None = None,
+        delivery: str = "at_most_once",
+        ttl_ms: int | None = None,
+        coalesce: str | None = None,
+        id: str | None = None,
+        unix_ms: int | None = None,
+    ) -> str:
+        """A client sends an application message; returns its id."""
+    def subscribe(self, client: int, pattern: str, project_id: int | None = None) -> int:
+        """A client subscribes; returns the subscription id."""
+    def join_project(self, client: int, project_id: int) -> None:
+        """A client joins a project."""
+    def state(self, client: int) -> str:
+        """A client's connection state."""
+    def log(self, client: int) -> list[dict[str, Any]]:
+        """A client's outputs so far, with ``"at"`` first."""
+    def events(self, client: int) -> list[dict[str, Any]]:
+        """A client's events so far."""
+    def messages(self, client: int) -> list[dict[str, Any]]:
+        """Messages a client's subscriptions received."""
+    def stats(self, client: int) -> dict[str, Any]:
+        """A client's counters."""
+    def typing_users(self, client: int, project_id: int) -> list[str]:
+        """Users typing in a project, as a client sees them."""
+    def stream_content(self, client: int, stream_id: str) -> str | None:
+        """The text of an agent stream a client received."""
+    def drop_link(self, client: int) -> None:
+        """Cuts a client's link without a close frame."""
+    def stall_link(self, client: int) -> None:
+        """Makes a client's link half-open."""
+    def restart_hub(self, *, keep_state: bool = True, down_ms: int = 0) -> None:
+        """Restarts the hub."""
+    def set_faults(self, *, drop: float = 0.0, delay_ms: int = 0, corrupt: float = 0.0) -> None:
+        """Seeded faults on every frame from now on."""
+    @property
+    def hub_relayed(self) -> int:
+        """Application messages the hub delivered so far."""
 
 def is_terminal_state(name: str) -> bool:
     """Whether the session does nothing more on its own in connection state ``name``."""

@@ -1,7 +1,8 @@
 //! The tokio side of the hub: accepts sockets, serves the demo's static files, runs WebSockets
-//! at `/ws`, and moves frames and time between them and the sans-IO `HubCore`.
+//! at `/ws`, and moves frames and time between them and `sockline_core::hub::HubCore`. Every
+//! protocol decision (closes and their codes, timeouts, chaos) is the core's.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use sockline_core::hub::{
+    ConnId, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker, ScriptedAgent,
+};
+use sockline_core::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
@@ -20,24 +25,20 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::broker::InMemoryBroker;
-use super::chaos::{ChaosConfig, ConnChaos, Outbound};
-use super::logic::{Action, ConnId, HubCore, HubSettings, CLOSE_SLOW_CONSUMER};
-
 /// Everything the hub can be started with.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
     /// Address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
-    /// Protocol settings.
+    /// Protocol settings (chaos included).
     pub settings: HubSettings,
-    /// Frames queued per connection before it is closed as a slow consumer (4009).
+    /// The agent answering `agent_prompt` (none: prompts are refused).
+    pub agent: Option<ScriptedAgent>,
+    /// Frames queued per connection before the core is told its peer is not reading.
     pub outbound_queue: usize,
     /// Directory served at `/` (the browser demo), if any.
     pub static_dir: Option<PathBuf>,
-    /// Fault injection.
-    pub chaos: ChaosConfig,
-    /// Seed for session ids (random by default: ids must differ across restarts).
+    /// Seed for session ids and chaos (random by default: ids must differ across restarts).
     pub seed: u64,
     /// Serve `wss://` with this TLS configuration (every connection must then be a WebSocket).
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -48,9 +49,9 @@ impl Default for HubConfig {
         HubConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             settings: HubSettings::default(),
+            agent: Some(ScriptedAgent::default()),
             outbound_queue: 1024,
             static_dir: None,
-            chaos: ChaosConfig::default(),
             seed: fastrand::u64(..),
             tls: None,
         }
@@ -70,9 +71,22 @@ pub struct HubHandle {
     shared: Arc<Shared>,
 }
 
+/// What the core asked of one connection besides frames.
+#[derive(Clone, Debug, PartialEq)]
+enum Fate {
+    /// Keep going.
+    Live,
+    /// Send a close frame and end.
+    Close(u16, String),
+    /// End without a close frame.
+    Abort,
+    /// Stop reading and writing, keep the socket until the hub stops.
+    Stall,
+}
+
 struct ConnHandle {
     tx: mpsc::Sender<String>,
-    close: watch::Sender<Option<(u16, String)>>,
+    fate: watch::Sender<Fate>,
 }
 
 /// The hub's protocol state, shareable so a restarted hub can carry on where one stopped (as a
@@ -86,6 +100,7 @@ static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 struct Shared {
     core: HubState,
     conns: Mutex<BTreeMap<ConnId, ConnHandle>>,
+    /// The core's deadline may have moved.
     changed: Notify,
     accepted: AtomicU64,
     cfg: HubConfig,
@@ -98,56 +113,76 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn now(&self) -> u64 {
+    fn now(&self) -> Timestamp {
         // One clock for every hub in the process: a state handed to a restarted hub keeps its
         // deadlines meaningful.
         static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64
+        Timestamp::from_millis(ORIGIN.get_or_init(Instant::now).elapsed().as_millis() as u64)
     }
 
-    fn dispatch(&self, actions: Vec<Action>) {
-        if actions.is_empty() {
-            return;
-        }
-        let conns = match self.conns.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        for a in actions {
-            match a {
-                Action::Send { conn, text } => {
-                    if let Some(h) = conns.get(&conn) {
-                        if h.tx.try_send(text).is_err() {
-                            // Never buffer without bound: a reader this slow is cut off.
-                            let _ = h
-                                .close
-                                .send(Some((CLOSE_SLOW_CONSUMER, "slow consumer".into())));
-                        }
+    /// Feeds one input to the core and carries out what it asks.
+    fn feed(&self, input: HubInput) {
+        let mut pending = vec![input];
+        while let Some(input) = pending.pop() {
+            let now = self.now();
+            let outputs = {
+                let mut core = match self.core.lock() {
+                    Ok(c) => c,
+                    Err(p) => p.into_inner(),
+                };
+                core.handle_input(now, input);
+                let mut outputs = Vec::new();
+                loop {
+                    match core.poll_output() {
+                        HubOutput::Timeout { .. } => break,
+                        o => outputs.push(o),
                     }
                 }
-                Action::Close { conn, code, reason } => {
-                    if let Some(h) = conns.get(&conn) {
-                        let _ = h.close.send(Some((code, reason)));
+                outputs
+            };
+            let conns = match self.conns.lock() {
+                Ok(c) => c,
+                Err(p) => p.into_inner(),
+            };
+            for output in outputs {
+                let (conn, fate) = match output {
+                    HubOutput::Send { conn, text } => {
+                        if let Some(h) = conns.get(&conn) {
+                            if h.tx.try_send(text).is_err() {
+                                pending.push(HubInput::WriteBlocked { conn });
+                            }
+                        }
+                        continue;
                     }
+                    HubOutput::Close { conn, code, reason } => (conn, Fate::Close(code, reason)),
+                    HubOutput::Abort { conn } => (conn, Fate::Abort),
+                    HubOutput::Stall { conn } => (conn, Fate::Stall),
+                    // Future outputs: nothing this driver knows to do.
+                    _ => continue,
+                };
+                if let Some(h) = conns.get(&conn) {
+                    h.fate.send_replace(fate);
                 }
             }
         }
         self.changed.notify_one();
     }
 
-    fn with_core<R>(&self, f: impl FnOnce(&mut HubCore<InMemoryBroker>) -> R) -> R {
-        let mut core = match self.core.lock() {
-            Ok(c) => c,
-            Err(p) => p.into_inner(),
-        };
-        f(&mut core)
+    fn deadline(&self) -> Option<Timestamp> {
+        match self.core.lock() {
+            Ok(c) => c.poll_timeout(),
+            Err(p) => p.into_inner().poll_timeout(),
+        }
     }
 }
 
 impl Hub {
     /// Binds and starts serving with fresh state; returns once the listener is bound.
     pub async fn start(cfg: HubConfig) -> std::io::Result<HubHandle> {
-        let core = HubCore::new(cfg.settings.clone(), InMemoryBroker::default(), cfg.seed);
+        let mut core = HubCore::new(cfg.settings.clone(), InMemoryBroker::default(), cfg.seed);
+        if let Some(agent) = cfg.agent.clone() {
+            core = core.with_agent(Box::new(agent));
+        }
         Hub::start_with_state(cfg, Arc::new(Mutex::new(core))).await
     }
 
@@ -203,12 +238,19 @@ impl HubHandle {
 
     /// Connections open now.
     pub fn connections_open(&self) -> usize {
-        self.shared.with_core(|c| c.connections())
+        self.with_core(|c| c.connections())
     }
 
     /// Application messages delivered to sessions so far.
     pub fn messages_relayed(&self) -> u64 {
-        self.shared.with_core(|c| c.relayed())
+        self.with_core(|c| c.relayed())
+    }
+
+    fn with_core<R>(&self, f: impl FnOnce(&HubCore<InMemoryBroker>) -> R) -> R {
+        match self.shared.core.lock() {
+            Ok(c) => f(&c),
+            Err(p) => f(&p.into_inner()),
+        }
     }
 
     /// Closes every connection (1001), stops listening and releases the port.
@@ -231,7 +273,7 @@ impl Drop for HubHandle {
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let ticker = tokio::spawn(tick_loop(shared.clone(), shutdown.clone()));
+    let ticker = tokio::spawn(tick_loop(shared.clone()));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -247,7 +289,8 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
         }
     }
     drop(listener);
-    // Give connections a moment to send their close frames, then cut the rest.
+    // The core tells every connection 1001; give them a moment to send it, then cut the rest.
+    shared.feed(HubInput::Shutdown);
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while conns.join_next().await.is_some() {}
     })
@@ -256,21 +299,16 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
     ticker.abort();
 }
 
-async fn tick_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+/// Sleeps until the core's next deadline (or until an input may have moved it), then feeds it.
+async fn tick_loop(shared: Arc<Shared>) {
     loop {
-        let next = shared.with_core(|c| c.next_deadline());
-        let sleep = match next {
-            Some(at) => Duration::from_millis(at.saturating_sub(shared.now())),
+        let sleep = match shared.deadline() {
+            Some(at) => Duration::from_millis(at.ms_since(shared.now())),
             None => Duration::from_secs(3600),
         };
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {
-                let now = shared.now();
-                let actions = shared.with_core(|c| c.tick(now));
-                shared.dispatch(actions);
-            }
+            _ = tokio::time::sleep(sleep) => shared.feed(HubInput::Timeout),
             _ = shared.changed.notified() => {}
-            _ = shutdown.changed() => return,
         }
     }
 }
@@ -338,148 +376,112 @@ async fn run_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let (tx, mut rx) = mpsc::channel::<String>(shared.cfg.outbound_queue.max(1));
-    let (close_tx, mut close_rx) = watch::channel(None);
+    let (fate_tx, mut fate) = watch::channel(Fate::Live);
     if let Ok(mut conns) = shared.conns.lock() {
-        conns.insert(
-            conn,
-            ConnHandle {
-                tx,
-                close: close_tx,
-            },
-        );
+        conns.insert(conn, ConnHandle { tx, fate: fate_tx });
     }
-    let now = shared.now();
-    shared.with_core(|c| c.connected(conn, now));
-    shared.changed.notify_one();
+    shared.feed(HubInput::Accepted { conn });
 
-    let mut chaos = ConnChaos::new(&shared.cfg.chaos, conn);
-    let drop_at = chaos
-        .drop_after()
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
-    let stall_at = chaos
-        .stall_after()
-        .map(|ms| Instant::now() + Duration::from_millis(ms));
     let (mut sink, mut stream) = ws.split();
-    // Frames chaos holds back (delayed pongs), due in order: every one waits the same delay.
-    let mut delayed: VecDeque<(Instant, String)> = VecDeque::new();
-    let close_with = loop {
-        // A close decided while a write was blocked must win over further queued frames.
-        if let Some(req) = close_rx.borrow_and_update().clone() {
-            break Some(req);
+    let ending = loop {
+        // An end decided while a write was blocked wins over further queued frames.
+        let decided = fate.borrow_and_update().clone();
+        if decided != Fate::Live {
+            break decided;
         }
         let outgoing = tokio::select! {
             // Biased, reading last: queued frames go out before the next inbound frame is read,
             // so a peer's own replies (acks, pongs) never pile up and make it look like a slow
-            // consumer, and a busy link still notices closes, chaos and shutdown.
+            // consumer, and a busy link still notices its fate.
             biased;
             out = rx.recv() => match out {
-                Some(text) => match chaos.outbound(text) {
-                    Outbound::Send(t) => Some(t),
-                    Outbound::Delay(ms, t) => {
-                        // Only this frame waits; the link keeps reading and writing.
-                        delayed.push_back((Instant::now() + Duration::from_millis(ms), t));
-                        None
-                    }
-                    Outbound::Swallow => None,
-                },
-                None => break None,
+                Some(text) => text,
+                None => break Fate::Abort,
             },
-            _ = sleep_opt(delayed.front().map(|d| d.0)) => delayed.pop_front().map(|d| d.1),
-            changed = close_rx.changed() => {
+            changed = fate.changed() => {
                 if changed.is_err() {
-                    break None;
+                    break Fate::Abort;
                 }
-                let req = close_rx.borrow().clone();
-                if let Some((code, reason)) = req {
-                    break Some((code, reason));
-                }
-                None
+                continue;
             }
-            _ = sleep_opt(drop_at) => match chaos.close_code() {
-                Some(code) => break Some((code, "chaos: dropped".to_string())),
-                None => {
-                    // Abrupt: no close frame, the client sees 1006.
-                    unregister(&shared, conn);
-                    return;
-                }
-            },
-            _ = sleep_opt(stall_at) => {
-                // Half-open: keep the socket but never read or write again.
-                let _ = shutdown.changed().await;
-                unregister(&shared, conn);
-                return;
+            msg = stream.next() => {
+                let input = match msg {
+                    Some(Ok(Message::Text(t))) => HubInput::Frame { conn, text: t.as_str().to_string() },
+                    Some(Ok(Message::Binary(b))) => HubInput::BinaryFrame { conn, len: b.len() },
+                    Some(Ok(Message::Close(_))) | None => break Fate::Abort,
+                    Some(Ok(_)) => continue,
+                    Some(Err(WsError::Capacity(_))) => HubInput::FrameTooLarge { conn },
+                    Some(Err(_)) => break Fate::Abort,
+                };
+                shared.feed(input);
+                continue;
             }
-            _ = shutdown.changed() => break Some((1001, "hub shutting down".to_string())),
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let now = shared.now();
-                    let actions = shared.with_core(|c| c.frame(conn, t.as_str(), now));
-                    shared.dispatch(actions);
-                    None
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    break Some((1003, "binary frames are not part of protocol v1".to_string()));
-                }
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Ok(_)) => None,
-                Some(Err(WsError::Capacity(e))) => break Some((1009, format!("frame too large: {e}"))),
-                Some(Err(_)) => break None,
-            },
         };
-        if let Some(text) = outgoing {
-            match write_or_abandon(&mut sink, Message::text(text), &mut close_rx).await {
-                Written::Ok => {}
-                Written::Failed => break None,
-                Written::Abandoned => {
-                    // The peer stopped reading and was told to go: there is no room left for
-                    // a close frame, so the socket is dropped.
-                    unregister(&shared, conn);
-                    return;
-                }
-            }
+        match write_or_abandon(&mut sink, Message::text(outgoing), &mut fate).await {
+            Written::Ok => {}
+            Written::Failed | Written::Abandoned => break Fate::Abort,
         }
     };
-    if let Some((code, reason)) = close_with {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        };
-        let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+    match ending {
+        Fate::Close(code, reason) => {
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            };
+            // What the core said before deciding the close goes first (an error explaining it,
+            // say); a peer that is not reading gets the grace period in all.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                while let Ok(text) = rx.try_recv() {
+                    if sink.send(Message::text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = sink.close().await;
+            })
+            .await;
+        }
+        Fate::Stall => {
+            // Half-open: keep the socket but never read or write again.
+            let _ = shutdown.changed().await;
+        }
+        Fate::Abort | Fate::Live => {}
     }
-    let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-    unregister(&shared, conn);
+    if let Ok(mut conns) = shared.conns.lock() {
+        conns.remove(&conn);
+    }
+    shared.feed(HubInput::Closed { conn });
 }
 
-/// How long a blocked write may still finish once the hub has decided to close the connection.
+/// How long a blocked write may still finish once the core has decided the connection's end.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The outcome of one outbound write.
 enum Written {
     Ok,
     Failed,
-    /// A close was requested while the write stayed blocked past [`CLOSE_GRACE`].
+    /// The connection's end was decided while the write stayed blocked past [`CLOSE_GRACE`].
     Abandoned,
 }
 
 /// Writes one frame; a peer that stops reading cannot pin the connection (and its memory)
-/// forever: once a close is requested, the write gets [`CLOSE_GRACE`] to finish.
+/// forever: once its end is decided, the write gets [`CLOSE_GRACE`] to finish.
 async fn write_or_abandon<S>(
     sink: &mut S,
     msg: Message,
-    close_rx: &mut watch::Receiver<Option<(u16, String)>>,
+    fate: &mut watch::Receiver<Fate>,
 ) -> Written
 where
     S: futures_util::Sink<Message> + Unpin,
 {
     let send = sink.send(msg);
     tokio::pin!(send);
-    let closing = close_rx.borrow().is_some();
-    if !closing {
+    if *fate.borrow() == Fate::Live {
         tokio::select! {
             r = &mut send => return if r.is_ok() { Written::Ok } else { Written::Failed },
-            changed = close_rx.changed() => {
+            changed = fate.changed() => {
                 if changed.is_err() {
                     return Written::Failed;
                 }
@@ -490,22 +492,6 @@ where
         Ok(Ok(())) => Written::Ok,
         Ok(Err(_)) => Written::Failed,
         Err(_) => Written::Abandoned,
-    }
-}
-
-fn unregister(shared: &Shared, conn: ConnId) {
-    if let Ok(mut conns) = shared.conns.lock() {
-        conns.remove(&conn);
-    }
-    let now = shared.now();
-    let actions = shared.with_core(|c| c.disconnected(conn, now));
-    shared.dispatch(actions);
-}
-
-async fn sleep_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,6 +1,11 @@
-//! Deterministic test doubles: a scripted protocol-v1 server and a harness that drives a session
-//! against it on a virtual clock. They stand in for the network in sans-IO tests only; the
-//! drivers' tests use real sockets and the real hub.
+//! Deterministic test doubles in virtual time: [`Network`] runs client sessions against the
+//! real hub core on in-memory links (with seeded faults and hub restarts); [`Harness`] drives one
+//! session against a [`ScriptedServer`] for tests that need to say exactly what the server does.
+//! The drivers' own tests use real sockets for what only sockets can show.
+
+mod network;
+
+pub use network::{ClientId, DriveError, LinkFaults, Network};
 
 use std::collections::BTreeMap;
 

@@ -1,12 +1,13 @@
-//! Fan-out and replay log behind a small trait, so a broker shared by several hub processes can
-//! replace the in-memory one.
+//! What outlives one connection (sessions' replay logs, project membership, project state)
+//! behind a small trait, so a broker shared by several hub processes can replace the in-memory one.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde_json::Value;
 
-/// Where the hub keeps what outlives one connection: sessions' replay logs, project membership,
-/// project versions and state.
+use crate::wire::Envelope;
+
+/// Where the hub keeps sessions' replay logs, project membership, versions and state.
 pub trait Broker: Send {
     /// Creates an empty session log holding at most `capacity` messages.
     fn create_session(&mut self, session: &str, capacity: usize);
@@ -14,8 +15,8 @@ pub trait Broker: Send {
     fn drop_session(&mut self, session: &str);
     /// Whether the session exists.
     fn has_session(&self, session: &str) -> bool;
-    /// Numbers `message` in the session (adds `seq`), keeps it for replay, returns the frame text.
-    fn append(&mut self, session: &str, message: Value) -> Option<String>;
+    /// Numbers `message` in the session (sets `seq`), keeps it for replay, returns the frame text.
+    fn append(&mut self, session: &str, message: Envelope) -> Option<String>;
     /// Every kept frame after `after`, in order; `None` if some were already evicted.
     fn replay_after(&self, session: &str, after: u64) -> Option<Vec<String>>;
     /// The last `seq` assigned in the session.
@@ -66,18 +67,19 @@ impl Broker for InMemoryBroker {
         for members in self.projects.values_mut() {
             members.remove(session);
         }
+        self.projects.retain(|_, m| !m.is_empty());
     }
 
     fn has_session(&self, session: &str) -> bool {
         self.sessions.contains_key(session)
     }
 
-    fn append(&mut self, session: &str, mut message: Value) -> Option<String> {
+    fn append(&mut self, session: &str, mut message: Envelope) -> Option<String> {
         let log = self.sessions.get_mut(session)?;
         let seq = log.next_seq;
         log.next_seq += 1;
-        message["seq"] = seq.into();
-        let text = message.to_string();
+        message.seq = Some(seq);
+        let text = message.to_json();
         if log.frames.len() >= log.capacity {
             log.frames.pop_front();
         }
@@ -88,7 +90,7 @@ impl Broker for InMemoryBroker {
     fn replay_after(&self, session: &str, after: u64) -> Option<Vec<String>> {
         let log = self.sessions.get(session)?;
         let oldest_kept = log.frames.front().map_or(log.next_seq, |(s, _)| *s);
-        if after + 1 < oldest_kept || after >= log.next_seq {
+        if after.saturating_add(1) < oldest_kept || after >= log.next_seq {
             return None;
         }
         Some(
@@ -114,9 +116,14 @@ impl Broker for InMemoryBroker {
     }
 
     fn leave(&mut self, project: u64, session: &str) -> bool {
-        self.projects
-            .get_mut(&project)
-            .is_some_and(|m| m.remove(session))
+        let Some(members) = self.projects.get_mut(&project) else {
+            return false;
+        };
+        let was = members.remove(session);
+        if members.is_empty() {
+            self.projects.remove(&project);
+        }
+        was
     }
 
     fn members(&self, project: u64) -> Vec<String> {
@@ -152,23 +159,30 @@ impl Broker for InMemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn replay_knows_what_it_still_holds() {
         let mut b = InMemoryBroker::default();
         b.create_session("s", 2);
         for i in 0..3 {
-            b.append("s", json!({"type": "n", "data": i}));
+            b.append("s", Envelope::new("n", &i));
         }
         assert_eq!(b.last_seq("s"), 3);
-        assert_eq!(b.replay_after("s", 1).unwrap().len(), 2);
+        let kept = b.replay_after("s", 1).unwrap();
+        assert_eq!(
+            kept,
+            [
+                r#"{"type":"n","data":1,"seq":2}"#,
+                r#"{"type":"n","data":2,"seq":3}"#
+            ]
+        );
         assert_eq!(b.replay_after("s", 3).map(|v| v.len()), Some(0));
         assert!(b.replay_after("s", 0).is_none(), "seq 1 was evicted");
         assert!(
             b.replay_after("s", 9).is_none(),
             "claims to have seen the future"
         );
+        assert!(b.replay_after("s", u64::MAX).is_none());
     }
 
     #[test]
@@ -179,10 +193,12 @@ mod tests {
         b.join(1, "b");
         assert_eq!(b.members(1), vec!["a", "b"]);
         assert_eq!(b.projects_of("a"), vec![1]);
-        assert_eq!(b.bump_version(1, json!({"x": 1})), 1);
-        assert_eq!(b.bump_version(1, json!({"x": 2})), 2);
-        assert_eq!(b.project_state(1), (2, json!({"x": 2})));
+        assert_eq!(b.bump_version(1, serde_json::json!({"x": 1})), 1);
+        assert_eq!(b.bump_version(1, serde_json::json!({"x": 2})), 2);
+        assert_eq!(b.project_state(1), (2, serde_json::json!({"x": 2})));
         b.drop_session("a");
         assert_eq!(b.members(1), vec!["b"]);
+        assert!(b.leave(1, "b"));
+        assert!(b.projects.is_empty(), "an empty project holds no memory");
     }
 }

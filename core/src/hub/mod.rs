@@ -1,0 +1,980 @@
+//! The hub's half of the protocol, sans-IO: connections' frames and the current time in, frames
+//! to send and connections to close out. A driver only accepts sockets, moves bytes and sleeps
+//! until `poll_output` names the next deadline.
+//!
+//! ```
+//! use sockline_core::hub::{ConnId, HubCore, HubOutput, HubSettings, InMemoryBroker};
+//! use sockline_core::Timestamp;
+//! let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::default(), 1);
+//! let (c, t) = (ConnId(1), Timestamp::ZERO);
+//! hub.accepted(t, c);
+//! hub.frame(t, c, r#"{"type":"hello","data":{"protocol":1,"userId":"ann"}}"#);
+//! match hub.poll_output() {
+//!     HubOutput::Send { conn, text } => assert!(conn == c && text.contains("welcome")),
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+
+mod agent;
+mod broker;
+mod chaos;
+mod io;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde_json::{Map, Value};
+
+use crate::close;
+use crate::config::RateLimitConfig;
+use crate::dedupe::DedupeWindow;
+use crate::ratelimit::RateLimiter;
+use crate::rng::Rng;
+use crate::timer::Timestamp;
+use crate::wire::{self, Envelope};
+
+pub use agent::{AgentSource, ScriptedAgent};
+pub use broker::{Broker, InMemoryBroker};
+pub use chaos::ChaosConfig;
+use chaos::{ConnChaos, PongFate};
+pub use io::{ConnId, HubInput, HubOutput};
+
+/// Protocol settings of the hub.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HubSettings {
+    /// Required `hello.token`, if any (a development option: one secret for everybody).
+    pub token: Option<String>,
+    /// Messages kept per session for replay on resume.
+    pub replay_capacity: usize,
+    /// How long a disconnected session stays resumable.
+    pub session_ttl_ms: u64,
+    /// How long a new connection may take to send `hello`.
+    pub hello_timeout_ms: u64,
+    /// Inbound token bucket per connection.
+    pub rate_limit: RateLimitConfig,
+    /// Time between agent stream chunks.
+    pub agent_chunk_ms: u64,
+    /// Message ids remembered per session for deduplication.
+    pub dedupe_window: usize,
+    /// A welcomed connection silent this long is closed (1001 "idle timeout"): a client that
+    /// vanished without a FIN must not hold its connection forever. Clients ping every 30 s by
+    /// default; 0 turns it off.
+    pub idle_timeout_ms: u64,
+    /// Largest frame, in and out: a message whose relay would be bigger (the hub adds `seq`) is
+    /// refused with an `error`; the driver enforces it on inbound frames (`frame_too_large`).
+    pub max_frame_bytes: usize,
+    /// Deepest JSON nesting accepted in a frame.
+    pub max_json_depth: usize,
+    /// Fault injection for QA (off by default).
+    pub chaos: ChaosConfig,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        HubSettings {
+            token: None,
+            replay_capacity: 1024,
+            session_ttl_ms: 300_000,
+            hello_timeout_ms: 10_000,
+            rate_limit: RateLimitConfig::Bucket {
+                per_sec: 200,
+                burst: 400,
+            },
+            agent_chunk_ms: 50,
+            dedupe_window: 4096,
+            idle_timeout_ms: 120_000,
+            max_frame_bytes: 1 << 20,
+            max_json_depth: 64,
+            chaos: ChaosConfig::default(),
+        }
+    }
+}
+
+/// Room for the `,"seq":N` each recipient's copy of a relayed message gets.
+const SEQ_ROOM: usize = 28;
+/// Longest stream id a client may choose.
+const MAX_STREAM_ID: usize = 128;
+
+/// A connection's deadlines, in the order they are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnTimer {
+    /// No `hello` in time.
+    Hello,
+    /// Welcomed, then silent for too long.
+    Idle,
+    /// Chaos: drop it now.
+    ChaosDrop,
+    /// Chaos: stall it now.
+    ChaosStall,
+}
+
+#[derive(Debug)]
+struct Conn {
+    session: Option<String>,
+    opened_at: Timestamp,
+    /// When its last frame arrived.
+    last_inbound: Timestamp,
+    /// A close was decided: no more timers or outputs, frames ignored until it is gone.
+    closing: bool,
+    limiter: RateLimiter,
+    /// Frames refused in a row by the rate limit.
+    excess: u32,
+    chaos: ConnChaos,
+    drop_at: Option<Timestamp>,
+    stall_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    conn: Option<ConnId>,
+    user: String,
+    seen: DedupeWindow,
+    expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+struct AgentStream {
+    chunks: Vec<String>,
+    /// Chunks sent so far.
+    sent: usize,
+    next_at: Timestamp,
+    running: bool,
+}
+
+impl AgentStream {
+    fn finished(&self) -> bool {
+        self.sent >= self.chunks.len()
+    }
+}
+
+/// The hub's protocol state machine.
+pub struct HubCore<B: Broker> {
+    settings: HubSettings,
+    broker: B,
+    agent: Option<Box<dyn AgentSource>>,
+    rng: Rng,
+    now: Timestamp,
+    conns: BTreeMap<ConnId, Conn>,
+    sessions: BTreeMap<String, SessionState>,
+    streams: BTreeMap<(String, String), AgentStream>,
+    /// Frames chaos holds back (delayed pongs), due in order: every one waits the same delay.
+    delayed: VecDeque<(Timestamp, ConnId, String)>,
+    outputs: VecDeque<HubOutput>,
+    next_session: u64,
+    relayed: u64,
+}
+
+impl<B: Broker> std::fmt::Debug for HubCore<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubCore")
+            .field("connections", &self.conns.len())
+            .field("sessions", &self.sessions.len())
+            .field("streams", &self.streams.len())
+            .field("relayed", &self.relayed)
+            .finish()
+    }
+}
+
+impl<B: Broker> HubCore<B> {
+    /// A hub with no connections and no agent; `seed` makes session ids and chaos reproducible.
+    pub fn new(settings: HubSettings, broker: B, seed: u64) -> Self {
+        HubCore {
+            settings,
+            broker,
+            agent: None,
+            rng: Rng::new(seed),
+            now: Timestamp::ZERO,
+            conns: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            delayed: VecDeque::new(),
+            outputs: VecDeque::new(),
+            next_session: 0,
+            relayed: 0,
+        }
+    }
+
+    /// The same hub answering `agent_prompt` from `agent`.
+    pub fn with_agent(mut self, agent: Box<dyn AgentSource>) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &HubSettings {
+        &self.settings
+    }
+
+    /// Application messages delivered to sessions so far.
+    pub fn relayed(&self) -> u64 {
+        self.relayed
+    }
+
+    /// Connections the hub knows (including those it is closing).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Sessions the hub keeps (connected or resumable).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Applies any input in its canonical form.
+    pub fn handle_input(&mut self, now: Timestamp, input: HubInput) {
+        match input {
+            HubInput::Accepted { conn } => self.accepted(now, conn),
+            HubInput::Frame { conn, text } => self.frame(now, conn, &text),
+            HubInput::BinaryFrame { conn, len } => self.binary_frame(now, conn, len),
+            HubInput::FrameTooLarge { conn } => self.frame_too_large(now, conn),
+            HubInput::Closed { conn } => self.closed(now, conn),
+            HubInput::WriteBlocked { conn } => self.write_blocked(now, conn),
+            HubInput::Shutdown => self.shutdown(now),
+            HubInput::Timeout => self.handle_timeout(now),
+        }
+    }
+
+    /// The next output; `HubOutput::Timeout` once there is nothing left to do right now.
+    pub fn poll_output(&mut self) -> HubOutput {
+        if self.outputs.is_empty() {
+            // Whatever fell due at the current time fires here, so the deadline returned is
+            // always in the future.
+            self.run_timers(self.now);
+        }
+        match self.outputs.pop_front() {
+            Some(o) => o,
+            None => {
+                if self.outputs.capacity() > 64 {
+                    self.outputs = VecDeque::new();
+                }
+                HubOutput::Timeout {
+                    deadline: self.poll_timeout(),
+                }
+            }
+        }
+    }
+
+    /// When `handle_timeout` is next needed.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let streams = self
+            .streams
+            .values()
+            .filter(|a| a.running)
+            .map(|a| a.next_at);
+        let conns = self
+            .conns
+            .values()
+            .filter_map(|c| self.conn_deadline(c).map(|(at, _)| at));
+        let expiries = self.sessions.values().filter_map(|s| s.expires_at);
+        let delayed = self.delayed.front().map(|d| d.0);
+        streams.chain(conns).chain(expiries).chain(delayed).min()
+    }
+
+    /// Starts every input: advances the clock and fires whatever fell due before it.
+    fn enter(&mut self, now: Timestamp) -> Timestamp {
+        self.now = self.now.max(now);
+        self.run_timers(self.now);
+        self.now
+    }
+
+    // ---- transport inputs ----------------------------------------------------------------
+
+    /// A WebSocket connection was accepted (a second report of one id changes nothing).
+    pub fn accepted(&mut self, now: Timestamp, conn: ConnId) {
+        let now = self.enter(now);
+        if self.conns.contains_key(&conn) {
+            return;
+        }
+        let mut chaos = ConnChaos::new(&self.settings.chaos, conn.0);
+        let drop_at = chaos
+            .drop_after(&self.settings.chaos)
+            .map(|ms| now.add_ms(ms));
+        let stall_at = chaos
+            .stall_after(&self.settings.chaos)
+            .map(|ms| now.add_ms(ms));
+        self.conns.insert(
+            conn,
+            Conn {
+                session: None,
+                opened_at: now,
+                last_inbound: now,
+                closing: false,
+                limiter: RateLimiter::new(self.settings.rate_limit, now),
+                excess: 0,
+                chaos,
+                drop_at,
+                stall_at,
+            },
+        );
+    }
+
+    /// A text frame arrived on a connection.
+    pub fn frame(&mut self, now: Timestamp, conn: ConnId, text: &str) {
+        let now = self.enter(now);
+        match self.conns.get_mut(&conn) {
+            Some(c) if !c.closing => c.last_inbound = now,
+            // Closing (or unknown): whatever it still says changes nothing.
+            _ => return,
+        }
+        if !self.take_token(now, conn) {
+            return;
+        }
+        let env = match wire::decode(
+            text,
+            self.settings.max_frame_bytes,
+            self.settings.max_json_depth,
+        ) {
+            Ok(env) => env,
+            Err(e) => {
+                self.send_error(conn, "bad_message", &e.to_string(), None, None);
+                return;
+            }
+        };
+        let session = self.conns.get(&conn).and_then(|c| c.session.clone());
+        let Some(sid) = session else {
+            if env.msg_type == "hello" {
+                self.hello(conn, &env);
+            } else {
+                self.close(conn, close::POLICY, "hello expected");
+            }
+            return;
+        };
+        match env.msg_type.as_str() {
+            "ping" => self.pong(now, conn, &env),
+            "pong" | "ack" => {}
+            "hello" | "welcome" | "error" => self.send_error(
+                conn,
+                "bad_message",
+                "unexpected control message",
+                None,
+                env.id.as_deref(),
+            ),
+            _ => self.application(now, conn, &sid, env),
+        }
+    }
+
+    /// A binary frame arrived: not part of protocol v1, the connection is closed (1003).
+    pub fn binary_frame(&mut self, now: Timestamp, conn: ConnId, len: usize) {
+        self.enter(now);
+        if self.is_live(conn) {
+            let reason = format!("binary frames ({len} bytes) are not part of protocol v1");
+            self.close(conn, close::UNSUPPORTED_DATA, &reason);
+        }
+    }
+
+    /// A frame over the size limit arrived: the connection is closed (1009).
+    pub fn frame_too_large(&mut self, now: Timestamp, conn: ConnId) {
+        self.enter(now);
+        if self.is_live(conn) {
+            let reason = format!(
+                "frame too large (limit {} bytes)",
+                self.settings.max_frame_bytes
+            );
+            self.close(conn, close::TOO_BIG, &reason);
+        }
+    }
+
+    /// A connection's peer stopped reading and its write queue filled: it is cut off (4009).
+    pub fn write_blocked(&mut self, now: Timestamp, conn: ConnId) {
+        self.enter(now);
+        if self.is_live(conn) {
+            self.close(conn, close::SLOW_CONSUMER, "slow consumer");
+        }
+    }
+
+    /// A connection ended (closed by either side, failed, or let go by the driver).
+    pub fn closed(&mut self, now: Timestamp, conn: ConnId) {
+        let now = self.enter(now);
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.delayed.retain(|d| d.1 != conn);
+        let Some(sid) = c.session else { return };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if s.conn != Some(conn) {
+            return; // already taken over by a newer connection
+        }
+        s.conn = None;
+        s.expires_at = Some(now.add_ms(self.settings.session_ttl_ms));
+        let user = s.user.clone();
+        // Membership stays (the session's log keeps receiving for a resume); presence does not.
+        for project in self.broker.projects_of(&sid) {
+            self.presence_diff(project, &sid, &user, false);
+        }
+    }
+
+    /// The hub is going down: every connection gets 1001 (clients reconnect elsewhere or later).
+    pub fn shutdown(&mut self, now: Timestamp) {
+        self.enter(now);
+        let live: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closing)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in live {
+            self.close(conn, close::GOING_AWAY, "hub shutting down");
+        }
+    }
+
+    /// Advances time: agent stream chunks, hello and idle timeouts, chaos, session expiry.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.enter(now);
+    }
+
+    // ---- time ----------------------------------------------------------------------------
+
+    /// Fires everything due at `now`; each firing removes or moves its deadline past `now`.
+    fn run_timers(&mut self, now: Timestamp) {
+        let due: Vec<(ConnId, ConnTimer)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match self.conn_deadline(c) {
+                Some((at, why)) if at <= now => Some((*id, why)),
+                _ => None,
+            })
+            .collect();
+        for (conn, why) in due {
+            match why {
+                // Never said hello: not a client of this protocol.
+                ConnTimer::Hello => self.close(conn, close::POLICY, "hello timeout"),
+                // Silent: gone, or alive and welcome to reconnect (1001 is not fatal).
+                ConnTimer::Idle => self.close(conn, close::GOING_AWAY, "idle timeout"),
+                ConnTimer::ChaosDrop => match self.settings.chaos.close_code {
+                    Some(code) => self.close(conn, code, "chaos: dropped"),
+                    None => self.end(HubOutput::Abort { conn }),
+                },
+                ConnTimer::ChaosStall => self.end(HubOutput::Stall { conn }),
+            }
+        }
+        while self.delayed.front().is_some_and(|d| d.0 <= now) {
+            if let Some((_, conn, text)) = self.delayed.pop_front() {
+                self.push_send(conn, text);
+            }
+        }
+        let expired: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|e| e <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for sid in expired {
+            self.sessions.remove(&sid);
+            self.broker.drop_session(&sid);
+            self.streams.retain(|(s, _), _| *s != sid);
+        }
+        let due: Vec<(String, String)> = self
+            .streams
+            .iter()
+            .filter(|(_, a)| a.running && a.next_at <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (sid, stream_id) in due {
+            self.advance_stream(now, &sid, &stream_id);
+        }
+    }
+
+    /// When a connection's next timer fires, and which.
+    fn conn_deadline(&self, c: &Conn) -> Option<(Timestamp, ConnTimer)> {
+        if c.closing {
+            return None;
+        }
+        let protocol = if c.session.is_none() {
+            Some((
+                c.opened_at.add_ms(self.settings.hello_timeout_ms),
+                ConnTimer::Hello,
+            ))
+        } else if self.settings.idle_timeout_ms > 0 {
+            Some((
+                c.last_inbound.add_ms(self.settings.idle_timeout_ms),
+                ConnTimer::Idle,
+            ))
+        } else {
+            None
+        };
+        let chaos = [
+            c.drop_at.map(|at| (at, ConnTimer::ChaosDrop)),
+            c.stall_at.map(|at| (at, ConnTimer::ChaosStall)),
+        ];
+        std::iter::once(protocol)
+            .chain(chaos)
+            .flatten()
+            .min_by_key(|(at, _)| *at)
+    }
+
+    // ---- inbound -------------------------------------------------------------------------
+
+    fn is_live(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| !c.closing)
+    }
+
+    fn take_token(&mut self, now: Timestamp, conn: ConnId) -> bool {
+        let RateLimitConfig::Bucket { burst, .. } = self.settings.rate_limit else {
+            return true;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if c.limiter.try_acquire(now) {
+            c.excess = 0;
+            return true;
+        }
+        c.excess += 1;
+        let excess = c.excess;
+        let wait = c.limiter.ready_at().map_or(1, |at| at.ms_since(now).max(1));
+        if excess == 1 {
+            self.send_error(conn, "rate_limited", "slow down", Some(wait), None);
+        } else if excess > burst.max(1) * 2 {
+            self.close(conn, close::RATE_LIMITED, "rate limited");
+        }
+        false
+    }
+
+    fn hello(&mut self, conn: ConnId, env: &Envelope) {
+        let hello = match env.data_as::<wire::Hello>() {
+            Ok(h) => h,
+            Err(e) => {
+                self.send_error(
+                    conn,
+                    "bad_message",
+                    &format!("invalid hello: {e}"),
+                    None,
+                    None,
+                );
+                self.close(conn, close::POLICY, "invalid hello");
+                return;
+            }
+        };
+        if hello.protocol != wire::PROTOCOL_VERSION {
+            let message = format!("this hub speaks protocol {} only", wire::PROTOCOL_VERSION);
+            self.send_error(conn, "unsupported_protocol", &message, None, None);
+            self.close(conn, close::POLICY, "unsupported protocol version");
+            return;
+        }
+        if let Some(required) = &self.settings.token {
+            if hello.token.as_deref() != Some(required.as_str()) {
+                self.send_error(conn, "unauthorized", "invalid or missing token", None, None);
+                self.close(conn, close::UNAUTHORIZED, "unauthorized");
+                return;
+            }
+        }
+        let last_seq = hello.last_seq.unwrap_or(0);
+        let resumable = hello
+            .session_id
+            .as_deref()
+            .filter(|sid| self.sessions.contains_key(*sid))
+            .and_then(|sid| {
+                self.broker
+                    .replay_after(sid, last_seq)
+                    .map(|f| (sid.to_string(), f))
+            });
+        let (sid, replay) = match resumable {
+            Some((sid, frames)) => (sid, Some(frames)),
+            None => {
+                self.next_session += 1;
+                // Unique across hub restarts (the seed is random unless a test fixes it), so a
+                // stale id from an earlier hub can never resume someone else.
+                let sid = format!("s{}-{:016x}", self.next_session, self.rng.up_to(u64::MAX));
+                self.broker
+                    .create_session(&sid, self.settings.replay_capacity);
+                let user = hello.user_id.unwrap_or_else(|| sid.clone());
+                self.sessions.insert(
+                    sid.clone(),
+                    SessionState {
+                        conn: None,
+                        user,
+                        seen: DedupeWindow::new(self.settings.dedupe_window.max(1)),
+                        expires_at: None,
+                    },
+                );
+                (sid, None)
+            }
+        };
+        let previous = self.sessions.get_mut(&sid).and_then(|s| {
+            s.expires_at = None;
+            s.conn.replace(conn)
+        });
+        if let Some(old) = previous {
+            self.close(old, close::NORMAL, "session taken over by a new connection");
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(sid.clone());
+        }
+        let resumed = replay.is_some();
+        let welcome = wire::Welcome {
+            last_seq: Some(if resumed {
+                last_seq
+            } else {
+                self.broker.last_seq(&sid)
+            }),
+            session_id: sid,
+            resumed,
+        };
+        self.push_send(conn, wire::encode_control("welcome", &welcome));
+        for text in replay.unwrap_or_default() {
+            self.push_send(conn, text);
+        }
+    }
+
+    fn pong(&mut self, now: Timestamp, conn: ConnId, ping: &Envelope) {
+        let pong = wire::encode_control("pong", &ping.data);
+        match ConnChaos::pong(&self.settings.chaos) {
+            PongFate::Send => self.push_send(conn, pong),
+            PongFate::Delay(ms) => self.delayed.push_back((now.add_ms(ms), conn, pong)),
+            PongFate::Swallow => {}
+        }
+    }
+
+    /// An application message of a welcomed session: deduplicated by id, applied, acked.
+    fn application(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: Envelope) {
+        let id = env.id.clone();
+        if let Some(id) = &id {
+            let fresh = self.sessions.get_mut(sid).is_none_or(|s| s.seen.insert(id));
+            if !fresh {
+                // A resend of something already applied: ack again, apply once.
+                self.push_send(conn, ack_frame(id));
+                return;
+            }
+        }
+        let applied = self.apply(now, conn, sid, env);
+        if let Some(id) = id {
+            if applied {
+                self.push_send(conn, ack_frame(&id));
+            } else if let Some(s) = self.sessions.get_mut(sid) {
+                // Refused, not applied: a later message with this id is news.
+                s.seen.forget(&id);
+            }
+        }
+    }
+
+    /// Applies a client message; false if it was refused (and the sender told why).
+    fn apply(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: Envelope) -> bool {
+        let user = self
+            .sessions
+            .get(sid)
+            .map(|s| s.user.clone())
+            .unwrap_or_default();
+        match (env.msg_type.as_str(), env.project_id) {
+            ("project_subscribe", Some(p)) => {
+                self.broker.join(p, sid);
+                self.deliver_snapshot(sid, p);
+                let members = self.present_users(p);
+                let state = Envelope::new("presence_state", &wire::PresenceState { members });
+                self.deliver(sid, state.in_project(p));
+                self.presence_diff(p, sid, &user, true);
+            }
+            ("project_unsubscribe", Some(p)) if self.broker.leave(p, sid) => {
+                self.presence_diff(p, sid, &user, false);
+            }
+            ("project_unsubscribe", Some(_)) => {}
+            ("project_update", Some(p)) => {
+                let state = env.data_value();
+                let version = self.broker.bump_version(p, state.clone());
+                let msg = Envelope::new("project_updated", &with_version(state, version));
+                let msg = msg.in_project(p);
+                for member in self.broker.members(p) {
+                    self.deliver(&member, msg.clone());
+                }
+            }
+            ("project_sync_request", Some(p)) => self.deliver_snapshot(sid, p),
+            ("user_typing_start" | "user_typing_stop", Some(p)) => {
+                // Typing is transient: no seq, never replayed, only to members connected now.
+                // The typist is the connection's user (as presence knows it), whatever the
+                // frame claims.
+                let typist = wire::TypingData { user_id: user };
+                let relay = Envelope {
+                    id: env.id,
+                    timestamp: env.timestamp,
+                    ..Envelope::new(&env.msg_type, &typist).in_project(p)
+                };
+                let text = relay.to_json();
+                for member in self.broker.members(p) {
+                    if member == sid {
+                        continue;
+                    }
+                    if let Some(c) = self.sessions.get(&member).and_then(|s| s.conn) {
+                        self.push_send(c, text.clone());
+                    }
+                }
+            }
+            ("agent_prompt", _) => return self.start_stream(now, conn, sid, &env),
+            ("agent_stream_interrupt", _) => {
+                if let Ok(r) = env.data_as::<wire::StreamRef>() {
+                    if let Some(a) = self.streams.get_mut(&(sid.to_string(), r.stream_id)) {
+                        a.running = false;
+                    }
+                }
+            }
+            ("agent_stream_resume", _) => {
+                let Ok(r) = env.data_as::<wire::StreamResume>() else {
+                    let message = "agent_stream_resume needs data.streamId and data.fromSeq";
+                    self.send_error(conn, "bad_message", message, None, env.id.as_deref());
+                    return false;
+                };
+                self.resume_stream(sid, r);
+            }
+            (_, Some(p)) => {
+                let relay = Envelope { seq: None, ..env };
+                let len = relay.to_json().len() + SEQ_ROOM;
+                if len > self.settings.max_frame_bytes {
+                    let message = format!(
+                        "relayed it would be {len} bytes, over the {} byte frame limit",
+                        self.settings.max_frame_bytes
+                    );
+                    self.send_error(conn, "too_large", &message, None, relay.id.as_deref());
+                    return false;
+                }
+                for member in self.broker.members(p) {
+                    if member != sid {
+                        self.deliver(&member, relay.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn deliver_snapshot(&mut self, sid: &str, project: u64) {
+        let (version, state) = self.broker.project_state(project);
+        let snapshot = Envelope::new("project_snapshot", &with_version(state, version));
+        self.deliver(sid, snapshot.in_project(project));
+    }
+
+    fn start_stream(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: &Envelope) -> bool {
+        let prompt = env.data_as::<wire::AgentPrompt>().unwrap_or_default();
+        let Some(agent) = self.agent.as_mut() else {
+            let id = env.id.as_deref();
+            self.send_error(conn, "unsupported", "this hub has no agent", None, id);
+            return false;
+        };
+        let stream_id = match prompt.stream_id {
+            Some(id) if !id.is_empty() && id.len() <= MAX_STREAM_ID => id,
+            _ => format!(
+                "{}-{}",
+                env.id.as_deref().unwrap_or("agent"),
+                self.streams.len() + 1
+            ),
+        };
+        let key = (sid.to_string(), stream_id.clone());
+        if self.streams.contains_key(&key) {
+            let id = env.id.as_deref();
+            self.send_error(conn, "bad_message", "stream id already in use", None, id);
+            return false;
+        }
+        let chunks = agent.answer(&prompt.prompt);
+        self.streams.insert(
+            key,
+            AgentStream {
+                chunks,
+                sent: 0,
+                next_at: now.add_ms(self.settings.agent_chunk_ms.max(1)),
+                running: true,
+            },
+        );
+        let start = wire::StreamStart {
+            stream_id,
+            prompt: prompt.prompt,
+        };
+        self.deliver(sid, Envelope::new("agent_stream_start", &start));
+        true
+    }
+
+    fn resume_stream(&mut self, sid: &str, r: wire::StreamResume) {
+        let Some(a) = self.streams.get(&(sid.to_string(), r.stream_id.clone())) else {
+            // Streams live in their session: after a `welcome{resumed: false}` the client's
+            // stream is gone, and it must hear so rather than wait for a stall.
+            let error = wire::StreamError {
+                stream_id: r.stream_id,
+                error: "unknown stream (its session was not resumed)".into(),
+            };
+            self.deliver(sid, Envelope::new("agent_stream_error", &error));
+            return;
+        };
+        let from = usize::try_from(r.from_seq).unwrap_or(usize::MAX);
+        let chunks: Vec<(usize, String)> = a.chunks[..a.sent]
+            .iter()
+            .cloned()
+            .enumerate()
+            .skip(from)
+            .collect();
+        let ended = a.finished();
+        let total = a.chunks.len() as u64;
+        for (seq, delta) in chunks {
+            let chunk = wire::StreamChunk {
+                stream_id: r.stream_id.clone(),
+                seq: seq as u64,
+                delta,
+            };
+            self.deliver(sid, Envelope::new("agent_stream_chunk", &chunk));
+        }
+        if ended {
+            // It ended while the client was away and missed the end too.
+            let end = wire::StreamEnd {
+                stream_id: r.stream_id,
+                seq: Some(total),
+            };
+            self.deliver(sid, Envelope::new("agent_stream_end", &end));
+        }
+    }
+
+    fn advance_stream(&mut self, now: Timestamp, sid: &str, stream_id: &str) {
+        let key = (sid.to_string(), stream_id.to_string());
+        let Some(a) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let seq = a.sent;
+        let delta = a.chunks.get(seq).cloned();
+        a.sent = (a.sent + 1).min(a.chunks.len());
+        a.next_at = now.add_ms(self.settings.agent_chunk_ms.max(1));
+        let done = a.finished();
+        if done {
+            a.running = false;
+        }
+        let total = a.chunks.len() as u64;
+        if let Some(delta) = delta {
+            let chunk = wire::StreamChunk {
+                stream_id: stream_id.to_string(),
+                seq: seq as u64,
+                delta,
+            };
+            self.deliver(sid, Envelope::new("agent_stream_chunk", &chunk));
+        }
+        if done {
+            let end = wire::StreamEnd {
+                stream_id: stream_id.to_string(),
+                seq: Some(total),
+            };
+            self.deliver(sid, Envelope::new("agent_stream_end", &end));
+        }
+    }
+
+    // ---- outbound ------------------------------------------------------------------------
+
+    /// Logs an application message in a session (with its `seq`) and sends it if connected.
+    fn deliver(&mut self, sid: &str, msg: Envelope) {
+        let Some(text) = self.broker.append(sid, msg) else {
+            return;
+        };
+        self.relayed += 1;
+        if let Some(conn) = self.sessions.get(sid).and_then(|s| s.conn) {
+            self.push_send(conn, text);
+        }
+    }
+
+    fn present_users(&self, project: u64) -> Vec<String> {
+        let users: BTreeSet<String> = self
+            .broker
+            .members(project)
+            .iter()
+            .filter_map(|m| self.sessions.get(m))
+            .filter(|s| s.conn.is_some())
+            .map(|s| s.user.clone())
+            .collect();
+        users.into_iter().collect()
+    }
+
+    fn presence_diff(&mut self, project: u64, sid: &str, user: &str, joined: bool) {
+        let members = self.broker.members(project);
+        let connected = |m: &String| self.sessions.get(m).filter(|s| s.conn.is_some());
+        // Another live session of the same user keeps them present.
+        if members
+            .iter()
+            .any(|m| m != sid && connected(m).is_some_and(|s| s.user == user))
+        {
+            return;
+        }
+        let user = vec![user.to_string()];
+        let diff = if joined {
+            wire::PresenceDiff {
+                joins: user,
+                leaves: vec![],
+            }
+        } else {
+            wire::PresenceDiff {
+                joins: vec![],
+                leaves: user,
+            }
+        };
+        let msg = Envelope::new("presence_diff", &diff).in_project(project);
+        let recipients: Vec<String> = members
+            .iter()
+            .filter(|m| *m != sid && connected(m).is_some())
+            .cloned()
+            .collect();
+        for member in recipients {
+            self.deliver(&member, msg.clone());
+        }
+    }
+
+    fn send_error(
+        &mut self,
+        conn: ConnId,
+        code: &str,
+        message: &str,
+        retry_after_ms: Option<u64>,
+        id: Option<&str>,
+    ) {
+        let data = wire::ErrorData {
+            code: code.to_string(),
+            message: message.to_string(),
+            retry_after_ms,
+            id: id.map(str::to_string),
+        };
+        self.push_send(conn, wire::encode_control("error", &data));
+    }
+
+    /// Queues a frame for a live connection (chaos may break it on the way).
+    fn push_send(&mut self, conn: ConnId, text: String) {
+        let Some(c) = self.conns.get_mut(&conn).filter(|c| !c.closing) else {
+            return;
+        };
+        let text = if self.settings.chaos.corrupt > 0.0 {
+            c.chaos.outbound(&self.settings.chaos, text)
+        } else {
+            text
+        };
+        self.outputs.push_back(HubOutput::Send { conn, text });
+    }
+
+    fn close(&mut self, conn: ConnId, code: u16, reason: &str) {
+        self.end(HubOutput::Close {
+            conn,
+            code,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Ends a live connection: no more timers or outputs for it, and what it still sends is
+    /// ignored until the driver reports it `closed`.
+    fn end(&mut self, output: HubOutput) {
+        let Some(conn) = output.conn() else { return };
+        let Some(c) = self.conns.get_mut(&conn).filter(|c| !c.closing) else {
+            return;
+        };
+        c.closing = true;
+        self.outputs.push_back(output);
+    }
+}
+
+fn with_version(state: Value, version: u64) -> Value {
+    let mut obj = match state {
+        Value::Object(m) => m,
+        Value::Null => Map::new(),
+        other => {
+            let mut m = Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    obj.insert("version".into(), version.into());
+    Value::Object(obj)
+}
+
+fn ack_frame(id: &str) -> String {
+    wire::encode_control("ack", &wire::Ack { id: id.to_string() })
+}
+
+#[cfg(test)]
+mod tests;

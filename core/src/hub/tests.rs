@@ -1,0 +1,409 @@
+use super::*;
+use serde_json::json;
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn hub() -> HubCore<InMemoryBroker> {
+    hub_with(HubSettings::default())
+}
+
+fn hub_with(settings: HubSettings) -> HubCore<InMemoryBroker> {
+    HubCore::new(settings, InMemoryBroker::default(), 1)
+        .with_agent(Box::new(ScriptedAgent { chunks: 2 }))
+}
+
+/// Drains every output up to the timeout.
+fn drain(h: &mut HubCore<InMemoryBroker>) -> Vec<HubOutput> {
+    let mut out = Vec::new();
+    loop {
+        match h.poll_output() {
+            HubOutput::Timeout { .. } => return out,
+            o => out.push(o),
+        }
+    }
+}
+
+fn sent_to(out: &[HubOutput], to: u64) -> Vec<Value> {
+    out.iter()
+        .filter_map(|a| match a {
+            HubOutput::Send { conn, text } if *conn == ConnId(to) => {
+                serde_json::from_str(text).ok()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn closes(out: &[HubOutput]) -> Vec<(u64, u16, String)> {
+    out.iter()
+        .filter_map(|a| match a {
+            HubOutput::Close { conn, code, reason } => Some((conn.0, *code, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn feed(h: &mut HubCore<InMemoryBroker>, at: u64, conn: u64, text: &str) -> Vec<HubOutput> {
+    h.frame(t(at), ConnId(conn), text);
+    drain(h)
+}
+
+fn join(h: &mut HubCore<InMemoryBroker>, conn: u64, user: &str, project: u64) {
+    h.accepted(t(0), ConnId(conn));
+    let hello = json!({"type": "hello", "data": {"protocol": 1, "userId": user}});
+    feed(h, 0, conn, &hello.to_string());
+    let sub = json!({"type": "project_subscribe", "data": {}, "projectId": project});
+    feed(h, 0, conn, &sub.to_string());
+}
+
+#[test]
+fn a_hello_for_another_protocol_version_or_a_broken_one_is_refused() {
+    for (hello, code) in [
+        (
+            r#"{"type":"hello","data":{"protocol":2}}"#,
+            "unsupported_protocol",
+        ),
+        (r#"{"type":"hello","data":{}}"#, "unsupported_protocol"),
+        (
+            r#"{"type":"hello","data":{"protocol":1,"userId":5}}"#,
+            "bad_message",
+        ),
+    ] {
+        let mut h = hub();
+        h.accepted(t(0), ConnId(1));
+        let out = feed(&mut h, 0, 1, hello);
+        assert_eq!(sent_to(&out, 1)[0]["data"]["code"], code, "{hello}");
+        assert_eq!(closes(&out)[0].1, close::POLICY);
+    }
+}
+
+#[test]
+fn anything_before_hello_closes_with_policy_and_bad_json_is_an_error() {
+    let mut h = hub();
+    h.accepted(t(0), ConnId(1));
+    let out = feed(&mut h, 0, 1, "not json");
+    assert_eq!(sent_to(&out, 1)[0]["data"]["code"], "bad_message");
+    let out = feed(&mut h, 0, 1, r#"{"type":"chat","data":1}"#);
+    assert_eq!(closes(&out), vec![(1, 1008, "hello expected".to_string())]);
+    assert!(feed(&mut h, 1, 1, r#"{"type":"hello","data":{"protocol":1}}"#).is_empty());
+}
+
+#[test]
+fn typing_is_relayed_as_the_connections_user() {
+    let mut h = hub();
+    join(&mut h, 1, "ann", 5);
+    join(&mut h, 2, "bob", 5);
+    let spoof = r#"{"type":"user_typing_start","data":{"userId":"bob"},"projectId":5}"#;
+    let out = feed(&mut h, 10, 1, spoof);
+    let to_bob = sent_to(&out, 2);
+    assert_eq!(to_bob.len(), 1);
+    assert_eq!(to_bob[0]["data"]["userId"], "ann");
+    assert!(to_bob[0].get("seq").is_none(), "typing is never logged");
+    assert!(sent_to(&out, 1).is_empty(), "the typist is not echoed");
+}
+
+#[test]
+fn resuming_an_unknown_stream_fails_it_and_a_finished_one_ends_again() {
+    let mut h = hub_with(HubSettings {
+        agent_chunk_ms: 10,
+        ..HubSettings::default()
+    });
+    join(&mut h, 1, "ann", 5);
+    let unknown = r#"{"type":"agent_stream_resume","data":{"streamId":"gone","fromSeq":3}}"#;
+    let out = sent_to(&feed(&mut h, 10, 1, unknown), 1);
+    assert_eq!(out[0]["type"], "agent_stream_error");
+    assert_eq!(out[0]["data"]["streamId"], "gone");
+    let prompt = r#"{"type":"agent_prompt","data":{"prompt":"hi","streamId":"r1"}}"#;
+    feed(&mut h, 20, 1, prompt);
+    let mut streamed = Vec::new();
+    for at in [30, 40, 50, 60] {
+        h.handle_timeout(t(at));
+        streamed.extend(sent_to(&drain(&mut h), 1));
+    }
+    let kinds: Vec<&Value> = streamed.iter().map(|v| &v["type"]).collect();
+    assert_eq!(
+        kinds,
+        [
+            "agent_stream_chunk",
+            "agent_stream_chunk",
+            "agent_stream_end"
+        ]
+    );
+    assert_eq!(streamed[2]["data"]["seq"], 2);
+    let resume = r#"{"type":"agent_stream_resume","data":{"streamId":"r1","fromSeq":1}}"#;
+    let again = sent_to(&feed(&mut h, 70, 1, resume), 1);
+    let kinds: Vec<&Value> = again.iter().map(|v| &v["type"]).collect();
+    assert_eq!(kinds, ["agent_stream_chunk", "agent_stream_end"]);
+    assert_eq!(again[0]["data"]["delta"], streamed[1]["data"]["delta"]);
+}
+
+#[test]
+fn a_hub_without_an_agent_refuses_prompts_by_id() {
+    let mut h = HubCore::new(HubSettings::default(), InMemoryBroker::default(), 1);
+    join(&mut h, 1, "ann", 5);
+    let out = feed(
+        &mut h,
+        1,
+        1,
+        r#"{"type":"agent_prompt","id":"p1","data":{"prompt":"hi"}}"#,
+    );
+    let to_ann = sent_to(&out, 1);
+    assert_eq!(to_ann.len(), 1, "refused, not acked: {to_ann:?}");
+    assert_eq!(to_ann[0]["data"]["code"], "unsupported");
+    assert_eq!(to_ann[0]["data"]["id"], "p1");
+}
+
+#[test]
+fn a_message_too_big_to_relay_is_refused_not_acked_and_may_come_again() {
+    let mut h = hub_with(HubSettings {
+        max_frame_bytes: 300,
+        ..HubSettings::default()
+    });
+    join(&mut h, 1, "ann", 5);
+    join(&mut h, 2, "bob", 5);
+    let big = json!({"type": "note", "id": "m1", "projectId": 5, "data": "x".repeat(240)});
+    let out = feed(&mut h, 10, 1, &big.to_string());
+    let to_ann = sent_to(&out, 1);
+    assert_eq!(to_ann.len(), 1, "a refusal, no ack: {to_ann:?}");
+    assert_eq!(to_ann[0]["data"]["code"], "too_large");
+    assert_eq!(to_ann[0]["data"]["id"], "m1");
+    assert!(sent_to(&out, 2).is_empty(), "nothing relayed");
+    // The same id, now small enough, is applied: the refusal was forgotten.
+    let small = json!({"type": "note", "id": "m1", "projectId": 5, "data": "x"});
+    let out = feed(&mut h, 11, 1, &small.to_string());
+    assert_eq!(sent_to(&out, 2).len(), 1);
+    assert_eq!(sent_to(&out, 1)[0]["type"], "ack");
+}
+
+#[test]
+fn silent_and_helloless_connections_time_out_once_and_stop_being_deadlines() {
+    let mut h = hub_with(HubSettings {
+        hello_timeout_ms: 1_000,
+        idle_timeout_ms: 5_000,
+        ..HubSettings::default()
+    });
+    h.accepted(t(0), ConnId(1)); // never says hello
+    join(&mut h, 2, "ann", 5); // welcomed at 0
+    assert_eq!(h.poll_timeout(), Some(t(1_000)));
+    h.handle_timeout(t(1_000));
+    assert_eq!(
+        closes(&drain(&mut h)),
+        vec![(1, 1008, "hello timeout".to_string())]
+    );
+    // The closing connection is no deadline any more: no tick loop spinning on it.
+    assert_eq!(h.poll_timeout(), Some(t(5_000)));
+    h.handle_timeout(t(1_001));
+    assert!(closes(&drain(&mut h)).is_empty());
+    // A frame pushes ann's idle deadline on; silence then ends her connection.
+    feed(&mut h, 3_000, 2, r#"{"type":"ping","data":{"nonce":1}}"#);
+    assert_eq!(h.poll_timeout(), Some(t(8_000)));
+    h.handle_timeout(t(7_999));
+    assert!(closes(&drain(&mut h)).is_empty());
+    h.handle_timeout(t(8_000));
+    assert_eq!(
+        closes(&drain(&mut h)),
+        vec![(2, 1001, "idle timeout".to_string())]
+    );
+    assert_eq!(h.poll_timeout(), None);
+    // What a closing connection still sends changes nothing.
+    assert!(feed(&mut h, 8_001, 2, r#"{"type":"ping","data":{}}"#).is_empty());
+}
+
+#[test]
+fn message_ids_are_deduplicated_per_session_not_across_senders() {
+    let mut h = hub();
+    join(&mut h, 1, "ann", 5);
+    join(&mut h, 2, "bob", 5);
+    join(&mut h, 3, "cy", 5);
+    let msg = r#"{"type":"note","data":1,"id":"x-1","projectId":5}"#;
+    let first = feed(&mut h, 10, 1, msg);
+    let resend = feed(&mut h, 11, 1, msg);
+    let other = feed(&mut h, 12, 2, msg);
+    let notes = |out: &[HubOutput]| {
+        sent_to(out, 3)
+            .into_iter()
+            .filter(|v| v["type"] == "note")
+            .count()
+    };
+    assert_eq!((notes(&first), notes(&resend), notes(&other)), (1, 0, 1));
+    // The resend is acked again, so the sender stops resending.
+    assert!(sent_to(&resend, 1).iter().any(|v| v["type"] == "ack"));
+}
+
+#[test]
+fn transport_decisions_binary_oversize_slow_consumer_and_shutdown() {
+    let mut h = hub();
+    for c in 1..=5 {
+        join(&mut h, c, &format!("u{c}"), 1);
+    }
+    h.binary_frame(t(1), ConnId(1), 12);
+    h.frame_too_large(t(1), ConnId(2));
+    h.write_blocked(t(1), ConnId(3));
+    let codes: Vec<(u64, u16)> = closes(&drain(&mut h))
+        .into_iter()
+        .map(|(c, code, _)| (c, code))
+        .collect();
+    assert_eq!(codes, [(1, 1003), (2, 1009), (3, 4009)]);
+    // A decided close is decided once.
+    h.write_blocked(t(2), ConnId(3));
+    assert!(drain(&mut h).is_empty());
+    h.shutdown(t(3));
+    let codes: Vec<(u64, u16)> = closes(&drain(&mut h))
+        .into_iter()
+        .map(|(c, code, _)| (c, code))
+        .collect();
+    assert_eq!(codes, [(4, 1001), (5, 1001)], "only the live ones");
+    // Nothing for connections the hub never saw.
+    h.frame(
+        t(4),
+        ConnId(99),
+        r#"{"type":"hello","data":{"protocol":1}}"#,
+    );
+    h.binary_frame(t(4), ConnId(99), 1);
+    h.closed(t(4), ConnId(99));
+    assert!(drain(&mut h).is_empty());
+}
+
+#[test]
+fn a_resume_replays_exactly_what_followed_and_a_takeover_closes_the_old_link() {
+    let mut h = hub();
+    join(&mut h, 1, "ann", 5);
+    join(&mut h, 2, "bob", 5);
+    let welcome = |out: &[HubOutput], c| sent_to(out, c)[0]["data"].clone();
+    h.closed(t(5), ConnId(2));
+    drain(&mut h);
+    for i in 0..3 {
+        let note = json!({"type": "note", "data": i, "projectId": 5});
+        feed(&mut h, 10 + i, 1, &note.to_string());
+    }
+    // Bob's session had seq 1 (snapshot) and 2 (presence_state) before he went away.
+    let sid = h
+        .sessions
+        .iter()
+        .find(|(_, s)| s.user == "bob")
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    h.accepted(t(20), ConnId(3));
+    let hello = json!({"type": "hello", "data": {"protocol": 1, "sessionId": sid, "lastSeq": 2}});
+    let out = feed(&mut h, 20, 3, &hello.to_string());
+    let w = welcome(&out, 3);
+    assert_eq!(
+        (w["resumed"].clone(), w["lastSeq"].clone()),
+        (json!(true), json!(2))
+    );
+    let replayed: Vec<Value> = sent_to(&out, 3)[1..].to_vec();
+    let datas: Vec<&Value> = replayed.iter().map(|v| &v["data"]).collect();
+    assert_eq!(datas, [&json!(0), &json!(1), &json!(2)], "{replayed:?}");
+    // The same session on yet another connection: the older one is closed with 1000.
+    h.accepted(t(30), ConnId(4));
+    let hello = json!({"type": "hello", "data": {"protocol": 1, "sessionId": sid, "lastSeq": 5}});
+    let out = feed(&mut h, 30, 4, &hello.to_string());
+    assert_eq!(closes(&out)[0].0, 3);
+    assert_eq!(closes(&out)[0].1, close::NORMAL);
+}
+
+#[test]
+fn rate_limit_warns_once_then_closes() {
+    let mut h = hub_with(HubSettings {
+        rate_limit: RateLimitConfig::Bucket {
+            per_sec: 10,
+            burst: 2,
+        },
+        ..HubSettings::default()
+    });
+    h.accepted(t(0), ConnId(1));
+    feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":1}}"#);
+    let mut errors = 0;
+    let mut closed = None;
+    for i in 0..10 {
+        let out = feed(&mut h, 0, 1, r#"{"type":"ping","data":{"nonce":1}}"#);
+        errors += sent_to(&out, 1)
+            .iter()
+            .filter(|v| v["data"]["code"] == "rate_limited")
+            .count();
+        if let Some(c) = closes(&out).first() {
+            closed = Some((i, c.1));
+        }
+    }
+    assert_eq!(errors, 1, "one warning per excess run");
+    // hello and the first ping take the burst; the next warns; 2 x burst more excess closes.
+    assert_eq!(closed, Some((5, close::RATE_LIMITED)));
+}
+
+#[test]
+fn chaos_drops_stalls_and_delays_pongs_from_its_seed() {
+    let drop = |close_code| {
+        let mut h = hub_with(HubSettings {
+            chaos: ChaosConfig {
+                seed: 9,
+                drop_ms: Some(100..200),
+                close_code,
+                ..ChaosConfig::default()
+            },
+            ..HubSettings::default()
+        });
+        h.accepted(t(0), ConnId(1));
+        let at = h.poll_timeout().unwrap();
+        assert!((100..200).contains(&at.as_millis()));
+        h.handle_timeout(at);
+        (at, drain(&mut h))
+    };
+    let (at_a, abrupt) = drop(None);
+    assert_eq!(abrupt, [HubOutput::Abort { conn: ConnId(1) }]);
+    let (at_b, coded) = drop(Some(4321));
+    assert_eq!(at_a, at_b, "same seed, same fault");
+    assert_eq!(closes(&coded), [(1, 4321, "chaos: dropped".to_string())]);
+
+    let mut h = hub_with(HubSettings {
+        chaos: ChaosConfig {
+            stall_ms: Some(50..51),
+            pong_delay_ms: Some(700),
+            ..ChaosConfig::default()
+        },
+        ..HubSettings::default()
+    });
+    h.accepted(t(0), ConnId(1));
+    let out = feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":1}}"#);
+    assert_eq!(sent_to(&out, 1)[0]["type"], "welcome");
+    assert!(feed(&mut h, 10, 1, r#"{"type":"ping","data":{"nonce":3}}"#).is_empty());
+    assert_eq!(h.poll_timeout(), Some(t(50)));
+    h.handle_timeout(t(50));
+    assert_eq!(drain(&mut h), [HubOutput::Stall { conn: ConnId(1) }]);
+    // A stalled link sends nothing more, not even its delayed pong.
+    h.handle_timeout(t(710));
+    assert!(drain(&mut h).is_empty());
+
+    let mut h = hub_with(HubSettings {
+        chaos: ChaosConfig {
+            pong_delay_ms: Some(700),
+            ..ChaosConfig::default()
+        },
+        ..HubSettings::default()
+    });
+    h.accepted(t(0), ConnId(1));
+    feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":1}}"#);
+    assert!(feed(&mut h, 10, 1, r#"{"type":"ping","data":{"nonce":3}}"#).is_empty());
+    assert!(feed(&mut h, 20, 1, r#"{"type":"ping","data":{"nonce":4}}"#).is_empty());
+    assert_eq!(h.poll_timeout(), Some(t(710)));
+    h.handle_timeout(t(720));
+    let pongs = sent_to(&drain(&mut h), 1);
+    assert_eq!(pongs.len(), 2);
+    assert_eq!(pongs[1], json!({"type": "pong", "data": {"nonce": 4}}));
+}
+
+#[test]
+fn a_disconnected_session_expires_with_its_log() {
+    let mut h = hub_with(HubSettings {
+        session_ttl_ms: 1_000,
+        ..HubSettings::default()
+    });
+    join(&mut h, 1, "ann", 5);
+    h.closed(t(10), ConnId(1));
+    assert_eq!(h.sessions(), 1);
+    assert_eq!(h.poll_timeout(), Some(t(1_010)));
+    h.handle_timeout(t(1_010));
+    assert_eq!((h.sessions(), h.connections()), (0, 0));
+    assert_eq!(h.poll_timeout(), None);
+}

@@ -1,0 +1,430 @@
+//! Protocol scenarios with both halves in one process: client sessions against the real hub core
+//! in virtual time (`sockline_core::testing::Network`). Each runs in milliseconds, never sleeps,
+//! and runs the same way every time.
+
+use serde_json::{json, Value};
+use sockline_core::hub::{AgentSource, HubSettings, ScriptedAgent};
+use sockline_core::testing::{ClientId, LinkFaults, Network};
+use sockline_core::{Config, Delivery, Event, ProjectState, SendRequest, State, StreamState};
+
+fn config(user: &str) -> Config {
+    let mut c = Config::new("ws://hub.test/ws");
+    c.user_id = Some(user.into());
+    c
+}
+
+/// A network with `users` connected, welcomed, subscribed to everything and in `project`.
+fn joined(settings: HubSettings, users: &[&str], project: u64) -> (Network, Vec<ClientId>) {
+    let mut net = Network::new(settings, 11);
+    let ids: Vec<ClientId> = users
+        .iter()
+        .map(|u| net.add_client(config(u)).unwrap())
+        .collect();
+    for &id in &ids {
+        net.with(id, |s, now| {
+            s.subscribe(now, "*", None).unwrap();
+            s.join_project(now, project).unwrap();
+            s.connect(now).unwrap();
+        });
+    }
+    net.until(1_000, |n| ids.iter().all(|&id| n.state(id) == State::Open))
+        .expect("everyone connects");
+    // Let the joins, snapshots and presence settle.
+    net.advance(100).unwrap();
+    (net, ids)
+}
+
+fn notes(net: &Network, id: ClientId) -> Vec<Value> {
+    net.messages(id)
+        .into_iter()
+        .filter(|m| m.msg_type == "note")
+        .map(|m| m.data_value())
+        .collect()
+}
+
+fn send_note(net: &mut Network, id: ClientId, project: u64, n: u64, delivery: Delivery) -> String {
+    net.with(id, |s, now| {
+        s.send(
+            now,
+            SendRequest::new("note", json!(n))
+                .project(project)
+                .delivery(delivery),
+        )
+        .unwrap()
+    })
+}
+
+fn acked(net: &Network, id: ClientId) -> Vec<String> {
+    net.events(id)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Acked { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn readies(net: &Network, id: ClientId) -> Vec<bool> {
+    net.events(id)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Ready { resumed, .. } => Some(*resumed),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn resume_replays_what_was_sent_while_away_exactly_once() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 7);
+    let (ann, bob) = (ids[0], ids[1]);
+    net.drop_link(bob);
+    // While bob is away (the drop reaches him after the latency), ann keeps sending.
+    for n in 0..5 {
+        send_note(&mut net, ann, 7, n, Delivery::AtMostOnce);
+        net.advance(200).unwrap();
+    }
+    net.until(40_000, |n| notes(n, bob).len() >= 5).unwrap();
+    net.advance(2_000).unwrap();
+    let got: Vec<Value> = notes(&net, bob);
+    assert_eq!(got, (0..5).map(|n| json!(n)).collect::<Vec<_>>());
+    assert_eq!(
+        readies(&net, bob),
+        [false, true],
+        "one fresh welcome, then a resume"
+    );
+    assert_eq!(net.session(bob).stats().duplicates, 0);
+}
+
+#[test]
+fn at_least_once_survives_twenty_forced_drops_without_loss_or_duplicates() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 3);
+    let (ann, bob) = (ids[0], ids[1]);
+    let stable_ms = Config::default().reconnect.stable_ms;
+    let mut sent = Vec::new();
+    for round in 0..20u64 {
+        for k in 0..3 {
+            sent.push(send_note(
+                &mut net,
+                ann,
+                3,
+                round * 3 + k,
+                Delivery::AtLeastOnce,
+            ));
+        }
+        net.advance(3).unwrap();
+        // Alternate whose link is cut, mid-flight.
+        net.drop_link(if round % 2 == 0 { ann } else { bob });
+        net.until(60_000, |n| {
+            n.state(ann) == State::Open && n.state(bob) == State::Open
+        })
+        .unwrap();
+        // Past the stable period, so the backoff starts over (else 5 attempts end it).
+        net.advance(stable_ms).unwrap();
+    }
+    net.until(60_000, |n| acked(n, ann).len() >= sent.len())
+        .unwrap();
+    net.advance(5_000).unwrap();
+    let mut got_acks = acked(&net, ann);
+    got_acks.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(got_acks, want, "every message acked once");
+    let got: Vec<Value> = notes(&net, bob);
+    let want: Vec<Value> = (0..60).map(|n| json!(n)).collect();
+    assert_eq!(got, want, "delivered once each, in order");
+    assert!(net.session(ann).stats().reconnects >= 10);
+}
+
+#[test]
+fn a_vanished_typist_expires_on_the_other_side() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 5);
+    let (ann, bob) = (ids[0], ids[1]);
+    net.with(ann, |s, now| s.start_typing(now, 5).unwrap());
+    net.until(1_000, |n| n.session(bob).typing_users(5) == ["ann"])
+        .unwrap();
+    // Ann's link goes half-open: no stop will ever come.
+    net.stall_link(ann);
+    let took = net
+        .until(30_000, |n| n.session(bob).typing_users(5).is_empty())
+        .unwrap();
+    let expiry = Config::default().typing.expire_ms;
+    assert!(
+        took <= expiry + 100,
+        "expired after {took} ms (expiry {expiry})"
+    );
+    let typing: Vec<Vec<String>> = net
+        .events(bob)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Typing { users, .. } => Some(users.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(typing, [vec!["ann".to_string()], vec![]]);
+}
+
+fn stream_text(net: &Network, id: ClientId, stream: &str) -> (String, Vec<StreamState>) {
+    let text = net
+        .session(id)
+        .stream_content(stream)
+        .unwrap_or("")
+        .to_string();
+    let states = net
+        .events(id)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Stream {
+                stream_id, state, ..
+            } if stream_id == stream => Some(*state),
+            _ => None,
+        })
+        .filter(|s| !matches!(s, StreamState::Delta))
+        .collect();
+    (text, states)
+}
+
+fn prompt(net: &mut Network, id: ClientId, stream: &str) {
+    net.with(id, |s, now| {
+        s.send(
+            now,
+            SendRequest::new("agent_prompt", json!({"prompt": "hi", "streamId": stream})),
+        )
+        .unwrap()
+    });
+}
+
+#[test]
+fn an_agent_stream_resumes_across_a_hub_restart_and_fails_on_a_hub_that_lost_it() {
+    let settings = HubSettings {
+        agent_chunk_ms: 20,
+        ..HubSettings::default()
+    };
+    let whole = ScriptedAgent { chunks: 30 }.answer("hi").concat();
+    for keep_state in [true, false] {
+        let mut net =
+            Network::new(settings.clone(), 5).with_agent(Some(ScriptedAgent { chunks: 30 }));
+        let ann = net.add_client(config("ann")).unwrap();
+        net.with(ann, |s, now| s.connect(now).unwrap());
+        net.until(1_000, |n| n.state(ann) == State::Open).unwrap();
+        prompt(&mut net, ann, "r1");
+        net.until(2_000, |n| {
+            n.session(ann)
+                .stream_content("r1")
+                .is_some_and(|t| t.len() > 20)
+        })
+        .unwrap();
+        net.restart_hub(keep_state, 300);
+        let finished = |n: &Network| {
+            n.session(ann)
+                .stream_state("r1")
+                .is_some_and(|s| matches!(s, StreamState::Done | StreamState::Failed))
+        };
+        net.until(30_000, finished).unwrap();
+        let (text, states) = stream_text(&net, ann, "r1");
+        if keep_state {
+            assert_eq!(text, whole, "exactly the undisturbed answer, once");
+            assert_eq!(*states.last().unwrap(), StreamState::Done);
+            assert_eq!(readies(&net, ann), [false, true]);
+        } else {
+            assert_eq!(*states.last().unwrap(), StreamState::Failed, "{states:?}");
+            assert_eq!(readies(&net, ann), [false, false]);
+        }
+    }
+}
+
+#[test]
+fn interrupting_a_stream_stops_it_on_both_sides() {
+    let settings = HubSettings {
+        agent_chunk_ms: 20,
+        ..HubSettings::default()
+    };
+    let (mut net, ids) = joined(settings, &["ann"], 1);
+    let ann = ids[0];
+    prompt(&mut net, ann, "r2");
+    net.until(2_000, |n| {
+        n.session(ann)
+            .stream_content("r2")
+            .is_some_and(|t| !t.is_empty())
+    })
+    .unwrap();
+    net.with(ann, |s, now| s.interrupt_stream(now, "r2").unwrap());
+    let len = net.session(ann).stream_content("r2").unwrap().len();
+    net.advance(2_000).unwrap();
+    assert_eq!(
+        net.session(ann).stream_state("r2"),
+        Some(StreamState::Interrupted)
+    );
+    assert_eq!(net.session(ann).stream_content("r2").unwrap().len(), len);
+    let relayed = net.hub().relayed();
+    net.advance(2_000).unwrap();
+    assert_eq!(net.hub().relayed(), relayed, "the hub stopped streaming");
+}
+
+#[test]
+fn a_project_version_gap_is_recovered_with_a_snapshot() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 9);
+    let (ann, bob) = (ids[0], ids[1]);
+    let update = |net: &mut Network, v: u64| {
+        net.with(ann, |s, now| {
+            s.send(
+                now,
+                SendRequest::new("project_update", json!({"title": v})).project(9),
+            )
+            .unwrap()
+        });
+        net.advance(50).unwrap();
+    };
+    update(&mut net, 1);
+    // Every frame to bob breaks for a moment: he misses version 2.
+    net.set_faults(LinkFaults {
+        corrupt: 1.0,
+        ..LinkFaults::default()
+    });
+    update(&mut net, 2);
+    net.set_faults(LinkFaults::default());
+    update(&mut net, 3);
+    net.until(5_000, |n| {
+        n.events(bob).iter().any(|e| {
+            matches!(
+                e,
+                Event::Project {
+                    project_id: 9,
+                    state: ProjectState::Synced,
+                    version: 3
+                }
+            )
+        })
+    })
+    .unwrap();
+    let gaps = net
+        .events(bob)
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Gap {
+                    project_id: Some(9),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(gaps >= 1, "the gap was reported");
+    assert_eq!(net.session(bob).project_version(9), Some(3));
+}
+
+#[test]
+fn a_slow_consumer_is_cut_off_by_the_hub_then_resumes_with_nothing_lost() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 2);
+    let (ann, bob) = (ids[0], ids[1]);
+    net.set_outbound_queue(16);
+    net.stop_reading(bob);
+    for n in 0..40 {
+        send_note(&mut net, ann, 2, n, Delivery::AtMostOnce);
+    }
+    net.advance(100).unwrap();
+    assert_ne!(net.state(bob), State::Open, "the hub let bob go");
+    net.until(30_000, |n| notes(n, bob).len() >= 40).unwrap();
+    assert_eq!(
+        notes(&net, bob),
+        (0..40).map(|n| json!(n)).collect::<Vec<_>>()
+    );
+    assert_eq!(readies(&net, bob), [false, true]);
+}
+
+#[test]
+fn over_the_rate_the_hub_warns_and_the_client_paces_itself() {
+    let settings = HubSettings {
+        rate_limit: sockline_core::RateLimitConfig::Bucket {
+            per_sec: 20,
+            burst: 5,
+        },
+        ..HubSettings::default()
+    };
+    let (mut net, ids) = joined(settings, &["ann", "bob"], 4);
+    let (ann, bob) = (ids[0], ids[1]);
+    for n in 0..8 {
+        send_note(&mut net, ann, 4, n, Delivery::AtLeastOnce);
+    }
+    // The hub refuses what exceeds its rate; the client resends it after the pause it names.
+    net.until(20_000, |n| acked(n, ann).len() == 8).unwrap();
+    let warned = net.events(ann).into_iter().any(
+        |e| matches!(e, Event::ServerError { code, retry_after_ms: Some(_), .. } if code == "rate_limited"),
+    );
+    assert!(warned, "the hub said rate_limited with a hint");
+    assert_eq!(net.state(ann), State::Open, "a warning, not a disconnect");
+    assert_eq!(
+        notes(&net, bob),
+        (0..8).map(|n| json!(n)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_refused_token_waits_for_a_new_one_and_gets_in() {
+    let settings = HubSettings {
+        token: Some("right".into()),
+        ..HubSettings::default()
+    };
+    let mut net = Network::new(settings, 3);
+    let mut c = config("ann");
+    c.token = Some(sockline_core::Secret::new("wrong"));
+    let ann = net.add_client(c).unwrap();
+    net.with(ann, |s, now| s.connect(now).unwrap());
+    net.until(1_000, |n| n.state(ann) == State::Unauthorized)
+        .unwrap();
+    assert!(net
+        .events(ann)
+        .iter()
+        .any(|e| matches!(e, Event::TokenRequired { .. })));
+    // It waits, however long, without hammering the hub.
+    net.advance(60_000).unwrap();
+    assert_eq!(net.state(ann), State::Unauthorized);
+    net.with(ann, |s, now| s.set_token(now, "right", None).unwrap());
+    net.until(1_000, |n| n.state(ann) == State::Open).unwrap();
+}
+
+#[test]
+fn a_half_open_link_is_found_by_the_heartbeat_and_the_session_resumes() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 6);
+    let (ann, bob) = (ids[0], ids[1]);
+    net.stall_link(bob);
+    let hb = Config::default().heartbeat;
+    let took = net.until(120_000, |n| n.state(bob) != State::Open).unwrap();
+    assert!(
+        took <= hb.interval_ms + hb.timeout_ms + 100,
+        "took {took} ms"
+    );
+    send_note(&mut net, ann, 6, 1, Delivery::AtMostOnce);
+    net.until(60_000, |n| notes(n, bob).len() == 1).unwrap();
+    assert_eq!(net.state(bob), State::Open);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let run = || {
+        let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob", "cy"], 1);
+        net.set_faults(LinkFaults {
+            drop: 0.05,
+            delay_ms: 30,
+            corrupt: 0.02,
+        });
+        for n in 0..30 {
+            send_note(&mut net, ids[(n % 3) as usize], 1, n, Delivery::AtLeastOnce);
+            net.advance(40).unwrap();
+        }
+        net.set_faults(LinkFaults::default());
+        net.advance(20_000).unwrap();
+        ids.iter()
+            .map(|&id| {
+                net.log(id)
+                    .iter()
+                    .map(|(at, o)| o.to_json_at(*at))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (run(), run());
+    assert!(a.iter().all(|log| log.len() > 50));
+    assert_eq!(a, b);
+}
