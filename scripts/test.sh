@@ -21,7 +21,7 @@ cargo test --workspace --doc
 step "replay example prints the golden output"
 cargo build -q -p sockline-core --example replay
 for trace in core/tests/traces/*.json; do
-  diff -u "${trace%.json}.out" <(target/debug/examples/replay "$trace")
+  diff -u "${trace%.json}.out" <("${CARGO_TARGET_DIR:-target}/debug/examples/replay" "$trace")
 done
 
 step "python bindings (venv, build, mypy --strict, pytest, examples, quick bench)"

@@ -1,4 +1,4 @@
-"""Frames per second through ``Session.receive`` + ``drain`` from Python, beside a pure-Python
+"""Frames per second through ``Session.frame`` + ``drain`` from Python, beside a pure-Python
 ``json.loads`` + dict dispatch of the same bytes, in the same run.
 
 Every frame is a ~200-byte ``project_updated`` envelope (``type``, ``data`` with 4 fields,
@@ -49,7 +49,7 @@ def open_session() -> sockline.Session:
     s = sockline.Session(URL, seed=1, heartbeat_interval_ms=10**9, heartbeat_timeout_ms=10**9)
     s.connect(0)
     s.transport_opened(0)
-    s.receive(0, '{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}')
+    s.frame(0, '{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}')
     for pattern, project in [
         ("project_updated", 7),
         ("project_*", None),
@@ -79,10 +79,10 @@ def timed_session(texts: list[str], loop: Callable[[sockline.Session, list[str]]
 
 
 def each_frame(s: sockline.Session, texts: list[str]) -> int:
-    """receive + drain per frame."""
+    """frame + drain per frame."""
     seen = 0
     for t in texts:
-        s.receive(1, t)
+        s.frame(1, t)
         for out in s.drain():
             if out["kind"] == "message":
                 seen += 1
@@ -90,10 +90,10 @@ def each_frame(s: sockline.Session, texts: list[str]) -> int:
 
 
 def batched(s: sockline.Session, texts: list[str], batch: int = 64) -> int:
-    """receive_many of `batch` frames + one drain."""
+    """frame_many of `batch` frames + one drain."""
     seen = 0
     for i in range(0, len(texts), batch):
-        s.receive_many(1, texts[i : i + batch])
+        s.frame_many(1, texts[i : i + batch])
         for out in s.drain():
             if out["kind"] == "message":
                 seen += 1
@@ -101,10 +101,10 @@ def batched(s: sockline.Session, texts: list[str], batch: int = 64) -> int:
 
 
 def via_json(s: sockline.Session, texts: list[str]) -> int:
-    """receive + drain_json + json.loads of each output (the JSON round-trip conversion)."""
+    """frame + drain_json + json.loads of each output (the JSON round-trip conversion)."""
     seen = 0
     for t in texts:
-        s.receive(1, t)
+        s.frame(1, t)
         for text in s.drain_json():
             if json.loads(text)["kind"] == "message":
                 seen += 1
@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(map(len, texts)) / len(texts)
     paths: dict[str, Callable[[list[str]], float]] = {
         "python json.loads + dispatch": run_python,
-        "Session.receive + drain (each frame)": lambda t: timed_session(t, each_frame),
-        "Session.receive_many(64) + drain": lambda t: timed_session(t, batched),
-        "Session.receive + drain_json + json.loads": lambda t: timed_session(t, via_json),
+        "Session.frame + drain (each frame)": lambda t: timed_session(t, each_frame),
+        "Session.frame_many(64) + drain": lambda t: timed_session(t, batched),
+        "Session.frame + drain_json + json.loads": lambda t: timed_session(t, via_json),
     }
     best: dict[str, float] = {}
     for _ in range(rounds):  # interleaved, best of `rounds`: the machine is shared
@@ -161,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in rates.items():
         print(f"  {name:40s} {rate / 1e3:8.1f} k frames/s  {1e9 / rate:7.0f} ns/frame")
     base = rates["python json.loads + dispatch"]
-    each = rates["Session.receive + drain (each frame)"] / base
-    many = rates["Session.receive_many(64) + drain"] / base
-    print(f"  ratio receive+drain / python: {each:.2f}x (target >= 1.0)")
-    round_trip = rates["Session.receive + drain_json + json.loads"] / base
-    print(f"  ratio receive_many+drain / python: {many:.2f}x")
-    print(f"  ratio receive+drain_json+json.loads / python: {round_trip:.2f}x (the JSON round trip)")
+    each = rates["Session.frame + drain (each frame)"] / base
+    many = rates["Session.frame_many(64) + drain"] / base
+    print(f"  ratio frame+drain / python: {each:.2f}x (target >= 1.0)")
+    round_trip = rates["Session.frame + drain_json + json.loads"] / base
+    print(f"  ratio frame_many+drain / python: {many:.2f}x")
+    print(f"  ratio frame+drain_json+json.loads / python: {round_trip:.2f}x (the JSON round trip)")
     return 0
 
 

@@ -85,7 +85,7 @@ async def qa(url: str, seconds: float) -> list[str]:
     async with sender, receiver:
         inbox = receiver.subscribe("qa_tick", project_id=PROJECT)
         for c in (sender, receiver):
-            await c.wait_for_status("open", 10)
+            await c.wait_for_state("open", 10)
             c.join_project(PROJECT)
         await asyncio.sleep(0.3)  # both joined on the hub before the first tick
         sent = 0
@@ -130,9 +130,9 @@ async def qa(url: str, seconds: float) -> list[str]:
             failures.append(f"{dups} duplicate deliveries")
         for c, name in ((sender, "sender"), (receiver, "receiver")):
             try:
-                await c.wait_for_status("open", 10)
+                await c.wait_for_state("open", 10)
             except asyncio.TimeoutError:
-                failures.append(f"{name} never came back to open (stuck in {c.status})")
+                failures.append(f"{name} never came back to open (stuck in {c.state})")
             if c.errors:
                 failures.append(f"{name} reported errors: {c.errors}")
     return failures

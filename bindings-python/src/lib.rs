@@ -23,12 +23,36 @@ pub use session::PySession;
 pub use testing::{PyHarness, PyScriptedServer, PyVirtualClock};
 pub use trace::PyTrace;
 
+/// Whether the session does nothing more on its own in connection state `name` (`idle`,
+/// `closed`, `failed`; not `unauthorized`, which waits for a token): `State::is_terminal`.
+#[pyfunction]
+fn is_terminal_state(name: &str) -> PyResult<bool> {
+    serde_json::from_value::<sockline_core::State>(serde_json::Value::String(name.into()))
+        .map(|s| s.is_terminal())
+        .map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!("unknown connection state {name:?}"))
+        })
+}
+
+/// Whether stream state `name` ends the stream (`done`, `interrupted`, `failed`):
+/// `StreamState::is_final`.
+#[pyfunction]
+fn is_final_stream_state(name: &str) -> PyResult<bool> {
+    serde_json::from_value::<sockline_core::StreamState>(serde_json::Value::String(name.into()))
+        .map(|s| s.is_final())
+        .map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!("unknown stream state {name:?}"))
+        })
+}
+
 /// The extension module.
 #[pymodule]
 fn _sockline(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<PySession>()?;
+    m.add_function(wrap_pyfunction!(is_terminal_state, m)?)?;
+    m.add_function(wrap_pyfunction!(is_final_stream_state, m)?)?;
     m.add_class::<PyTrace>()?;
     m.add_class::<PyHarness>()?;
     m.add_class::<network::PyNetwork>()?;

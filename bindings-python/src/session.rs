@@ -326,20 +326,43 @@ impl PySession {
         self.run(py, |s| s.transport_opened(ts(now_ms)));
     }
 
-    /// The transport closed with `code` and `reason`.
-    #[pyo3(signature = (now_ms, code, reason = ""))]
-    fn transport_closed(&self, py: Python<'_>, now_ms: u64, code: u16, reason: &str) {
+    /// A close frame arrived with `code` (None: a frame without one, named 1005) and `reason`.
+    #[pyo3(signature = (now_ms, code = None, reason = ""))]
+    fn transport_closed(&self, py: Python<'_>, now_ms: u64, code: Option<u16>, reason: &str) {
         self.run(py, |s| s.transport_closed(ts(now_ms), code, reason));
     }
 
-    /// The transport failed.
+    /// The transport ended without any close frame (EOF or reset), named 1006.
+    fn transport_lost(&self, py: Python<'_>, now_ms: u64) {
+        self.run(py, |s| s.transport_lost(ts(now_ms)));
+    }
+
+    /// The driver holds `bytes` of transmitted frames unsent (feed it when
+    /// `should_report_buffered(bytes)` is true).
+    fn buffered(&self, py: Python<'_>, now_ms: u64, bytes: u64) {
+        self.run(py, |s| s.buffered(ts(now_ms), bytes));
+    }
+
+    /// Whether the driver should feed `buffered(bytes)` now (the transport's blocked state would
+    /// change).
+    fn should_report_buffered(&self, py: Python<'_>, bytes: u64) -> bool {
+        self.lock(py).should_report_buffered(bytes)
+    }
+
+    /// Whether the current transport is blocked (the peer is not reading what is sent).
+    #[getter]
+    fn is_blocked(&self, py: Python<'_>) -> bool {
+        self.lock(py).is_blocked()
+    }
+
+    /// The transport failed with an I/O error.
     #[pyo3(signature = (now_ms, message = ""))]
     fn transport_error(&self, py: Python<'_>, now_ms: u64, message: &str) {
         self.run(py, |s| s.transport_error(ts(now_ms), message));
     }
 
     /// A text frame arrived (large frames are handled with the GIL released).
-    fn receive(&self, py: Python<'_>, now_ms: u64, text: &str) {
+    fn frame(&self, py: Python<'_>, now_ms: u64, text: &str) {
         if text.len() >= DETACH_BYTES {
             let inner = &self.inner;
             py.detach(|| {
@@ -352,7 +375,7 @@ impl PySession {
     }
 
     /// Several text frames arrived at `now_ms`, in order (one call, one lock).
-    fn receive_many(&self, py: Python<'_>, now_ms: u64, texts: Vec<String>) {
+    fn frame_many(&self, py: Python<'_>, now_ms: u64, texts: Vec<String>) {
         let total: usize = texts.iter().map(String::len).sum();
         if total >= DETACH_BYTES {
             let inner = &self.inner;
@@ -371,7 +394,7 @@ impl PySession {
     }
 
     /// A binary frame arrived (given as bytes-like or its length); protocol v1 reports it.
-    fn receive_binary(&self, py: Python<'_>, now_ms: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn binary_frame(&self, py: Python<'_>, now_ms: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let len = binary_len(data)?;
         self.run(py, |s| s.binary_frame(ts(now_ms), len));
         Ok(())
@@ -443,7 +466,7 @@ impl PySession {
     /// The connection state: idle, connecting, open, reconnecting, unauthorized, closing,
     /// closed or failed.
     #[getter]
-    fn status(&self, py: Python<'_>) -> &'static str {
+    fn state(&self, py: Python<'_>) -> &'static str {
         self.lock(py).state().as_str()
     }
 
@@ -485,7 +508,7 @@ impl PySession {
 
     /// Members present in a joined project, sorted.
     fn presence(&self, py: Python<'_>, project_id: u64) -> Vec<String> {
-        self.lock(py).presence_members(project_id)
+        self.lock(py).presence(project_id)
     }
 
     /// The last version applied for a joined project, or None.

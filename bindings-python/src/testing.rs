@@ -321,12 +321,6 @@ impl PyHarness {
         self.read(py, |h| h.state().as_str())
     }
 
-    /// Same as `state`, named like `Session.status`.
-    #[getter]
-    fn status(&self, py: Python<'_>) -> &'static str {
-        self.state(py)
-    }
-
     /// Calls `connect` and processes what follows at this instant.
     fn connect(&self, py: Python<'_>) -> PyResult<()> {
         let r = lock(py, &self.inner).connect();
@@ -436,7 +430,7 @@ impl PyHarness {
     }
 
     /// A binary frame reaches the session (bytes-like or its length).
-    fn receive_binary(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn binary_frame(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let len = binary_len(data)?;
         self.cmd(py, |s, now| s.binary_frame(now, len));
         Ok(())
@@ -566,7 +560,7 @@ impl PyHarness {
 
     /// Members present in `project_id`, sorted.
     fn presence(&self, py: Python<'_>, project_id: u64) -> Vec<String> {
-        self.read(py, |h| h.session.presence_members(project_id))
+        self.read(py, |h| h.session.presence(project_id))
     }
 
     /// The last version applied for `project_id`.

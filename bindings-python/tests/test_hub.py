@@ -44,7 +44,7 @@ def test_connect_and_receive_a_project_update(hub: Hub) -> None:
             bob_events = bob.events()
             updates = bob.subscribe("project_updated", project_id=1)
             for c in (ann, bob):
-                assert await c.wait_for_status("open", WAIT) == "open"
+                assert await c.wait_for_state("open", WAIT) == "open"
                 c.join_project(1)
             await both_present(bob_events, 1)
             assert bob.presence(1) == ["ann", "bob"]
@@ -58,7 +58,7 @@ def test_connect_and_receive_a_project_update(hub: Hub) -> None:
             ann.start_typing(1)
             typing = await bob_events.wait_for(lambda e: e["kind"] == "typing" and e["users"] == ["ann"], WAIT)
             assert typing["project_id"] == 1
-        assert ann.status == "closed" and bob.status == "closed"
+        assert ann.state == "closed" and bob.state == "closed"
         assert ann.errors == [] and bob.errors == []
 
     run(scenario)
@@ -69,7 +69,7 @@ def test_hub_restart_reconnects_and_delivers_what_was_queued(hub: Hub) -> None:
         async with client(hub.url, "ann") as ann, client(hub.url, "bob") as bob:
             ann_events, bob_events = ann.events(), bob.events()
             for c in (ann, bob):
-                await c.wait_for_status("open", WAIT)
+                await c.wait_for_state("open", WAIT)
                 c.join_project(5)
             await both_present(bob_events, 5)
             inbox = bob.subscribe("chat", project_id=5)
@@ -92,7 +92,7 @@ def test_hub_restart_reconnects_and_delivers_what_was_queued(hub: Hub) -> None:
                 lambda e: e["kind"] == "presence" and e["project_id"] == 5 and "bob" in e["members"], WAIT
             )
             ann.online()
-            await ann.wait_for_status("open", WAIT)
+            await ann.wait_for_state("open", WAIT)
             got: list[Any] = []
             while len(got) < 3:
                 m = await inbox.recv(WAIT)
@@ -107,7 +107,7 @@ def test_hub_restart_reconnects_and_delivers_what_was_queued(hub: Hub) -> None:
 def test_agent_stream_is_read_to_the_end(hub: Hub) -> None:
     async def scenario() -> None:
         async with client(hub.url, "ann") as ann:
-            await ann.wait_for_status("open", WAIT)
+            await ann.wait_for_state("open", WAIT)
             reader = ann.stream("r1")
             ann.send("agent_prompt", {"prompt": "hi", "streamId": "r1"})
             text = await reader.read_all(WAIT)
@@ -145,13 +145,13 @@ def test_callback_exceptions_are_reported_and_never_stop_the_loop(hub: Hub) -> N
         async with client(hub.url, "ann") as ann:
             ann.on_event(bad)
             sub = ann.subscribe("project_updated", project_id=2, callback=bad_async)
-            await ann.wait_for_status("open", WAIT)
+            await ann.wait_for_state("open", WAIT)
             ann.join_project(2)
             ann.send("project_update", {"n": 1}, project_id=2)
             msg = await sub.recv(WAIT)
             assert msg is not None and msg["data"]["n"] == 1
             await asyncio.sleep(0.05)
-            assert ann.status == "open"
+            assert ann.state == "open"
             wheres = {e.where for e in ann.errors}
             assert "on_event callback" in wheres
             assert any(w.startswith("subscription") for w in wheres)
@@ -169,9 +169,9 @@ def test_refused_connections_back_off_and_recover_when_the_hub_appears() -> None
             events = ann.events()
             e = await events.wait_for(lambda e: e["kind"] == "reconnect_scheduled", WAIT)
             assert e["delay_ms"] == 100
-            assert ann.status == "reconnecting"
+            assert ann.state == "reconnecting"
             hub.start()
-            await ann.wait_for_status("open", WAIT)
+            await ann.wait_for_state("open", WAIT)
 
     try:
         run(scenario)
@@ -196,7 +196,7 @@ def test_heartbeat_abandons_a_stalled_hub_and_reconnects() -> None:
     async def scenario() -> None:
         async with client(hub.url, "ann", heartbeat={"interval_ms": 400, "timeout_ms": 300}) as ann:
             events = ann.events()
-            await ann.wait_for_status("open", WAIT)
+            await ann.wait_for_state("open", WAIT)
             opened = ann.now_ms()
             e = await events.wait_for(lambda e: e["kind"] == "status" and e["to"] == "reconnecting", WAIT)
             took = ann.now_ms() - opened
@@ -204,7 +204,7 @@ def test_heartbeat_abandons_a_stalled_hub_and_reconnects() -> None:
             # Dead by 400 + 300 ms, with 600 ms of tolerance for a loaded 2-core CI machine.
             assert 600 <= took <= 400 + 300 + 600, took
             # The driver drops that socket and the session reconnects on a new one.
-            await ann.wait_for_status("open", WAIT)
+            await ann.wait_for_state("open", WAIT)
             assert ann.stats()["reconnects"] >= 1
             assert ann.errors == []
 
@@ -221,10 +221,10 @@ def test_reconnect_after_giving_up() -> None:
     async def scenario() -> None:
         c = Client(hub.url, seed=1, reconnect={"jitter": "none", "initial_ms": 50, "max_attempts": 2})
         async with c:
-            await c.wait_for_status("failed", WAIT)
+            await c.wait_for_state("failed", WAIT)
             hub.start()
             c.reconnect()
-            await c.wait_for_status("open", WAIT)
+            await c.wait_for_state("open", WAIT)
             import pytest
 
             import sockline
@@ -236,3 +236,37 @@ def test_reconnect_after_giving_up() -> None:
         run(scenario)
     finally:
         hub.stop()
+
+
+def test_a_hub_that_stops_reading_blocks_the_transport_until_the_write_timeout() -> None:
+    h = Hub("--chaos-seed", "4", "--chaos-stall-ms", "100..101")
+    try:
+        h.start()
+
+        async def scenario() -> None:
+            c = client(
+                h.url, "ann",
+                max_buffered_bytes=64 * 1024, write_timeout_ms=500,
+                heartbeat={"interval_ms": 60_000}, reconnect_initial_ms=5000,
+            )
+            events = c.events()
+            async with c:
+                await c.wait_for_state("open", WAIT)
+                await asyncio.sleep(0.3)  # the hub has stalled
+                blob = "x" * 60_000
+                for _ in range(300):
+                    c.send("bulk", blob)
+                    await asyncio.sleep(0.001)  # let the driver report what it holds
+                blocked = await events.wait_for(
+                    lambda e: e["kind"] == "backpressure" and e["blocked"], WAIT
+                )
+                assert blocked["buffered_bytes"] > 64 * 1024
+                gone = await events.wait_for(
+                    lambda e: e["kind"] == "status" and e["to"] == "reconnecting", WAIT
+                )
+                assert gone["reason"].startswith("write timeout: "), gone
+                assert c.stats()["dropped"] > 0, "the outbox overflowed under its own policy"
+
+        run(scenario)
+    finally:
+        h.stop()

@@ -23,14 +23,14 @@ def open_session(**config: Any) -> Session:
     s = Session(URL, seed=3, **config)
     s.connect(0)
     s.transport_opened(1)
-    s.receive(2, WELCOME)
+    s.frame(2, WELCOME)
     s.drain()
     return s
 
 
 def test_connect_outputs_in_canonical_form_and_order() -> None:
     s = Session(URL, seed=1)
-    assert s.status == "idle"
+    assert s.state == "idle"
     s.connect(0)
     assert s.drain() == [
         {"kind": "open_transport", "url": URL, "attempt": 0},
@@ -43,11 +43,11 @@ def test_connect_outputs_in_canonical_form_and_order() -> None:
     (hello,) = s.drain()
     assert hello["kind"] == "transmit"
     assert json.loads(hello["text"]) == {"type": "hello", "data": {"protocol": 1}}
-    s.receive(6, WELCOME)
+    s.frame(6, WELCOME)
     out = s.drain()
     assert [o["kind"] for o in out] == ["status", "ready"]
     assert out[1] == {"kind": "ready", "session_id": "s1", "resumed": False}
-    assert s.status == "open"
+    assert s.state == "open"
     with pytest.raises(sockline.AlreadyActiveError, match="already open"):
         s.connect(7)
 
@@ -61,13 +61,13 @@ def test_dicts_match_the_core_canonical_json_key_for_key_and_in_order() -> None:
     got = s.drain()
     s.transport_opened(1)
     got += s.drain()
-    s.receive(2, WELCOME)
+    s.frame(2, WELCOME)
     got += s.drain()
-    s.receive(3, '{"type":"note","data":{"z":1,"a":[1.5,-2,"x",null,true,{"k":{}}]},"id":"m1","projectId":4,"seq":1,"timestamp":"2026-01-01T00:00:00.000Z"}')
+    s.frame(3, '{"type":"note","data":{"z":1,"a":[1.5,-2,"x",null,true,{"k":{}}]},"id":"m1","projectId":4,"seq":1,"timestamp":"2026-01-01T00:00:00.000Z"}')
     got += s.drain()
-    s.receive(4, '{"type":"note","data":7,"seq":3}')
+    s.frame(4, '{"type":"note","data":7,"seq":3}')
     got += s.drain()
-    s.receive(5, "not json")
+    s.frame(5, "not json")
     got += s.drain()
     s.send(6, "chat", {"b": 2, "a": 1})
     got += s.drain()
@@ -105,7 +105,7 @@ def test_handle_input_takes_the_canonical_json() -> None:
     assert s.handle_input(0, {"kind": "subscribe", "pattern": "chat"}) == 1
     assert s.handle_input(0, '{"kind":"send","type":"chat","data":{"a":1},"id":"x"}') == "x"
     assert s.handle_input(0, {"kind": "connect"}) is None
-    assert s.status == "connecting"
+    assert s.state == "connecting"
     with pytest.raises(ValueError, match="invalid input"):
         s.handle_input(0, {"kind": "explode"})
     with pytest.raises(ValueError, match="not JSON"):
@@ -190,7 +190,7 @@ def test_wrong_argument_types_raise_type_error() -> None:
     with pytest.raises(OverflowError):
         s.connect(-1)
     with pytest.raises(TypeError):
-        s.receive(0, b"bytes")  # type: ignore[arg-type]
+        s.frame(0, b"bytes")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         s.send(0, "chat", {"k": {1, 2}})
     with pytest.raises(TypeError, match="keys must be str"):
@@ -201,45 +201,45 @@ def test_wrong_argument_types_raise_type_error() -> None:
     loop.append(loop)
     with pytest.raises(ValueError, match="deeper"):
         s.send(0, "chat", loop)
-    assert s.status == "idle" and s.stats["queue_depth"] == 0, "nothing half-applied"
+    assert s.state == "idle" and s.stats["queue_depth"] == 0, "nothing half-applied"
 
 
 def test_invalid_json_huge_and_deep_frames_are_reported_not_raised() -> None:
     s = open_session(max_frame_bytes=4096, max_json_depth=8)
     s.subscribe(3, "*")
-    s.receive(3, "{not json")
-    s.receive(3, '{"type":"x","data":"' + "a" * 5000 + '"}')
-    s.receive(3, '{"type":"x","data":' + "[" * 20 + "]" * 20 + "}")
-    s.receive(3, '{"data":1}')
-    s.receive_binary(3, b"\x00\x01")
+    s.frame(3, "{not json")
+    s.frame(3, '{"type":"x","data":"' + "a" * 5000 + '"}')
+    s.frame(3, '{"type":"x","data":' + "[" * 20 + "]" * 20 + "}")
+    s.frame(3, '{"data":1}')
+    s.binary_frame(3, b"\x00\x01")
     out = s.drain()
     errors = [o["reason"] for o in out if o["kind"] == "protocol_error"]
     assert len(errors) == 5, out
     assert "exceeds max_frame_bytes" in errors[1]
-    assert s.status == "open"
+    assert s.state == "open"
     assert s.stats["protocol_errors"] == 5
-    s.receive(3, '{"type":"x","data":1,"seq":1}')
+    s.frame(3, '{"type":"x","data":1,"seq":1}')
     assert [o["kind"] for o in s.drain()] == ["message"]
 
 
 def test_a_multi_megabyte_frame_is_handled_and_refused() -> None:
     s = open_session()
     big = '{"type":"x","data":"' + "a" * (3 << 20) + '"}'
-    s.receive(3, big)
+    s.frame(3, big)
     (err,) = s.drain()
     assert err["kind"] == "protocol_error" and "exceeds max_frame_bytes" in err["reason"]
     with pytest.raises(sockline.TooLargeError):
         s.send(3, "x", "a" * (2 << 20))
 
 
-def test_receive_many_equals_receive_one_by_one() -> None:
+def test_frame_many_equals_frame_one_by_one() -> None:
     texts = [json.dumps({"type": "n", "data": i, "seq": i + 1}) for i in range(50)]
     a, b = open_session(), open_session()
     a.subscribe(3, "n")
     b.subscribe(3, "n")
     for t in texts:
-        a.receive(4, t)
-    b.receive_many(4, texts)
+        a.frame(4, t)
+    b.frame_many(4, texts)
     assert a.drain() == b.drain()
     assert a.stats == b.stats
 
@@ -266,11 +266,11 @@ def test_snapshot_and_restore_outbox_between_sessions() -> None:
 def test_stream_typing_presence_and_project_accessors() -> None:
     s = open_session(user_id="ann")
     s.join_project(3, 5)
-    s.receive(4, '{"type":"presence_state","data":{"members":["bob","ann"]},"projectId":5,"seq":1}')
-    s.receive(4, '{"type":"project_snapshot","data":{"version":4},"projectId":5,"seq":2}')
-    s.receive(4, '{"type":"user_typing_start","data":{"userId":"bob"},"projectId":5}')
-    s.receive(4, '{"type":"agent_stream_start","data":{"streamId":"r"},"seq":3}')
-    s.receive(4, '{"type":"agent_stream_chunk","data":{"streamId":"r","seq":0,"delta":"hi"},"seq":4}')
+    s.frame(4, '{"type":"presence_state","data":{"members":["bob","ann"]},"projectId":5,"seq":1}')
+    s.frame(4, '{"type":"project_snapshot","data":{"version":4},"projectId":5,"seq":2}')
+    s.frame(4, '{"type":"user_typing_start","data":{"userId":"bob"},"projectId":5}')
+    s.frame(4, '{"type":"agent_stream_start","data":{"streamId":"r"},"seq":3}')
+    s.frame(4, '{"type":"agent_stream_chunk","data":{"streamId":"r","seq":0,"delta":"hi"},"seq":4}')
     assert s.presence(5) == ["ann", "bob"]
     assert s.project_version(5) == 4
     assert s.typing_users(5) == ["bob"]
@@ -296,7 +296,7 @@ def test_shared_between_threads_without_borrow_errors() -> None:
     def feed(k: int) -> None:
         try:
             for i in range(per_thread):
-                s.receive(4, json.dumps({"type": "n", "data": [k, i], "id": f"{k}-{i}"}))
+                s.frame(4, json.dumps({"type": "n", "data": [k, i], "id": f"{k}-{i}"}))
                 if i % 100 == 0:
                     s.stats  # noqa: B018  (a read while others write)
         except BaseException as e:  # pragma: no cover - the assertion below reports it
@@ -340,7 +340,7 @@ def test_big_frames_release_the_gil() -> None:
         before = ticks
         start = time.perf_counter()
         for _ in range(10):
-            s.receive(3, big)
+            s.frame(3, big)
         elapsed = time.perf_counter() - start
         during = ticks - before
         stop.set()
@@ -373,7 +373,7 @@ def test_drain_json_is_the_canonical_text_of_drain() -> None:
     a, b = open_session(), open_session()
     for s in (a, b):
         s.subscribe(3, "*")
-        s.receive(4, '{"type":"n","data":{"z":[1,{"y":null}]},"seq":1}')
+        s.frame(4, '{"type":"n","data":{"z":[1,{"y":null}]},"seq":1}')
         s.send(4, "chat", {"b": 1})
     texts = a.drain_json()
     assert [json.loads(t) for t in texts] == b.drain()
@@ -397,7 +397,8 @@ def test_random_calls_never_panic_or_corrupt_the_session() -> None:
         "connect", "disconnect", "send", "subscribe", "unsubscribe", "start_typing", "stop_typing",
         "interrupt_stream", "join_project", "leave_project", "set_token", "online", "offline",
         "visible", "hidden", "suspend", "transport_opened", "transport_closed", "transport_error",
-        "receive", "receive_binary", "handle_timeout", "restore_outbox", "handle_input",
+        "transport_lost", "buffered", "frame", "binary_frame", "handle_timeout", "restore_outbox",
+        "handle_input",
     ]
     now = 0
     emitted: list[dict[str, Any]] = []
@@ -407,7 +408,7 @@ def test_random_calls_never_panic_or_corrupt_the_session() -> None:
         now += rng.choice([0, 1, 10, 1000, 30_000])
         name = rng.choice(methods)
         args: list[Any] = [now]
-        if name == "receive" and rng.random() < 0.7:
+        if name == "frame" and rng.random() < 0.7:
             args.append(rng.choice(frames))
         else:
             args += [rng.choice(values) for _ in range(rng.randint(0, 3))]
@@ -418,7 +419,7 @@ def test_random_calls_never_panic_or_corrupt_the_session() -> None:
         except allowed:
             pass
         emitted += s.drain()
-        assert s.status in {"idle", "connecting", "open", "reconnecting", "unauthorized", "closing", "closed", "failed"}
+        assert s.state in {"idle", "connecting", "open", "reconnecting", "unauthorized", "closing", "closed", "failed"}
         assert s.stats["queue_depth"] <= 5
     trace = s.trace()
     assert trace is not None
@@ -427,3 +428,56 @@ def test_random_calls_never_panic_or_corrupt_the_session() -> None:
     outputs = [r for r in replayed if r["kind"] != "input_error"]
     assert len(errors) == refused > 0
     assert outputs == emitted and len(emitted) > 100
+
+
+def last_status_reason(outputs: list[dict[str, Any]]) -> str:
+    reason: str = [o for o in outputs if o["kind"] == "status"][-1]["reason"]
+    return reason
+
+
+def test_how_a_transport_ended_is_named_by_the_core() -> None:
+    s = open_session()
+    s.transport_lost(3)
+    assert last_status_reason(s.drain()) == "connection lost (1006)"
+    s = open_session()
+    s.transport_closed(3)  # a close frame without a code
+    assert last_status_reason(s.drain()) == "closed by peer (1005)"
+    s = open_session()
+    s.transport_closed(3, 4500, "bye")
+    assert last_status_reason(s.drain()) == "closed by peer (4500: bye)"
+
+
+def test_backpressure_is_the_sessions_contract() -> None:
+    s = open_session(max_buffered_bytes=1000, write_timeout_ms=500)
+    assert not s.should_report_buffered(1000) and s.should_report_buffered(1001)
+    s.buffered(3, 5000)
+    assert s.is_blocked
+    assert s.drain() == [{"kind": "backpressure", "blocked": True, "buffered_bytes": 5000}]
+    s.send(4, "chat", 1)
+    dropped = s.send(4, "cursor", 2, delivery="volatile")
+    outs = s.drain()
+    assert not any(o["kind"] == "transmit" for o in outs), "held while blocked"
+    assert {"kind": "dropped", "id": dropped, "type": "cursor", "reason": "backpressure"} in outs
+    assert s.should_report_buffered(0)
+    s.buffered(5, 0)
+    outs = s.drain()
+    assert outs[0] == {"kind": "backpressure", "blocked": False, "buffered_bytes": 0}
+    assert '"type":"chat"' in outs[1]["text"]
+    s.buffered(6, 5000)
+    s.handle_timeout(506)
+    outs = s.drain()
+    assert {"kind": "close_transport", "code": 4000, "reason": "write timeout"} in outs
+    assert last_status_reason(outs).startswith("write timeout: 5000 bytes unsent for 500 ms")
+    with pytest.raises(sockline.ConfigError, match="write_timeout_ms"):
+        Session(URL, write_timeout_ms=0)
+
+
+def test_terminal_and_final_states_come_from_the_core() -> None:
+    states = ["idle", "connecting", "open", "reconnecting", "unauthorized", "closing", "closed", "failed"]
+    assert [st for st in states if sockline.is_terminal_state(st)] == ["idle", "closed", "failed"]
+    streams = ["started", "delta", "stalled", "done", "interrupted", "failed"]
+    assert [st for st in streams if sockline.is_final_stream_state(st)] == ["done", "interrupted", "failed"]
+    with pytest.raises(ValueError, match="unknown connection state"):
+        sockline.is_terminal_state("sleeping")
+    with pytest.raises(ValueError, match="unknown stream state"):
+        sockline.is_final_stream_state("open")

@@ -44,6 +44,11 @@ pub struct Config {
     pub typing: TypingConfig,
     /// Agent stream assembly.
     pub streams: StreamsConfig,
+    /// Unsent bytes a driver may hold (reported as `buffered`) before the transport counts as
+    /// blocked: the outbox then holds application messages and volatile sends are dropped.
+    pub max_buffered_bytes: u64,
+    /// How long a transport may stay blocked before the session abandons it (close 4000).
+    pub write_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -66,6 +71,8 @@ impl Default for Config {
             token_refresh_margin_ms: 30_000,
             typing: TypingConfig::default(),
             streams: StreamsConfig::default(),
+            max_buffered_bytes: 1 << 20,
+            write_timeout_ms: 10_000,
         }
     }
 }
@@ -364,6 +371,8 @@ impl Config {
         at_least("streams.stall_ms", self.streams.stall_ms, 1)?;
         at_least("streams.max_bytes", self.streams.max_bytes as u64, 1)?;
         at_least("streams.max_streams", self.streams.max_streams as u64, 1)?;
+        at_least("max_buffered_bytes", self.max_buffered_bytes, 1)?;
+        at_least("write_timeout_ms", self.write_timeout_ms, 1)?;
         if let RateLimitConfig::Bucket { per_sec, burst } = self.rate_limit {
             at_least("rate_limit.per_sec", per_sec as u64, 1)?;
             at_least("rate_limit.burst", burst as u64, 1)?;
@@ -458,6 +467,14 @@ mod tests {
             (
                 r#"{"url":"ws://h/","reconnect":{"initial_ms":0}}"#,
                 "reconnect.initial_ms",
+            ),
+            (
+                r#"{"url":"ws://h/","max_buffered_bytes":0}"#,
+                "max_buffered_bytes",
+            ),
+            (
+                r#"{"url":"ws://h/","write_timeout_ms":0}"#,
+                "write_timeout_ms",
             ),
             (
                 r#"{"url":"ws://h/","reconnect":{"max_ms":10}}"#,

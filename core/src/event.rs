@@ -1,6 +1,6 @@
 //! What the session tells the application: connection states and events.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::router::SubscriptionId;
 use crate::stream::StreamState;
@@ -8,7 +8,7 @@ use crate::timer::Timestamp;
 use crate::wire::Envelope;
 
 /// The connection lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Created, never connected.
@@ -43,6 +43,12 @@ impl State {
             State::Failed => "failed",
         }
     }
+
+    /// Whether the session will do nothing more on its own in this state (`idle`, `closed`,
+    /// `failed`); `unauthorized` is not terminal: it waits for a token.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, State::Idle | State::Closed | State::Failed)
+    }
 }
 
 impl std::fmt::Display for State {
@@ -67,6 +73,8 @@ pub enum DropReason {
     Disconnected,
     /// The server refused it (an `error` naming its id); sending it again would not help.
     Rejected,
+    /// A volatile message was sent while the transport was blocked (the peer is not reading).
+    Backpressure,
 }
 
 /// Something the application should know; one canonical JSON object each (`{"kind": ...}`).
@@ -196,6 +204,14 @@ pub enum Event {
         /// Everyone present, sorted.
         members: Vec<String>,
     },
+    /// The transport became blocked (the driver holds more than `max_buffered_bytes` unsent) or
+    /// unblocked; while blocked, the outbox holds application messages instead of sending them.
+    Backpressure {
+        /// Whether it is blocked now.
+        blocked: bool,
+        /// The unsent bytes the driver reported (0 when the transport went away).
+        buffered_bytes: u64,
+    },
     /// The token expires soon: call `set_token` with a fresh one.
     TokenRefreshDue {
         /// When the current token expires (driver monotonic ms).
@@ -250,4 +266,29 @@ pub struct Stats {
     pub queue_depth: usize,
     /// Bytes held in the outbox.
     pub queue_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_idle_closed_and_failed_are_terminal() {
+        let all = [
+            State::Idle,
+            State::Connecting,
+            State::Open,
+            State::Reconnecting,
+            State::Unauthorized,
+            State::Closing,
+            State::Closed,
+            State::Failed,
+        ];
+        let terminal: Vec<&str> = all
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(terminal, ["idle", "closed", "failed"]);
+    }
 }

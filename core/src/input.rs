@@ -104,15 +104,18 @@ pub enum Input {
     Disconnect,
     /// The transport the session asked for is open.
     TransportOpened,
-    /// The transport closed.
+    /// A close frame arrived (the WebSocket closed).
     TransportClosed {
-        /// WebSocket close code.
-        code: u16,
-        /// Close reason.
+        /// Its close code; absent for a close frame without one (the session names it 1005).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        /// Its close reason.
         #[serde(default)]
         reason: String,
     },
-    /// The transport failed.
+    /// The transport ended without any close frame (EOF or reset; the session names it 1006).
+    TransportLost,
+    /// The transport failed with an I/O error.
     TransportError {
         /// What the driver saw.
         #[serde(default)]
@@ -196,35 +199,24 @@ pub enum Input {
         /// How long it slept.
         ms: u64,
     },
+    /// The driver holds this many bytes of transmitted frames unsent (fed when
+    /// `Session::should_report_buffered` says so).
+    Buffered {
+        /// Unsent bytes.
+        bytes: u64,
+    },
 }
 
 impl Input {
-    /// The canonical `kind` name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Input::Connect => "connect",
-            Input::Disconnect => "disconnect",
-            Input::TransportOpened => "transport_opened",
-            Input::TransportClosed { .. } => "transport_closed",
-            Input::TransportError { .. } => "transport_error",
-            Input::Frame { .. } => "frame",
-            Input::BinaryFrame { .. } => "binary_frame",
-            Input::Send(_) => "send",
-            Input::Subscribe { .. } => "subscribe",
-            Input::Unsubscribe { .. } => "unsubscribe",
-            Input::Online => "online",
-            Input::Offline => "offline",
-            Input::Visible => "visible",
-            Input::Hidden => "hidden",
-            Input::StartTyping { .. } => "start_typing",
-            Input::StopTyping { .. } => "stop_typing",
-            Input::InterruptStream { .. } => "interrupt_stream",
-            Input::JoinProject { .. } => "join_project",
-            Input::LeaveProject { .. } => "leave_project",
-            Input::SetToken { .. } => "set_token",
-            Input::RestoreOutbox { .. } => "restore_outbox",
-            Input::Timeout => "timeout",
-            Input::Suspend { .. } => "suspend",
+    /// The canonical `kind` name: the serde tag itself, so it cannot drift from the JSON form.
+    pub fn kind(&self) -> String {
+        // Only used on cold paths (refused inputs), so serializing once is cheap enough.
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut map)) => match map.remove("kind") {
+                Some(Value::String(kind)) => kind,
+                _ => String::new(),
+            },
+            _ => String::new(),
         }
     }
 }
@@ -250,6 +242,9 @@ mod tests {
     fn canonical_forms_round_trip() {
         let cases = [
             r#"{"kind":"transport_closed","code":1006,"reason":""}"#,
+            r#"{"kind":"transport_closed","reason":""}"#,
+            r#"{"kind":"transport_lost"}"#,
+            r#"{"kind":"buffered","bytes":2097152}"#,
             r#"{"kind":"frame","text":"{}"}"#,
             r#"{"kind":"send","type":"chat","data":{"a":1},"project_id":1,"delivery":"at_least_once","ttl_ms":5000,"coalesce":"key"}"#,
             r#"{"kind":"subscribe","pattern":"project_updated","project_id":1}"#,
@@ -273,6 +268,47 @@ mod tests {
             serde_json::from_str::<Input>(r#"{"kind":"send","type":"x","projectId":1}"#).is_err()
         );
         assert!(serde_json::from_str::<Input>(r#"{"kind":"explode"}"#).is_err());
-        assert!(serde_json::from_str::<Input>(r#"{"kind":"transport_closed"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Input>(r#"{"kind":"transport_closed","code":"x"}"#).is_err()
+        );
+        assert!(serde_json::from_str::<Input>(r#"{"kind":"buffered"}"#).is_err());
+    }
+
+    #[test]
+    fn kind_is_the_serde_tag() {
+        let inputs = [
+            Input::Connect,
+            Input::TransportClosed {
+                code: None,
+                reason: String::new(),
+            },
+            Input::TransportLost,
+            Input::Send(SendRequest::new("chat", Value::Null)),
+            Input::Buffered { bytes: 3 },
+            Input::InterruptStream {
+                stream_id: "s".into(),
+            },
+        ];
+        let kinds: Vec<String> = inputs.iter().map(Input::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "connect",
+                "transport_closed",
+                "transport_lost",
+                "send",
+                "buffered",
+                "interrupt_stream"
+            ]
+        );
+        // A close without a code reads back as one (an empty close frame).
+        let i: Input = serde_json::from_str(r#"{"kind":"transport_closed"}"#).unwrap();
+        assert_eq!(
+            i,
+            Input::TransportClosed {
+                code: None,
+                reason: String::new()
+            }
+        );
     }
 }

@@ -28,7 +28,8 @@ use crate::typing::{LocalSend, Typing, TypingChange};
 use crate::wire::{self, Envelope, CONTROL_TYPES};
 
 use crate::close::{
-    ABANDONED as CLOSE_ABANDONED, NORMAL as CLOSE_NORMAL, UNAUTHORIZED as CLOSE_UNAUTHORIZED,
+    ABANDONED as CLOSE_ABANDONED, ABNORMAL as CLOSE_ABNORMAL, NORMAL as CLOSE_NORMAL,
+    NO_STATUS as CLOSE_NO_STATUS, UNAUTHORIZED as CLOSE_UNAUTHORIZED,
 };
 
 /// Bound on timer firings in one `handle_timeout` call; each firing moves its deadline past `now`,
@@ -82,6 +83,10 @@ pub struct Session {
     waiting_online: bool,
     /// The reconnect attempt announced and waiting for its backoff.
     pending_attempt: Option<u32>,
+    /// The driver reported more than `max_buffered_bytes` unsent on the current transport.
+    blocked: bool,
+    /// The unsent bytes the driver last reported.
+    buffered_bytes: u64,
     id_prefix: String,
     next_msg: u64,
     outputs: VecDeque<Output>,
@@ -117,6 +122,8 @@ impl Session {
             online: true,
             waiting_online: false,
             pending_attempt: None,
+            blocked: false,
+            buffered_bytes: 0,
             id_prefix,
             next_msg: 0,
             outputs: VecDeque::new(),
@@ -204,7 +211,7 @@ impl Session {
         for (at, timer) in module_deadlines {
             next = Deadline::earliest(next, at.map(|at| Deadline { at, timer }));
         }
-        if self.state == State::Open && self.outbox.has_queued() {
+        if self.state == State::Open && !self.blocked && self.outbox.has_queued() {
             let release = self.limiter.ready_at().map(|at| Deadline {
                 at,
                 timer: TimerKind::RateLimit,
@@ -228,6 +235,14 @@ impl Session {
             }
             Input::TransportClosed { code, reason } => {
                 self.transport_closed(now, code, &reason);
+                Ok(Outcome::Done)
+            }
+            Input::TransportLost => {
+                self.transport_lost(now);
+                Ok(Outcome::Done)
+            }
+            Input::Buffered { bytes } => {
+                self.buffered(now, bytes);
                 Ok(Outcome::Done)
             }
             Input::TransportError { message } => {
@@ -440,7 +455,12 @@ impl Session {
             self.dropped(&held, DropReason::NotConnected);
             return Ok(id);
         }
+        if held.delivery == Delivery::Volatile && self.blocked {
+            self.dropped(&held, DropReason::Backpressure);
+            return Ok(id);
+        }
         if open
+            && !self.blocked
             && held.delivery != Delivery::AtLeastOnce
             && !self.outbox.has_queued()
             && self.limiter.try_acquire(now)
@@ -577,7 +597,7 @@ impl Session {
     }
 
     /// Members present in a joined project, sorted.
-    pub fn presence_members(&self, project_id: u64) -> Vec<String> {
+    pub fn presence(&self, project_id: u64) -> Vec<String> {
         self.presence.members(project_id)
     }
 
@@ -717,8 +737,9 @@ impl Session {
         self.transmit(wire::encode_control("hello", &hello));
     }
 
-    /// The transport closed with `code` and `reason`.
-    pub fn transport_closed(&mut self, now: Timestamp, code: u16, reason: &str) {
+    /// A close frame arrived with `code` (`None`: a frame without one, named 1005) and `reason`.
+    pub fn transport_closed(&mut self, now: Timestamp, code: impl Into<Option<u16>>, reason: &str) {
+        let code = code.into();
         let now = self.enter(now, || Input::TransportClosed {
             code,
             reason: reason.to_string(),
@@ -729,12 +750,67 @@ impl Session {
         if let Some(hint) = wire::retry_after_from_reason(reason) {
             self.retry_hint = Some(hint);
         }
+        let code = code.unwrap_or(CLOSE_NO_STATUS);
         let why = if reason.is_empty() {
             format!("closed by peer ({code})")
         } else {
             format!("closed by peer ({code}: {})", short(reason))
         };
         self.lose_transport(now, Some(code), why);
+    }
+
+    /// The transport ended without any close frame (EOF or reset), named 1006.
+    pub fn transport_lost(&mut self, now: Timestamp) {
+        let now = self.enter(now, || Input::TransportLost);
+        if self.link == Link::Down {
+            return;
+        }
+        self.lose_transport(
+            now,
+            Some(CLOSE_ABNORMAL),
+            format!("connection lost ({CLOSE_ABNORMAL})"),
+        );
+    }
+
+    /// Whether the driver should feed `buffered(bytes)` now: `bytes` unsent crosses
+    /// `max_buffered_bytes` the other way from what the session last heard on a live transport.
+    pub fn should_report_buffered(&self, bytes: u64) -> bool {
+        matches!(self.link, Link::Handshaking | Link::Up)
+            && (bytes > self.cfg.max_buffered_bytes) != self.blocked
+    }
+
+    /// Whether the current transport is blocked (the peer is not reading what is sent).
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// The driver holds `bytes` of transmitted frames unsent: above `max_buffered_bytes` the
+    /// transport is blocked (application messages wait in the outbox, volatile ones are
+    /// dropped, `write_timeout_ms` later it is abandoned); at or below it, it is unblocked.
+    pub fn buffered(&mut self, now: Timestamp, bytes: u64) {
+        let now = self.enter(now, || Input::Buffered { bytes });
+        if !matches!(self.link, Link::Handshaking | Link::Up) {
+            return;
+        }
+        self.buffered_bytes = bytes;
+        let over = bytes > self.cfg.max_buffered_bytes;
+        if over == self.blocked {
+            return;
+        }
+        self.blocked = over;
+        self.emit(Event::Backpressure {
+            blocked: over,
+            buffered_bytes: bytes,
+        });
+        if over {
+            self.timers.set(
+                TimerKind::WriteTimeout,
+                now.add_ms(self.cfg.write_timeout_ms),
+            );
+        } else {
+            self.timers.clear(TimerKind::WriteTimeout);
+            self.flush(now);
+        }
     }
 
     /// The transport failed: the session abandons it.
@@ -845,6 +921,15 @@ impl Session {
             TimerKind::StreamStall => {
                 let events = self.streams.on_timeout(now);
                 self.stream_events(events);
+            }
+            TimerKind::WriteTimeout => {
+                if self.timers.take_due(timer, now) && self.blocked {
+                    let why = format!(
+                        "write timeout: {} bytes unsent for {} ms (peer not reading)",
+                        self.buffered_bytes, self.cfg.write_timeout_ms
+                    );
+                    self.abandon(now, "write timeout", why);
+                }
             }
             TimerKind::TokenRefresh => {
                 if let Some(expires_at) = self.auth.on_timeout(now) {
@@ -1233,6 +1318,16 @@ impl Session {
         for h in self.outbox.on_disconnect() {
             self.dropped(&h, DropReason::Disconnected);
         }
+        self.timers.clear(TimerKind::WriteTimeout);
+        self.buffered_bytes = 0;
+        if self.blocked {
+            // What the driver held went with the transport.
+            self.blocked = false;
+            self.emit(Event::Backpressure {
+                blocked: false,
+                buffered_bytes: 0,
+            });
+        }
         // What peers were doing is unknown until we are back: forget it rather than show it stale.
         self.typing.reset_local();
         for change in self.typing.clear_remote() {
@@ -1299,7 +1394,7 @@ impl Session {
 
     /// Transmits whatever the outbox and rate limiter allow, in lane then FIFO order.
     fn flush(&mut self, now: Timestamp) {
-        if self.state != State::Open {
+        if self.state != State::Open || self.blocked {
             return;
         }
         for h in self.outbox.expire(now) {
@@ -1359,7 +1454,11 @@ impl Session {
         project_id: Option<u64>,
     ) {
         let held = self.session_frame(msg_type, data, project_id);
-        if self.state == State::Open && !self.outbox.has_queued() && self.limiter.try_acquire(now) {
+        if self.state == State::Open
+            && !self.blocked
+            && !self.outbox.has_queued()
+            && self.limiter.try_acquire(now)
+        {
             self.transmit(held.text);
         } else if self.state == State::Open {
             self.outbox.push_session(held);

@@ -37,7 +37,7 @@ impl Default for StreamsConfig {
 }
 
 /// The state a stream event reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamState {
     /// The stream began (no content yet).
@@ -52,6 +52,16 @@ pub enum StreamState {
     Failed,
     /// No chunk arrived for `stall_ms`.
     Stalled,
+}
+
+impl StreamState {
+    /// Whether the stream has ended for good (`done`, `interrupted`, `failed`): no more events.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StreamState::Done | StreamState::Interrupted | StreamState::Failed
+        )
+    }
 }
 
 /// One change to a stream, for the lead to surface to the application.
@@ -469,6 +479,14 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn done_interrupted_and_failed_are_final() {
+        use StreamState::*;
+        let all = [Started, Delta, Done, Interrupted, Failed, Stalled];
+        let finals: Vec<StreamState> = all.into_iter().filter(|s| s.is_final()).collect();
+        assert_eq!(finals, [Done, Interrupted, Failed]);
+    }
 
     fn t(ms: u64) -> Timestamp {
         Timestamp::from_millis(ms)

@@ -76,6 +76,8 @@ pub enum TimerKind {
     StreamStall,
     /// The token is about to expire.
     TokenRefresh,
+    /// The transport has stayed blocked (peer not reading) for `write_timeout_ms`.
+    WriteTimeout,
 }
 
 /// A deadline: when the session next needs `handle_timeout`, and why.

@@ -418,7 +418,7 @@ fn presence_from_state_and_diffs_cleared_on_disconnect() {
     );
     h.inject(&json!({"type": "presence_diff", "projectId": 2, "data": {"joins": ["bo"], "leaves": ["zed"]}}).to_string());
     h.inject(&json!({"type": "presence_diff", "projectId": 2, "data": {"joins": ["bo"], "leaves": ["bo"]}}).to_string());
-    assert_eq!(h.session.presence_members(2), vec!["amy", "bo"]);
+    assert_eq!(h.session.presence(2), vec!["amy", "bo"]);
     h.server_close(1006, "");
     let lists: Vec<Vec<String>> = h
         .events()

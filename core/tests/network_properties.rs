@@ -61,7 +61,7 @@ proptest! {
         }
         // Everyone is a member at the hub before traffic starts (v1 relays to the members of
         // the moment: a join still in flight when a message is relayed misses it).
-        net.until(1_000, |n| ids.iter().all(|&id| n.session(id).presence_members(PROJECT).len() == CLIENTS))
+        net.until(1_000, |n| ids.iter().all(|&id| n.session(id).presence(PROJECT).len() == CLIENTS))
             .unwrap();
         // Per sender, the ids it sent, in order.
         let mut sent: BTreeMap<usize, Vec<String>> = BTreeMap::new();

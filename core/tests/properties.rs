@@ -94,8 +94,10 @@ fn input(with_ids: bool) -> impl Strategy<Value = Input> {
         2 => Just(Input::Connect),
         1 => Just(Input::Disconnect),
         4 => Just(Input::TransportOpened),
-        3 => (prop_oneof![Just(1000u16), Just(1001), Just(1006), Just(1011), Just(4001), Just(1008), Just(4008)], close_reason)
+        3 => (prop_oneof![Just(Some(1000u16)), Just(Some(1001)), Just(None), Just(Some(1011)), Just(Some(4001)), Just(Some(1008)), Just(Some(4008))], close_reason)
             .prop_map(|(code, reason)| Input::TransportClosed { code, reason }),
+        1 => Just(Input::TransportLost),
+        2 => prop_oneof![Just(0u64), Just(100), Just(1 << 21)].prop_map(|bytes| Input::Buffered { bytes }),
         1 => Just(Input::TransportError { message: "boom".into() }),
         8 => server_frame().prop_map(|text| Input::Frame { text }),
         1 => (0usize..100).prop_map(|len| Input::BinaryFrame { len }),

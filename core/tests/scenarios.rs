@@ -894,3 +894,145 @@ fn a_stray_ack_does_not_remove_a_message_that_waits_for_none() {
     assert!(!h.events().iter().any(|e| matches!(e, Event::Acked { .. })));
     assert_eq!(h.session.stats().queue_depth, 1);
 }
+
+// ---- how a transport ended is named by the core --------------------------------------------
+
+#[test]
+fn a_lost_transport_and_a_close_without_code_are_named_by_the_core() {
+    let mut h = open(config());
+    h.with(|s, n| s.transport_lost(n));
+    let (from, to, reason) = last_status(&h);
+    assert_eq!((from, to), (State::Open, State::Reconnecting));
+    assert_eq!(reason, "connection lost (1006)");
+    h.advance(1_000);
+    assert_eq!(h.state(), State::Open);
+    h.with(|s, n| s.transport_closed(n, None, ""));
+    assert_eq!(last_status(&h).2, "closed by peer (1005)");
+    // News of a transport already gone changes nothing.
+    let before = h.log().len();
+    h.with(|s, n| s.transport_lost(n));
+    assert_eq!(h.log().len(), before);
+}
+
+// ---- backpressure ------------------------------------------------------------------------
+
+const BIG: u64 = 2 << 20;
+
+fn backpressure(h: &Harness) -> Vec<(bool, u64)> {
+    h.events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Backpressure {
+                blocked,
+                buffered_bytes,
+            } => Some((*blocked, *buffered_bytes)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_blocked_transport_holds_messages_drops_volatile_ones_and_flushes_when_it_drains() {
+    let mut h = open(config());
+    assert!(
+        !h.with(|s, _| s.should_report_buffered(1 << 20)),
+        "at the limit is fine"
+    );
+    assert!(h.with(|s, _| s.should_report_buffered(BIG)));
+    h.with(|s, n| s.buffered(n, BIG));
+    assert!(h.with(|s, _| s.is_blocked()));
+    assert_eq!(backpressure(&h), vec![(true, BIG)]);
+    assert!(
+        !h.with(|s, _| s.should_report_buffered(BIG + 1)),
+        "still blocked: nothing new"
+    );
+    let kept = h.send(SendRequest::new("chat", json!(1))).unwrap();
+    let lost = h
+        .send(SendRequest::new("cursor", json!(2)).delivery(Delivery::Volatile))
+        .unwrap();
+    h.advance(100);
+    assert!(app_types(&h).is_empty(), "nothing sent while blocked");
+    assert_eq!(dropped(&h), vec![(lost, DropReason::Backpressure)]);
+    assert_eq!(h.session.stats().queue_depth, 1);
+    // Pings still go out: the heartbeat must be able to find a dead peer.
+    assert!(h.with(|s, _| s.should_report_buffered(0)));
+    h.with(|s, n| s.buffered(n, 0));
+    assert_eq!(backpressure(&h), vec![(true, BIG), (false, 0)]);
+    h.advance(10);
+    assert_eq!(app_types(&h), vec!["chat"]);
+    assert!(h.transmitted().iter().any(|t| t.contains(&kept)));
+}
+
+#[test]
+fn a_transport_blocked_for_write_timeout_is_abandoned_then_reconnects_unblocked() {
+    let mut c = config();
+    c.write_timeout_ms = 2_000;
+    c.heartbeat.interval_ms = 60_000;
+    let mut h = open(c);
+    h.advance(500);
+    h.with(|s, n| s.buffered(n, BIG));
+    h.advance(1_999);
+    assert_eq!(h.state(), State::Open);
+    h.with(|s, n| s.buffered(n, BIG + 10)); // still blocked: the deadline does not move
+    h.advance(1);
+    let closes: Vec<(u16, String)> = h
+        .log()
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::CloseTransport { code, reason } => Some((*code, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closes, vec![(4000, "write timeout".to_string())]);
+    let (_, to, reason) = last_status(&h);
+    assert_eq!(to, State::Reconnecting);
+    assert!(
+        reason.starts_with("write timeout: 2097162 bytes unsent for 2000 ms"),
+        "{reason}"
+    );
+    assert_eq!(backpressure(&h), vec![(true, BIG), (false, 0)]);
+    h.advance(1_000);
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(h.server.opens(), 2);
+    assert!(!h.with(|s, _| s.is_blocked()));
+}
+
+#[test]
+fn buffered_reports_without_a_live_transport_are_ignored() {
+    let mut h = harness(config());
+    h.server.accept = Accept::Hang;
+    assert!(!h.with(|s, _| s.should_report_buffered(BIG)));
+    h.connect().unwrap();
+    assert!(!h.with(|s, _| s.should_report_buffered(BIG)));
+    h.with(|s, n| s.buffered(n, BIG));
+    assert!(backpressure(&h).is_empty());
+    assert!(!h.with(|s, _| s.is_blocked()));
+}
+
+#[test]
+fn a_server_ping_before_welcome_is_answered_and_nothing_else_goes_out() {
+    use sockline_core::Session;
+    let mut c = config();
+    c.user_id = Some("ann".into());
+    let mut s = Session::new(c, 1, Timestamp::ZERO).unwrap();
+    s.join_project(Timestamp::ZERO, 3).unwrap();
+    s.send(Timestamp::ZERO, SendRequest::new("chat", json!(1)))
+        .unwrap();
+    s.connect(Timestamp::ZERO).unwrap();
+    s.transport_opened(Timestamp::from_millis(1));
+    s.frame(
+        Timestamp::from_millis(2),
+        r#"{"type":"ping","data":{"nonce":9}}"#,
+    );
+    let mut sent = Vec::new();
+    while let Some(text) = match s.poll_output() {
+        Output::Timeout(_) => None,
+        Output::Transmit { text } => Some(Some(text)),
+        _ => Some(None),
+    } {
+        sent.extend(text);
+    }
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].starts_with(r#"{"type":"hello""#));
+    assert_eq!(sent[1], r#"{"type":"pong","data":{"nonce":9}}"#);
+}

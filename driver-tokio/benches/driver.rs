@@ -124,7 +124,7 @@ async fn rss_child(kind: &str, url: &str, n: usize) {
             )
             .unwrap();
             // Like the raw clients below: one connection at a time, each open before the next.
-            let mut st = c.status();
+            let mut st = c.state();
             let _ =
                 tokio::time::timeout(Duration::from_secs(20), st.wait_for(|s| *s == State::Open))
                     .await;
@@ -144,7 +144,7 @@ async fn rss_child(kind: &str, url: &str, n: usize) {
     }
     let open = sockline
         .iter()
-        .filter(|c| *c.status().borrow() == State::Open)
+        .filter(|c| *c.state().borrow() == State::Open)
         .count();
     assert!(
         kind != "sockline" || open == n,

@@ -219,6 +219,13 @@ pub struct ConnectArgs {
     /// Join this project (repeatable).
     #[arg(long = "project", value_name = "N")]
     pub projects: Vec<u64>,
+    /// Print messages matching this pattern (`type`, `prefix*` or `*`; repeatable); every
+    /// message (`*`) when omitted.
+    #[arg(long = "subscribe", value_name = "PATTERN")]
+    pub subscribe: Vec<String>,
+    /// Record the session's inputs and write the replayable trace here when it ends.
+    #[arg(long, value_name = "PATH")]
+    pub record: Option<std::path::PathBuf>,
     /// Token sent in `hello`.
     #[arg(long)]
     pub token: Option<String>,
@@ -366,22 +373,45 @@ async fn connect(args: ConnectArgs) -> u8 {
     };
     let options = ClientOptions {
         seed: args.seed,
+        record: args.record.is_some(),
         ..ClientOptions::default()
     };
-    let (client, mut outputs) = match Client::connect_observed(config, options) {
+    // Idle until subscribed and joined: the session's history starts the same on every run.
+    let (client, mut outputs) = match Client::idle_observed(config, options) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sockline connect: {e}");
             return EXIT_USAGE;
         }
     };
+    let patterns = if args.subscribe.is_empty() {
+        vec!["*".to_string()]
+    } else {
+        args.subscribe.clone()
+    };
+    for pattern in &patterns {
+        match client.subscribe(pattern, None).await {
+            // Messages print from the outputs; the subscription only has to exist.
+            Ok(mut sub) => drop(tokio::spawn(
+                async move { while sub.recv().await.is_some() {} },
+            )),
+            Err(e) => {
+                eprintln!("sockline connect: --subscribe {pattern:?}: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    }
     for p in &args.projects {
         if let Err(e) = client.join_project(*p).await {
             eprintln!("sockline connect: --project {p}: {e}");
             return EXIT_USAGE;
         }
     }
-    let mut status = client.status();
+    if let Err(e) = client.reconnect().await {
+        eprintln!("sockline connect: {e}");
+        return EXIT_USAGE;
+    }
+    let mut status = client.state();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let code = loop {
         tokio::select! {
@@ -416,6 +446,16 @@ async fn connect(args: ConnectArgs) -> u8 {
     }
     if code == EXIT_GAVE_UP {
         let _ = client.close().await;
+    }
+    if let Some(path) = &args.record {
+        let written = match client.trace().await {
+            Some(trace) => std::fs::write(path, trace.to_json()).map_err(|e| e.to_string()),
+            None => Err("no trace was recorded".into()),
+        };
+        if let Err(e) = written {
+            eprintln!("sockline connect: --record {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
     }
     code
 }
@@ -453,7 +493,15 @@ pub fn readable(at: Timestamp, out: &Output) -> String {
                 format!("{t}  retry   attempt {attempt} in {delay_ms} ms")
             }
             Event::Message { message, .. } => {
-                format!("{t}  recv    {} {}", message.msg_type, message.data.get())
+                let project = message
+                    .project_id
+                    .map(|p| format!(" project {p}"))
+                    .unwrap_or_default();
+                format!(
+                    "{t}  recv    {}{project} {}",
+                    message.msg_type,
+                    message.data.get()
+                )
             }
             other => {
                 let json = Output::Event(other.clone()).to_json();
@@ -469,12 +517,11 @@ fn redact_hello(text: &str) -> String {
         return text.to_string();
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(mut v) => {
-            if v["data"].get("token").is_some() {
-                v["data"]["token"] = sockline_core::config::REDACTED.into();
-            }
+        // Re-encoded only to hide a token: any other frame prints byte for byte as sent.
+        Ok(mut v) if v["data"].get("token").is_some() => {
+            v["data"]["token"] = sockline_core::config::REDACTED.into();
             v.to_string()
         }
-        Err(_) => text.to_string(),
+        _ => text.to_string(),
     }
 }

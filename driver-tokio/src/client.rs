@@ -1,9 +1,11 @@
 //! The async client: one task per connection moves frames and time between a WebSocket and a
-//! `sockline_core::Session`. Every decision (retry, drop, resend, expire) is the session's.
+//! `sockline_core::Session`. Every decision (retry, drop, resend, expire, backpressure) is the
+//! session's: the driver reports what it saw (frames, how a transport ended, the bytes it holds
+//! unsent) and carries out the outputs.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,11 +15,12 @@ use futures_util::{SinkExt, Stream, StreamExt};
 use serde_json::Value;
 use sockline_core::{
     Config, ConfigError, Envelope, Event, Output, SendRequest, Session, SessionError, State, Stats,
-    StreamState, SubscriptionId, Timestamp,
+    StreamState, SubscriptionId, Timestamp, Trace,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -31,8 +34,8 @@ pub struct ClientOptions {
     pub read_buffer_bytes: usize,
     /// Bytes buffered before a write is flushed.
     pub write_buffer_bytes: usize,
-    /// Frames waiting for the socket writer before the transport is reported failed.
-    pub outbound_frames: usize,
+    /// Record every input from the start, for `Client::trace`.
+    pub record: bool,
     /// TLS settings for `wss://` (webpki roots when `None`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -43,7 +46,7 @@ impl Default for ClientOptions {
             seed: None,
             read_buffer_bytes: 2048,
             write_buffer_bytes: 0,
-            outbound_frames: 1024,
+            record: false,
             tls: None,
         }
     }
@@ -55,7 +58,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("seed", &self.seed)
             .field("read_buffer_bytes", &self.read_buffer_bytes)
             .field("write_buffer_bytes", &self.write_buffer_bytes)
-            .field("outbound_frames", &self.outbound_frames)
+            .field("record", &self.record)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -105,14 +108,16 @@ impl Command {
 /// An async sockline client; cheap to share behind an `Arc`.
 pub struct Client {
     commands: mailbox::Sender<Command>,
-    status: watch::Receiver<State>,
-    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    state: watch::Receiver<State>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    /// The recorded trace, left here by the task when it ends (only with `record`).
+    final_trace: Arc<Mutex<Option<Trace>>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("status", &*self.status.borrow())
+            .field("state", &*self.state.borrow())
             .finish()
     }
 }
@@ -125,7 +130,7 @@ impl Client {
 
     /// Like `connect`, with transport options.
     pub fn connect_with(config: Config, options: ClientOptions) -> Result<Client, ClientError> {
-        Client::start(config, options, Vec::new())
+        Client::start(config, options, Vec::new(), true)
     }
 
     /// Like `connect_with`, also returning every output from the very first (the CLI prints
@@ -135,7 +140,18 @@ impl Client {
         options: ClientOptions,
     ) -> Result<(Client, OutputStream), ClientError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let client = Client::start(config, options, vec![tx])?;
+        let client = Client::start(config, options, vec![tx], true)?;
+        Ok((client, output_stream(rx)))
+    }
+
+    /// Like `connect_observed`, but the session stays idle until `reconnect()`: subscriptions
+    /// and joins made before it come first in the session's history, whatever the network does.
+    pub fn idle_observed(
+        config: Config,
+        options: ClientOptions,
+    ) -> Result<(Client, OutputStream), ClientError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = Client::start(config, options, vec![tx], false)?;
         Ok((client, output_stream(rx)))
     }
 
@@ -143,13 +159,20 @@ impl Client {
         config: Config,
         options: ClientOptions,
         listeners: Vec<mpsc::UnboundedSender<(Timestamp, Output)>>,
+        connect: bool,
     ) -> Result<Client, ClientError> {
         let origin = Instant::now();
         let seed = options.seed.unwrap_or_else(|| fastrand::u64(..));
         let mut session = Session::new(config, seed, Timestamp::ZERO)?;
-        session.connect(Timestamp::ZERO)?;
+        if options.record {
+            session.start_recording();
+        }
+        if connect {
+            session.connect(Timestamp::ZERO)?;
+        }
         let (commands, rx) = mailbox::mailbox();
-        let (status_tx, status) = watch::channel(session.state());
+        let (status_tx, state) = watch::channel(session.state());
+        let final_trace = Arc::new(Mutex::new(None));
         let driver = Driver {
             session,
             origin,
@@ -159,17 +182,20 @@ impl Client {
             status: status_tx,
             listeners,
             closers: Vec::new(),
+            final_trace: final_trace.clone(),
         };
         let task = tokio::spawn(Box::new(driver).run(rx));
         Ok(Client {
             commands,
-            status,
-            task: std::sync::Mutex::new(Some(task)),
+            state,
+            task: Mutex::new(Some(task)),
+            final_trace,
         })
     }
 
-    /// Runs `f` against the session inside the connection task and returns its result.
-    pub async fn call<R: Send + 'static>(
+    /// Runs `f` against the session inside the connection task and returns its result. Private:
+    /// only the driver feeds the session, so every input is one the driver saw or was asked for.
+    async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Session, Timestamp) -> R + Send + 'static,
     ) -> Result<R, ClientError> {
@@ -230,8 +256,8 @@ impl Client {
     }
 
     /// The connection state, updated on every change.
-    pub fn status(&self) -> watch::Receiver<State> {
-        self.status.clone()
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.state.clone()
     }
 
     /// Every core event from now on (each listener has its own queue: nothing is skipped).
@@ -321,7 +347,7 @@ impl Client {
 
     /// Members present in a joined project.
     pub async fn presence(&self, project_id: u64) -> Result<Vec<String>, ClientError> {
-        self.call(move |s, _| s.presence_members(project_id)).await
+        self.call(move |s, _| s.presence(project_id)).await
     }
 
     /// Replaces the token; `expires_in` schedules `token_refresh_due` before it lapses.
@@ -355,9 +381,39 @@ impl Client {
             .await
     }
 
-    /// Connects again after the session gave up (`failed`) or was closed.
+    /// Connects: an idle client (`idle_observed`) for the first time, or again after the
+    /// session gave up (`failed`) or was closed.
     pub async fn reconnect(&self) -> Result<(), ClientError> {
         self.try_call(|s, now| s.connect(now)).await
+    }
+
+    /// The host regained network connectivity: a waiting reconnect starts at once.
+    pub async fn online(&self) -> Result<(), ClientError> {
+        self.call(|s, now| s.online(now)).await
+    }
+
+    /// The host lost network connectivity: reconnects pause, an open link is probed.
+    pub async fn offline(&self) -> Result<(), ClientError> {
+        self.call(|s, now| s.offline(now)).await
+    }
+
+    /// The application became visible (timers may have been throttled: an open link is probed).
+    pub async fn visible(&self) -> Result<(), ClientError> {
+        self.call(|s, now| s.visible(now)).await
+    }
+
+    /// The application was hidden (recorded; suspension is detected from late deadlines).
+    pub async fn hidden(&self) -> Result<(), ClientError> {
+        self.call(|s, now| s.hidden(now)).await
+    }
+
+    /// The inputs recorded so far (`ClientOptions::record`), also after `close`; `None` when
+    /// not recording.
+    pub async fn trace(&self) -> Option<Trace> {
+        match self.call(|s, _| s.trace()).await {
+            Ok(t) => t,
+            Err(_) => self.final_trace.lock().ok().and_then(|t| t.clone()),
+        }
     }
 
     /// Closes gracefully (code 1000) and waits for the task to end.
@@ -482,13 +538,18 @@ fn output_stream(rx: mpsc::UnboundedReceiver<(Timestamp, Output)>) -> OutputStre
 // ---- the connection task -----------------------------------------------------------------
 
 /// The live transport, read and written by the connection task itself: frames wait in `pending`
-/// (bounded by `outbound_frames`) and go out as the socket takes them, so a peer that stops
-/// reading never blocks the session's timers, and an idle client needs no second task.
+/// and go out as the socket takes them, so a peer that stops reading never blocks the session's
+/// timers, and an idle client needs no second task. How much may wait is the session's call:
+/// the driver reports `pending_bytes` (`Session::buffered`) and the session stops flushing.
 struct Link {
     ws: Ws,
     pending: VecDeque<Message>,
+    /// Text bytes of the frames in `pending`.
+    pending_bytes: u64,
     /// Frames were handed to the socket since the last completed flush.
     unflushed: bool,
+    /// The session is blocked: wake the task when frames move, so it can report the drain.
+    wake_on_progress: bool,
 }
 
 /// What a live transport produced.
@@ -497,6 +558,8 @@ enum LinkEvent {
     Read(Option<Result<Message, WsError>>),
     /// Writing failed.
     WriteFailed(WsError),
+    /// Queued frames went into the socket (reported only while `wake_on_progress`).
+    Progress,
 }
 
 impl Link {
@@ -504,17 +567,27 @@ impl Link {
         Link {
             ws,
             pending: VecDeque::new(),
+            pending_bytes: 0,
             unflushed: false,
+            wake_on_progress: false,
         }
+    }
+
+    fn push(&mut self, m: Message) {
+        self.pending_bytes += message_bytes(&m);
+        self.pending.push_back(m);
     }
 
     /// Moves queued frames into the socket as far as it accepts them, then polls for the next
     /// inbound message.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<LinkEvent> {
+        let mut moved = false;
         while !self.pending.is_empty() {
             match self.ws.poll_ready_unpin(cx) {
                 Poll::Ready(Ok(())) => {
                     if let Some(m) = self.pending.pop_front() {
+                        self.pending_bytes -= message_bytes(&m);
+                        moved = true;
                         if let Err(e) = self.ws.start_send_unpin(m) {
                             return Poll::Ready(LinkEvent::WriteFailed(e));
                         }
@@ -536,7 +609,34 @@ impl Link {
                 Poll::Pending => {}
             }
         }
+        if moved && self.wake_on_progress {
+            return Poll::Ready(LinkEvent::Progress);
+        }
         self.ws.poll_next_unpin(cx).map(LinkEvent::Read)
+    }
+}
+
+fn message_bytes(m: &Message) -> u64 {
+    match m {
+        Message::Text(t) => t.len() as u64,
+        _ => 0,
+    }
+}
+
+/// Whether a read or write error means the transport ended without a close frame (EOF or a
+/// reset): the session then hears `transport_lost`, as every driver reports it.
+fn is_lost(e: &WsError) -> bool {
+    use std::io::ErrorKind;
+    match e {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
+        WsError::Io(io) => matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::BrokenPipe
+        ),
+        _ => false,
     }
 }
 
@@ -560,6 +660,7 @@ struct Driver {
     status: watch::Sender<State>,
     listeners: Vec<mpsc::UnboundedSender<(Timestamp, Output)>>,
     closers: Vec<oneshot::Sender<()>>,
+    final_trace: Arc<Mutex<Option<Trace>>>,
 }
 
 impl Driver {
@@ -574,10 +675,16 @@ impl Driver {
         let mut handles_gone = false;
         loop {
             self.pump(&mut link, &mut connecting);
-            let state = self.session.state();
-            if (!self.closers.is_empty() || handles_gone)
-                && matches!(state, State::Closed | State::Idle | State::Failed)
-            {
+            if let Some(l) = link.as_mut() {
+                // Report the bytes held unsent when the session wants to hear them.
+                if self.session.should_report_buffered(l.pending_bytes) {
+                    let now = self.now();
+                    self.session.buffered(now, l.pending_bytes);
+                    continue;
+                }
+                l.wake_on_progress = self.session.is_blocked();
+            }
+            if (!self.closers.is_empty() || handles_gone) && self.session.state().is_terminal() {
                 break;
             }
             let deadline = self
@@ -631,6 +738,11 @@ impl Driver {
                 }
             }
         }
+        if let Some(trace) = self.session.trace() {
+            if let Ok(mut slot) = self.final_trace.lock() {
+                *slot = Some(trace);
+            }
+        }
         for c in self.closers.drain(..) {
             let _ = c.send(());
         }
@@ -645,20 +757,26 @@ impl Driver {
             }
             LinkEvent::Read(Some(Ok(Message::Close(frame)))) => {
                 *link = None;
-                let (code, reason) = frame
-                    .map(|f| (u16::from(f.code), f.reason.to_string()))
-                    .unwrap_or((1005, String::new()));
-                self.session.transport_closed(now, code, &reason);
+                match frame {
+                    Some(f) => self
+                        .session
+                        .transport_closed(now, u16::from(f.code), &f.reason),
+                    None => self.session.transport_closed(now, None, ""),
+                }
             }
             // Ping/pong frames: tungstenite answers pings itself.
-            LinkEvent::Read(Some(Ok(_))) => {}
+            LinkEvent::Read(Some(Ok(_))) | LinkEvent::Progress => {}
             LinkEvent::Read(Some(Err(e))) | LinkEvent::WriteFailed(e) => {
                 *link = None;
-                self.session.transport_error(now, &e.to_string());
+                if is_lost(&e) {
+                    self.session.transport_lost(now);
+                } else {
+                    self.session.transport_error(now, &e.to_string());
+                }
             }
             LinkEvent::Read(None) => {
                 *link = None;
-                self.session.transport_closed(now, 1006, "connection lost");
+                self.session.transport_lost(now);
             }
         }
     }
@@ -692,20 +810,8 @@ impl Driver {
                     *connecting = Some(Box::pin(open(url, self.options.clone())));
                 }
                 Output::Transmit { text } => {
-                    let full = match link {
-                        Some(l) if l.pending.len() >= self.options.outbound_frames.max(1) => true,
-                        Some(l) => {
-                            l.pending.push_back(Message::text(text));
-                            false
-                        }
-                        None => false,
-                    };
-                    if full {
-                        // The peer stopped reading and the queue filled: this transport is done.
-                        *link = None;
-                        let now = self.now();
-                        self.session
-                            .transport_error(now, "outbound queue full (peer not reading)");
+                    if let Some(l) = link.as_mut() {
+                        l.push(Message::text(text));
                     }
                 }
                 Output::CloseTransport { code, reason } => {
@@ -717,7 +823,7 @@ impl Driver {
                         };
                         // Keep reading: the peer's close reply completes a user close at once
                         // (the session ignores news of a transport it already abandoned).
-                        l.pending.push_back(Message::Close(Some(frame)));
+                        l.push(Message::Close(Some(frame)));
                     }
                 }
                 Output::Event(e) => self.dispatch(e),
@@ -766,10 +872,7 @@ impl Driver {
                         Some(StreamUpdate::Failed(error.clone().unwrap_or_default()))
                     }
                 };
-                let finished = matches!(
-                    state,
-                    StreamState::Done | StreamState::Interrupted | StreamState::Failed
-                );
+                let finished = state.is_final();
                 if let Some(update) = update {
                     if let Some(txs) = self.streams.get_mut(stream_id) {
                         txs.retain(|tx| tx.send(update.clone()).is_ok());

@@ -116,7 +116,7 @@ fn summary(p: Printer, who: &str, s: &Stats) {
 }
 
 async fn wait_open(c: &Client) -> Result<(), String> {
-    let mut st = c.status();
+    let mut st = c.state();
     let opened = timeout(Duration::from_secs(10), st.wait_for(|s| *s == State::Open))
         .await
         .map_err(|_| "a client did not connect within 10 s".to_string())?

@@ -163,3 +163,124 @@ fn the_demo_tells_its_story_and_exits_0() {
         "no colour when stdout is not a terminal"
     );
 }
+
+/// A `sockline connect` child whose stdout lines arrive on a channel.
+struct Connected {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Connected {
+    fn spawn(args: &[&str]) -> Connected {
+        let mut child = sockline()
+            .arg("connect")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Connected {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (10 s at most) for a line containing `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.seen.iter().any(|l| l.contains(needle)) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => panic!("no line with {needle:?} in:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// Closes stdin (a clean close) and returns every line printed.
+    fn finish(mut self) -> Vec<String> {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0));
+        self.seen.extend(self.lines.iter());
+        self.seen
+    }
+}
+
+#[test]
+fn connect_prints_every_message_by_default_and_subscribe_narrows_it() {
+    use sockline_core::{Config, Event, SendRequest, Trace};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hub = rt.block_on(Hub::start(HubConfig::default())).unwrap();
+    let url = hub.url();
+    let trace_path = std::env::temp_dir().join(format!("sockline-cli-{}.json", std::process::id()));
+    let trace_arg = trace_path.to_str().unwrap();
+    let mut all = Connected::spawn(&[&url, "--user", "a", "--project", "4", "--record", trace_arg]);
+    let mut chats =
+        Connected::spawn(&[&url, "--user", "b", "--project", "4", "--subscribe", "chat"]);
+    rt.block_on(async {
+        let mut c = Config::new(&url);
+        c.user_id = Some("sender".into());
+        let sender = sockline_tokio::Client::connect(c).unwrap();
+        let mut events = sender.events();
+        sender.join_project(4).await.unwrap();
+        // Both CLIs are members once the hub's presence lists them.
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(e) = events.recv().await {
+                if let Event::Presence { members, .. } = e {
+                    if members.contains(&"a".into()) && members.contains(&"b".into()) {
+                        break;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("both CLIs joined");
+        for (t, n) in [("note", 1), ("chat", 2)] {
+            sender
+                .send(SendRequest::new(t, serde_json::json!({ "n": n })).project(4))
+                .await
+                .unwrap();
+        }
+        sender.close().await.unwrap();
+    });
+    all.wait_for(r#"recv    note project 4 {"n":1}"#);
+    all.wait_for(r#"recv    chat project 4 {"n":2}"#);
+    chats.wait_for(r#"recv    chat project 4 {"n":2}"#);
+    let all = all.finish();
+    let chats = chats.finish();
+    assert!(
+        !chats.iter().any(|l| l.contains("recv    note")),
+        "--subscribe chat prints no note:\n{}",
+        chats.join("\n")
+    );
+    assert!(
+        all.iter().any(|l| l.contains("-> closed")),
+        "{}",
+        all.join("\n")
+    );
+    // The recorded trace starts with the subscription and the join, then the connect.
+    let trace = Trace::from_json(&std::fs::read_to_string(&trace_path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&trace_path);
+    let kinds: Vec<String> = trace.inputs.iter().map(|i| i.input.kind()).collect();
+    assert_eq!(
+        kinds[..3],
+        ["subscribe", "join_project", "connect"],
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().filter(|k| *k == "frame").count() >= 2);
+    rt.block_on(hub.shutdown());
+}

@@ -97,7 +97,7 @@ async fn a_frame_in_the_same_write_as_the_101_is_read() {
     })
     .await;
     let c = client(&url);
-    let mut st = c.status();
+    let mut st = c.state();
     timeout(WAIT, st.wait_for(|s| *s == State::Open))
         .await
         .expect("welcomed by the frame behind the response")

@@ -1,5 +1,6 @@
 //! The tokio client against the real hub over real loopback WebSockets.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -39,11 +40,53 @@ fn client(c: Config) -> Client {
     .unwrap()
 }
 
+/// A TCP relay in front of the hub whose cable a test can pull: every connection through it is
+/// cut at once, without a close frame (the client's transport is lost).
+struct Cable {
+    url: String,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Cable {
+    async fn to(hub: &HubHandle) -> Cable {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+        let target = hub.local_addr();
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let held = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let relay = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                held.lock().unwrap().push(relay.abort_handle());
+            }
+        });
+        Cable { url, conns, accept }
+    }
+
+    fn pull(&self) {
+        for relay in self.conns.lock().unwrap().drain(..) {
+            relay.abort();
+        }
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.pull();
+        self.accept.abort();
+    }
+}
+
 async fn wait_state(c: &Client, want: State) {
-    let mut st = c.status();
+    let mut st = c.state();
     timeout(WAIT, st.wait_for(|s| *s == want))
         .await
-        .unwrap_or_else(|_| panic!("never reached {want}, stuck at {}", *c.status().borrow()))
+        .unwrap_or_else(|_| panic!("never reached {want}, stuck at {}", *c.state().borrow()))
         .unwrap();
 }
 
@@ -160,7 +203,7 @@ async fn reconnects_after_hub_restart_and_delivers_what_was_queued() {
     assert_eq!(delays, vec![100, 200, 400]);
     // Hold ann's network down (her third attempt is 400 ms away, none is in flight), so bob is
     // back in the project before her queue flushes: a restarted hub relays only to members.
-    ann.call(|s, now| s.offline(now)).await.unwrap();
+    ann.offline().await.unwrap();
     // Sent during the outage, in order: delivered after the reconnect, in order.
     for i in 0..3 {
         ann.send(SendRequest::new("chat", json!(i)).project(5))
@@ -181,7 +224,7 @@ async fn reconnects_after_hub_restart_and_delivers_what_was_queued() {
         _ => None,
     })
     .await;
-    ann.call(|s, now| s.online(now)).await.unwrap();
+    ann.online().await.unwrap();
     wait_state(&ann, State::Open).await;
     let mut got = Vec::new();
     while got.len() < 3 {
@@ -213,7 +256,9 @@ async fn resume_replays_messages_sent_while_away_exactly_once() {
         }
     })
     .await;
-    let ann = client(config(&hub.url(), "ann"));
+    let cable = Cable::to(&hub).await;
+    let ann = client(config(&cable.url, "ann"));
+    let mut ann_events = ann.events();
     let bob = client(config(&hub.url(), "bob"));
     let mut bob_events = bob.events();
     for c in [&ann, &bob] {
@@ -234,18 +279,20 @@ async fn resume_replays_messages_sent_while_away_exactly_once() {
         json!("before")
     );
     // Ann's network goes away; the hub keeps her session and logs what she misses.
-    ann.call(|s, now| s.offline(now)).await.unwrap();
-    ann.call(|s, now| s.transport_error(now, "test: cable pulled"))
-        .await
-        .unwrap();
-    wait_state(&ann, State::Reconnecting).await;
+    ann.offline().await.unwrap();
+    cable.pull();
+    assert_eq!(
+        reconnect_reason(&mut ann_events).await,
+        "connection lost (1006); waiting for the network",
+        "no close frame: the core names it"
+    );
     for i in 0..3 {
         bob.send(SendRequest::new("note", json!(i)).project(2))
             .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    ann.call(|s, now| s.online(now)).await.unwrap();
+    ann.online().await.unwrap();
     wait_state(&ann, State::Open).await;
     let mut got = Vec::new();
     while let Ok(Some(m)) = timeout(Duration::from_millis(500), inbox.recv()).await {
@@ -455,7 +502,7 @@ async fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
     wait_state(&ann, State::Open).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let stats = ann.stats().await.unwrap();
-    assert_eq!(*ann.status().borrow(), State::Open);
+    assert_eq!(*ann.state().borrow(), State::Open);
     assert!(stats.last_rtt_ms.is_some_and(|r| r >= 150), "{stats:?}");
     ann.close().await.unwrap();
     hub.shutdown().await;
@@ -557,7 +604,7 @@ async fn a_message_too_big_to_relay_is_refused_and_dropped_not_lost_silently() {
     })
     .await;
     assert_eq!(reason, DropReason::Rejected);
-    assert_eq!(*ann.status().borrow(), State::Open, "the link stays up");
+    assert_eq!(*ann.state().borrow(), State::Open, "the link stays up");
     // Nothing of it reached bob, and the next message still does.
     ann.send(blob(2)).await.unwrap();
     let next = timeout(WAIT, inbox.recv()).await.unwrap().unwrap();
@@ -598,7 +645,7 @@ async fn corrupt_frames_are_protocol_errors_and_the_link_stays_up() {
         let _ = ann.send(SendRequest::new("chat", json!(i))).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(*ann.status().borrow(), State::Open);
+    assert_eq!(*ann.state().borrow(), State::Open);
     assert_eq!(ann.stats().await.unwrap().reconnects, before.reconnects);
     ann.close().await.unwrap();
     hub.shutdown().await;
@@ -689,7 +736,7 @@ async fn a_slow_consumer_is_disconnected_by_the_hub() {
     .await
     .expect("the slow consumer's stream ends");
     assert!(matches!(code, None | Some(4009)), "closed with {code:?}");
-    assert_eq!(flood.status().borrow().clone(), State::Open);
+    assert_eq!(flood.state().borrow().clone(), State::Open);
     flood.close().await.unwrap();
     hub.shutdown().await;
 }
@@ -849,6 +896,52 @@ async fn a_vanished_typist_expires_on_the_other_side() {
         started.elapsed() < Duration::from_secs(7),
         "expired late: {:?}",
         started.elapsed()
+    );
+    ann.close().await.unwrap();
+    hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_stops_reading_blocks_the_transport_then_the_write_timeout_ends_it() {
+    let hub = hub_with(|c| {
+        c.settings.chaos = ChaosConfig {
+            seed: 4,
+            stall_ms: Some(100..101),
+            ..ChaosConfig::default()
+        }
+    })
+    .await;
+    let mut c = config(&hub.url(), "ann");
+    c.heartbeat.interval_ms = 60_000; // only the write timeout may end this link
+    c.max_buffered_bytes = 64 * 1024;
+    c.write_timeout_ms = 500;
+    c.reconnect.initial_ms = 5_000;
+    let ann = client(c);
+    let mut events = ann.events();
+    wait_state(&ann, State::Open).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Far more than the socket buffers hold: the driver ends up holding frames unsent.
+    let blob = "x".repeat(60_000);
+    for _ in 0..300 {
+        ann.send(SendRequest::new("bulk", json!(blob)))
+            .await
+            .unwrap();
+    }
+    let blocked = wait_event(&mut events, |e| match e {
+        Event::Backpressure {
+            blocked: true,
+            buffered_bytes,
+        } => Some(*buffered_bytes),
+        _ => None,
+    })
+    .await;
+    assert!(blocked > 64 * 1024, "{blocked}");
+    let reason = reconnect_reason(&mut events).await;
+    assert!(reason.starts_with("write timeout: "), "{reason}");
+    let stats = ann.stats().await.unwrap();
+    assert!(
+        stats.dropped > 0,
+        "the outbox overflowed under its own policy"
     );
     ann.close().await.unwrap();
     hub.shutdown().await;

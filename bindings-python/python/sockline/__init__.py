@@ -33,7 +33,7 @@ Threading model
     state behind one lock: calls on the same instance are serialized and each call sees and
     leaves a consistent session (there is no "Already borrowed" error). The GIL is released while
     a call waits for that lock, while the core handles a frame of 64 KiB or more (or a
-    ``receive_many`` batch that large), and while a trace replays, so other Python threads keep
+    ``frame_many`` batch that large), and while a trace replays, so other Python threads keep
     running. Outputs are queued inside the session: with several threads feeding one session,
     whichever thread drains gets the outputs, in order. ``Trace`` is immutable.
 """
@@ -60,6 +60,8 @@ from ._sockline import (
     UnknownStreamError,
     UnknownSubscriptionError,
     __version__,
+    is_final_stream_state,
+    is_terminal_state,
 )
 
 __all__ = [
@@ -84,4 +86,6 @@ __all__ = [
     "UnknownStreamError",
     "UnknownSubscriptionError",
     "__version__",
+    "is_final_stream_state",
+    "is_terminal_state",
 ]

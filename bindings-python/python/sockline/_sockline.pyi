@@ -30,6 +30,8 @@ __all__ = [
     "UnknownSubscriptionError",
     "VirtualClock",
     "__version__",
+    "is_final_stream_state",
+    "is_terminal_state",
 ]
 __version__: str
 
@@ -156,15 +158,24 @@ class Session:
         """The host slept ``ms``."""
     def transport_opened(self, now_ms: int) -> None:
         """The transport opened."""
-    def transport_closed(self, now_ms: int, code: int, reason: str = "") -> None:
-        """The transport closed."""
+    def transport_closed(self, now_ms: int, code: int | None = None, reason: str = "") -> None:
+        """A close frame arrived (``code`` None: a frame without one, named 1005)."""
+    def transport_lost(self, now_ms: int) -> None:
+        """The transport ended without any close frame (EOF or reset), named 1006."""
+    def buffered(self, now_ms: int, bytes: int) -> None:
+        """The driver holds ``bytes`` of transmitted frames unsent."""
+    def should_report_buffered(self, bytes: int) -> bool:
+        """Whether the driver should feed ``buffered(bytes)`` now."""
+    @property
+    def is_blocked(self) -> bool:
+        """Whether the current transport is blocked (the peer is not reading)."""
     def transport_error(self, now_ms: int, message: str = "") -> None:
         """The transport failed."""
-    def receive(self, now_ms: int, text: str) -> None:
+    def frame(self, now_ms: int, text: str) -> None:
         """A text frame arrived."""
-    def receive_many(self, now_ms: int, texts: list[str]) -> None:
+    def frame_many(self, now_ms: int, texts: list[str]) -> None:
         """Several text frames arrived, in order."""
-    def receive_binary(self, now_ms: int, data: bytes | bytearray | memoryview | int) -> None:
+    def binary_frame(self, now_ms: int, data: bytes | bytearray | memoryview | int) -> None:
         """A binary frame arrived (bytes-like or its length)."""
     def handle_timeout(self, now_ms: int) -> None:
         """Fires every timer due at ``now_ms``."""
@@ -181,7 +192,7 @@ class Session:
     def next_deadline(self) -> dict[str, Any] | None:
         """The next deadline and its timer, or None."""
     @property
-    def status(self) -> str:
+    def state(self) -> str:
         """The connection state."""
     @property
     def stats(self) -> dict[str, Any]:
@@ -310,9 +321,6 @@ class Harness:
     @property
     def state(self) -> str:
         """The session's state."""
-    @property
-    def status(self) -> str:
-        """Same as ``state``."""
     def connect(self) -> None:
         """Calls ``connect``."""
     def disconnect(self) -> None:
@@ -356,7 +364,7 @@ class Harness:
         """The page was hidden."""
     def transport_error(self, message: str = "connection reset") -> None:
         """The client's transport fails."""
-    def receive_binary(self, data: bytes | bytearray | memoryview | int) -> None:
+    def binary_frame(self, data: bytes | bytearray | memoryview | int) -> None:
         """A binary frame reaches the session."""
     def handle_input(self, input: dict[str, Any] | str) -> str | int | None:
         """Applies any input at the current time."""
@@ -481,3 +489,9 @@ class Network:
     @property
     def hub_relayed(self) -> int:
         """Application messages the hub delivered so far."""
+
+def is_terminal_state(name: str) -> bool:
+    """Whether the session does nothing more on its own in connection state ``name``."""
+
+def is_final_stream_state(name: str) -> bool:
+    """Whether stream state ``name`` ends the stream (done, interrupted, failed)."""

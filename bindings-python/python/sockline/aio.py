@@ -1,16 +1,21 @@
 """A thin asyncio driver: one :class:`sockline.Session` over a real WebSocket (``websockets``).
 
-The session decides everything -- when to connect, retry, ping, resend, drop or give up. This
-driver only moves bytes and time: it opens a socket on ``open_transport``, writes ``transmit``
-frames, closes on ``close_transport``, feeds received frames, closes and errors back to the
-session, and sleeps until :meth:`Session.poll_timeout`. It offers what the tokio client offers:
-``status`` / :meth:`Client.wait_for_status`, :meth:`Client.subscribe` (async iterators of
-messages), :meth:`Client.send`, typing, :meth:`Client.stream` (async iterator of deltas),
-projects and presence, and a graceful :meth:`Client.close`.
+The session decides everything -- when to connect, retry, ping, resend, drop, stop flushing or
+give up. This driver only moves bytes and time: it opens a socket on ``open_transport``, writes
+``transmit`` frames, closes on ``close_transport``, and reports what it saw: received frames, how
+a transport ended (a close frame with or without a code, ``transport_lost`` without any, an error
+with its text), the bytes it holds unsent when :meth:`Session.should_report_buffered` asks for
+them, and the time, calling :meth:`Session.handle_timeout` only when a deadline is due. For the
+same transport history it feeds the same inputs as the tokio client. It offers what the tokio
+client offers: ``state`` / :meth:`Client.wait_for_state`, :meth:`Client.subscribe` (async
+iterators of messages), :meth:`Client.send`, typing, :meth:`Client.stream` (async iterator of
+deltas), projects and presence, :meth:`Client.outputs`, :meth:`Client.trace` and a graceful
+:meth:`Client.close`.
 
 Commands (``send``, ``subscribe``, ``join_project``, ...) are plain methods: they apply to the
 local session at once (raising :class:`sockline.SessionError` subclasses when refused) and the
-network work happens on the driver's task. Call them from the event loop's thread.
+network work happens on the driver's task. Call them from the event loop's thread. The session
+itself is not handed out: only the driver feeds it, so every input is one it saw or was asked for.
 
 Exceptions raised by user callbacks (``on_event``, ``subscribe(..., callback=...)``) are caught,
 logged on the ``sockline.aio`` logger and appended to :attr:`Client.errors`; they never stop the
@@ -19,7 +24,7 @@ driver. An unexpected error inside the driver itself is reported the same way an
 Example::
 
     async with Client("ws://127.0.0.1:8080/ws", user_id="ann") as c:
-        await c.wait_for_status("open")
+        await c.wait_for_state("open")
         c.join_project(7)
         updates = c.subscribe("project_updated", project_id=7)
         c.send("project_update", {"title": "v2"}, project_id=7)
@@ -38,9 +43,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ._sockline import Session
+from ._sockline import Session, Trace, is_final_stream_state, is_terminal_state
 
 __all__ = ["CallbackError", "Client", "EventStream", "StreamReader", "Subscription"]
+
+#: While the transport is blocked, how often the driver looks at the bytes it holds unsent (the
+#: socket layer does not say when its buffer drains).
+_BLOCKED_POLL_S = 0.05
 
 log = logging.getLogger("sockline.aio")
 
@@ -135,7 +144,7 @@ class StreamReader:
             self._queue.put_nowait(event["delta"])
         if event["state"] == "failed":
             self.error = event.get("error")
-        if event["state"] in ("done", "interrupted", "failed"):
+        if is_final_stream_state(event["state"]):
             self._end()
 
     def _end(self) -> None:
@@ -171,15 +180,17 @@ class StreamReader:
 
 
 class EventStream:
-    """Every event of a client from the moment it was created, as dicts; an async iterator.
+    """Every event (or, from :meth:`Client.outputs`, every output but ``timeout``) of a client
+    from the moment it was created, as dicts; an async iterator.
 
     Iteration ends when the client closes.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, outputs: bool = False) -> None:
         self._client = client
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        client._event_queues.append(self._queue)
+        self._queues = client._output_queues if outputs else client._event_queues
+        self._queues.append(self._queue)
 
     async def recv(self, timeout: float | None = None) -> Event | None:
         """The next event, or None once the client has closed."""
@@ -206,8 +217,8 @@ class EventStream:
 
     def close(self) -> None:
         """Stops collecting events."""
-        if self._queue in self._client._event_queues:
-            self._client._event_queues.remove(self._queue)
+        if self._queue in self._queues:
+            self._queues.remove(self._queue)
         self._queue.put_nowait(None)
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -228,7 +239,11 @@ class _Transport:
         self.ws: Any = None
         self.task: asyncio.Task[None] | None = None
         self.outbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        #: Text bytes waiting in `outbox`.
+        self.queued_bytes = 0
         self.writer: asyncio.Task[None] | None = None
+        #: The session was told how this transport ended (it hears it once).
+        self.ended = False
 
 
 class Client:
@@ -250,7 +265,8 @@ class Client:
         self._streams: dict[str, list[StreamReader]] = {}
         self._listeners: list[Callback] = []
         self._event_queues: list[asyncio.Queue[Event | None]] = []
-        self._status_waiters: list[tuple[str, asyncio.Future[None]]] = []
+        self._output_queues: list[asyncio.Queue[Event | None]] = []
+        self._state_waiters: list[tuple[Callable[[str], bool], asyncio.Future[None]]] = []
         self._transport: _Transport | None = None
         self._gen = 0
         self._wake: asyncio.Event | None = None
@@ -259,11 +275,6 @@ class Client:
         self._stopped = False
 
     # ---- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def session(self) -> Session:
-        """The underlying session (call its methods with :meth:`now_ms`)."""
-        return self._session
 
     def now_ms(self) -> int:
         """Milliseconds since the client was created: the session's clock."""
@@ -294,7 +305,7 @@ class Client:
             self._session.disconnect(self.now_ms())
             self._poke()
             try:
-                await self.wait_for_status(("closed", "failed", "idle"), timeout)
+                await self._wait_until(is_terminal_state, "a terminal state", timeout)
             except asyncio.TimeoutError:
                 log.warning("close did not complete within %.1f s", timeout)
         self._stopped = True
@@ -315,12 +326,12 @@ class Client:
             for r in readers:
                 r._end()
         self._streams.clear()
-        for q in self._event_queues:
+        for q in self._event_queues + self._output_queues:
             q.put_nowait(None)
-        for _, fut in self._status_waiters:
+        for _, fut in self._state_waiters:
             if not fut.done():
                 fut.cancel()
-        self._status_waiters.clear()
+        self._state_waiters.clear()
 
     def reconnect(self) -> None:
         """Connects again after the session gave up (``failed``) or was closed; raises
@@ -328,36 +339,35 @@ class Client:
         self._session.connect(self.now_ms())
         self._poke()
 
-    # ---- status ----------------------------------------------------------------------------
+    # ---- state -----------------------------------------------------------------------------
 
     @property
-    def status(self) -> str:
+    def state(self) -> str:
         """The session's state: ``idle``, ``connecting``, ``open``, ``reconnecting``, ..."""
-        return self._session.status
+        return self._session.state
 
-    async def wait_for_status(
-        self, status: str | tuple[str, ...], timeout: float | None = None
+    async def wait_for_state(
+        self, state: str | tuple[str, ...], timeout: float | None = None
     ) -> str:
-        """Waits until the state is `status` (or one of several); returns the state reached.
+        """Waits until the state is `state` (or one of several); returns the state reached.
         Raises ``asyncio.TimeoutError`` after `timeout` seconds."""
-        wanted = (status,) if isinstance(status, str) else status
-        if self.status in wanted:
-            return self.status
-        futs = []
-        loop = asyncio.get_running_loop()
-        for s in wanted:
-            fut: asyncio.Future[None] = loop.create_future()
-            self._status_waiters.append((s, fut))
-            futs.append(fut)
+        wanted = (state,) if isinstance(state, str) else state
+        return await self._wait_until(lambda s: s in wanted, repr(wanted), timeout)
+
+    async def _wait_until(
+        self, predicate: Callable[[str], bool], what: str, timeout: float | None
+    ) -> str:
+        if predicate(self.state):
+            return self.state
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._state_waiters.append((predicate, fut))
         try:
-            done, _ = await asyncio.wait(
-                futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            raise asyncio.TimeoutError(f"state {self.state!r}, never reached {what}") from None
         finally:
-            self._status_waiters = [(s, f) for s, f in self._status_waiters if f not in futs]
-        if not done:
-            raise asyncio.TimeoutError(f"state {self.status!r}, never reached {wanted}")
-        return self.status
+            self._state_waiters = [(p, f) for p, f in self._state_waiters if f is not fut]
+        return self.state
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -393,6 +403,15 @@ class Client:
     def events(self) -> EventStream:
         """Every event from now on (registered at once), as dicts, until the client closes."""
         return EventStream(self)
+
+    def outputs(self) -> EventStream:
+        """Every output but ``timeout`` from now on (transmits, opens, closes, events), as the
+        canonical dicts, until the client closes."""
+        return EventStream(self, outputs=True)
+
+    def trace(self) -> Trace | None:
+        """The inputs recorded so far (``Client(..., record=True)``), or None."""
+        return self._session.trace()
 
     def stream(self, stream_id: str) -> StreamReader:
         """A reader of agent stream `stream_id`'s deltas (register it before the prompt)."""
@@ -456,6 +475,16 @@ class Client:
         self._session.offline(self.now_ms())
         self._poke()
 
+    def visible(self) -> None:
+        """The application became visible (an open link is probed)."""
+        self._session.visible(self.now_ms())
+        self._poke()
+
+    def hidden(self) -> None:
+        """The application was hidden (recorded; suspension is detected from late deadlines)."""
+        self._session.hidden(self.now_ms())
+        self._poke()
+
     def stats(self) -> dict[str, Any]:
         """The session's counters."""
         return self._session.stats
@@ -502,15 +531,23 @@ class Client:
         assert self._wake is not None
         while not self._stopped:
             self._wake.clear()
+            deadline: int | None = None
             try:
-                self._session.handle_timeout(self.now_ms())
                 self._pump()
+                # Like the tokio client: check the clock first, feed a timeout only when due.
+                deadline = self._session.poll_timeout()
+                if deadline is not None and deadline <= self.now_ms():
+                    self._session.handle_timeout(self.now_ms())
+                    continue
+                if self._report_buffered():
+                    continue
             except Exception as e:
                 self._report("driver", e)
             if self._stopped:
                 break
-            deadline = self._session.poll_timeout()
             timeout = None if deadline is None else max(0, deadline - self.now_ms()) / 1000
+            if self._session.is_blocked:
+                timeout = _BLOCKED_POLL_S if timeout is None else min(timeout, _BLOCKED_POLL_S)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
@@ -523,15 +560,33 @@ class Client:
         except Exception as e:
             self._report("driver", e)
 
+    def _report_buffered(self) -> bool:
+        """Feeds ``buffered`` if the session wants to hear the bytes held unsent; True if fed."""
+        t = self._transport
+        if t is None or t.ws is None or t.ended:
+            return False
+        held = t.queued_bytes
+        transport = getattr(t.ws, "transport", None)
+        if transport is not None:
+            held += transport.get_write_buffer_size()
+        if not self._session.should_report_buffered(held):
+            return False
+        self._session.buffered(self.now_ms(), held)
+        return True
+
     def _pump(self) -> None:
         for out in self._session.drain():
+            for q in self._output_queues:
+                q.put_nowait(out)
             kind = out["kind"]
             if kind == "open_transport":
                 self._open(out["url"])
             elif kind == "transmit":
                 t = self._transport
                 if t is not None and t.ws is not None:
-                    t.outbox.put_nowait(("text", out["text"]))
+                    text = out["text"]
+                    t.queued_bytes += len(text.encode())
+                    t.outbox.put_nowait(("text", text))
             elif kind == "close_transport":
                 self._close_current(out["code"], out["reason"])
             else:
@@ -540,8 +595,8 @@ class Client:
     def _dispatch(self, event: Event) -> None:
         kind = event["kind"]
         if kind == "status":
-            for s, fut in self._status_waiters:
-                if s == event["to"] and not fut.done():
+            for predicate, fut in self._state_waiters:
+                if predicate(event["to"]) and not fut.done():
                     fut.set_result(None)
         elif kind == "message":
             for sid in event["subscriptions"]:
@@ -552,7 +607,7 @@ class Client:
             readers = self._streams.get(event["stream_id"], [])
             for r in readers:
                 r._on_event(event)
-            if event["state"] in ("done", "interrupted", "failed"):
+            if is_final_stream_state(event["state"]):
                 self._streams.pop(event["stream_id"], None)
         elif kind == "protocol_error":
             log.warning("protocol error: %s", event["reason"])
@@ -583,7 +638,7 @@ class Client:
                 url,
                 open_timeout=None,  # the session's connect_timeout_ms decides
                 ping_interval=None,  # the session's heartbeats decide
-                close_timeout=2,
+                close_timeout=None,  # the session's close_timeout_ms and heartbeats decide
                 max_size=_SOCKET_MAX_SIZE,
                 max_queue=None,
             )
@@ -614,9 +669,9 @@ class Client:
                 if self._transport is not t:
                     break  # a newer transport replaced this one: report nothing more
                 if isinstance(msg, str):
-                    self._session.receive(self.now_ms(), msg)
+                    self._session.frame(self.now_ms(), msg)
                 else:
-                    self._session.receive_binary(self.now_ms(), len(msg))
+                    self._session.binary_frame(self.now_ms(), len(msg))
                 self._poke()
         except ConnectionClosed:
             pass
@@ -624,29 +679,44 @@ class Client:
             raise
         except Exception as e:
             error = f"{type(e).__name__}: {e}"
-        if self._transport is not t or self._stopped:
+        if not self._current(t) or t.ended:
             return
+        t.ended = True
         if error is not None:
             self._session.transport_error(self.now_ms(), error)
         else:
-            code = ws.close_code if ws.close_code is not None else 1006
-            self._session.transport_closed(self.now_ms(), code, ws.close_reason or "")
+            # Report what arrived, nothing more: the session names it.
+            rcvd = ws.protocol.close_rcvd
+            if rcvd is None:
+                self._session.transport_lost(self.now_ms())
+            elif rcvd.code == 1005:  # websockets' name for a close frame without a code
+                self._session.transport_closed(self.now_ms(), None, rcvd.reason)
+            else:
+                self._session.transport_closed(self.now_ms(), rcvd.code, rcvd.reason)
         self._poke()
 
     async def _write(self, t: _Transport) -> None:
+        from websockets.exceptions import ConnectionClosed
+
         while True:
             what, payload = await t.outbox.get()
             try:
                 if what == "text":
+                    t.queued_bytes -= len(payload.encode())
                     await t.ws.send(payload)
+                    if self._session.is_blocked:
+                        self._poke()  # the run loop looks at what is still held
                 else:
                     code, reason = payload
                     await t.ws.close(code, reason)
                     return
             except asyncio.CancelledError:
                 raise
+            except ConnectionClosed:
+                return  # the reader reports how the transport ended
             except Exception as e:
-                if self._current(t):
+                if self._current(t) and not t.ended:
+                    t.ended = True
                     self._session.transport_error(self.now_ms(), f"write failed: {e}")
                     self._poke()
                 return
@@ -690,3 +760,6 @@ class Client:
             await asyncio.wait_for(ws.close(code, reason), 2.0)
         except Exception:
             pass
+        transport = getattr(ws, "transport", None)
+        if transport is not None and not transport.is_closing():
+            transport.abort()  # the peer never completed the close: drop the socket
