@@ -482,7 +482,7 @@ impl Network {
                     }
                     Wire::Lost => {
                         c.conn = None;
-                        c.session.transport_closed(now, 1006, "connection lost");
+                        c.session.transport_lost(now);
                     }
                 }
                 self.pump_client(client);
