@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
-use sockline_core::trace::Trace;
+use sockline_core::Trace;
 
 use crate::convert::to_py;
 use crate::errors::{config_error, TraceError};

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = sockline_core::trace::replay_text(&text, std::io::stdout().lock());
+    let result = sockline_core::replay_text(&text, std::io::stdout().lock());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -114,6 +114,7 @@ impl Default for ReconnectConfig {
 /// How a backoff delay `d` is randomised.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Jitter {
     /// Exactly `d`.
     None,
@@ -174,6 +175,7 @@ impl Default for OutboxConfig {
 /// What the outbox does when a new message does not fit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Overflow {
     /// Drop the oldest held messages to make room (the default: realtime state goes stale first).
     #[default]
@@ -186,6 +188,7 @@ pub enum Overflow {
 
 /// Client-side token bucket on outbound application messages: `"off"` or `{per_sec, burst}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RateLimitConfig {
     /// No client-side limit.
     #[default]
@@ -243,6 +246,9 @@ impl<'de> Deserialize<'de> for RateLimitConfig {
 pub struct Secret(String);
 
 impl Secret {
+    /// What a secret shows in traces, logs and `Debug`.
+    pub const REDACTED: &'static str = REDACTED;
+
     /// Wraps a credential.
     pub fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
@@ -255,7 +261,7 @@ impl Secret {
 }
 
 /// What a secret looks like in every serialized or printed form.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,10 +1,11 @@
 //! Typed errors: bad configuration, and misuse of the session's commands.
 
 use crate::event::State;
-use crate::router::SubscriptionId;
+use crate::subscription::SubscriptionId;
 
 /// A configuration value was missing, malformed or out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A field holds a value the session cannot work with.
     #[error("invalid config `{field}`: {reason}")]
@@ -38,6 +39,7 @@ impl ConfigError {
 
 /// A user command could not be carried out; the session is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// `connect` was called while a connection is already in progress or open.
     #[error("session is already {state}; call disconnect first")]

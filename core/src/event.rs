@@ -2,14 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::router::SubscriptionId;
 use crate::stream::StreamState;
+use crate::subscription::SubscriptionId;
 use crate::timer::Timestamp;
 use crate::wire::Envelope;
 
 /// The connection lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum State {
     /// Created, never connected.
     Idle,
@@ -60,6 +61,7 @@ impl std::fmt::Display for State {
 /// Why a message left the outbox without being delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DropReason {
     /// The outbox was full.
     QueueFull,
@@ -80,6 +82,7 @@ pub enum DropReason {
 /// Something the application should know; one canonical JSON object each (`{"kind": ...}`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// The connection state changed.
     Status {
@@ -222,6 +225,7 @@ pub enum Event {
 /// Whether a project's state is known to be complete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ProjectState {
     /// Versions were skipped; a sync was requested.
     Stale,

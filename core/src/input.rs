@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::config::Secret;
 use crate::outbox::Delivery;
-use crate::router::SubscriptionId;
+use crate::subscription::SubscriptionId;
 use crate::timer::Timestamp;
 
 /// An application message to send.
@@ -97,6 +97,7 @@ impl SendRequest {
 /// One input to the session: `{"kind": ..., ...}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum Input {
     /// The user asks to connect.
     Connect,
@@ -223,6 +224,7 @@ impl Input {
 
 /// What a successful input returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Nothing to report.
     Done,

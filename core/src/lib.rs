@@ -17,33 +17,35 @@
 mod auth;
 pub mod backoff;
 pub mod close;
-pub mod config;
+mod config;
 mod dedupe;
-pub mod error;
-pub mod event;
+mod error;
+mod event;
 mod heartbeat;
 pub mod hub;
-pub mod input;
-pub mod outbox;
-pub mod output;
+mod input;
+mod outbox;
+mod output;
 mod presence;
 mod project;
 mod ratelimit;
+mod replay;
 mod resume;
-pub mod rng;
-pub mod router;
+mod rng;
+mod router;
 mod session;
 mod stream;
+mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod timer;
-pub mod trace;
+mod timer;
+mod trace;
 mod typing;
-pub mod wire;
+mod wire;
 
 pub use config::{
     Config, HeartbeatConfig, Jitter, OutboxConfig, Overflow, RateLimitConfig, ReconnectConfig,
-    Secret,
+    Secret, StreamsConfig, TypingConfig,
 };
 pub use error::{ConfigError, SessionError};
 pub use event::{DropReason, Event, ProjectState, State, Stats};
@@ -51,9 +53,11 @@ pub use input::{Input, Outcome, SendRequest};
 pub use outbox::Delivery;
 pub use outbox::{OutboxSnapshot, SnapshotMessage};
 pub use output::Output;
-pub use router::{Pattern, SubscriptionId};
+pub use replay::{replay, replay_text};
+pub use router::Pattern;
 pub use session::{Session, MAX_PROJECTS};
 pub use stream::StreamState;
+pub use subscription::SubscriptionId;
 pub use timer::{Deadline, TimerKind, Timestamp};
-pub use trace::{replay, TimedInput, Trace, TraceError};
-pub use wire::Envelope;
+pub use trace::{TimedInput, Trace, TraceError};
+pub use wire::{Envelope, WireError, PROTOCOL_VERSION};

@@ -13,6 +13,7 @@ use crate::wire;
 /// How hard the session tries to deliver a message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Delivery {
     /// Sent only if the connection is open right now; never queued across a disconnect.
     Volatile,

@@ -7,6 +7,7 @@ use crate::timer::Timestamp;
 
 /// The next thing the driver must do; drain with `poll_output` until `Timeout`.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Output {
     /// Open a WebSocket to `url` (then report `transport_opened`, `_closed` or `_error`).
     OpenTransport {

@@ -2,24 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::SessionError;
+pub(crate) use crate::subscription::SubscriptionId;
 use crate::wire::{is_valid_type, Envelope};
-
-/// Identifies a subscription; ids count 1, 2, 3, ... in order of `subscribe` calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SubscriptionId(pub u64);
-
-impl std::fmt::Display for SubscriptionId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// Which message types a subscription matches.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Pattern {
     /// Every type (`*`).
     All,

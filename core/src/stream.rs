@@ -39,6 +39,7 @@ impl Default for StreamsConfig {
 /// The state a stream event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StreamState {
     /// The stream began (no content yet).
     Started,

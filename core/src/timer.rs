@@ -51,6 +51,7 @@ impl std::fmt::Display for Timestamp {
 /// Which timer a deadline belongs to; the order of the variants breaks ties between equal deadlines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TimerKind {
     /// The transport did not open and finish its handshake in time.
     ConnectTimeout,

@@ -50,6 +50,11 @@ impl PartialEq for Envelope {
 }
 
 impl Envelope {
+    /// Parses and checks one inbound text frame (size, nesting depth, envelope, type).
+    pub fn decode(text: &str, max_bytes: usize, max_depth: usize) -> Result<Envelope, WireError> {
+        decode(text, max_bytes, max_depth)
+    }
+
     /// A message of `msg_type` carrying `data`, with no id, project or seq.
     pub fn new<T: Serialize + ?Sized>(msg_type: &str, data: &T) -> Envelope {
         let text = serde_json::to_string(data).unwrap_or_else(|_| "null".to_string());
@@ -87,6 +92,7 @@ impl Envelope {
 
 /// Why an inbound frame was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The frame is larger than `max_frame_bytes`.
     #[error("frame of {len} bytes exceeds max_frame_bytes ({max})")]

@@ -262,6 +262,7 @@ fn overflow_policies() {
                 ));
                 assert!(dropped(&h).is_empty());
             }
+            other => panic!("no expectation written for {other:?}"),
         }
         assert_eq!(h.session.stats().queue_depth, 2);
         h.connect().unwrap();

@@ -281,7 +281,7 @@ fn replay(path: &std::path::Path) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let result = sockline_core::trace::replay_text(&text, std::io::stdout().lock());
+    let result = sockline_core::replay_text(&text, std::io::stdout().lock());
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -508,6 +508,8 @@ pub fn readable(at: Timestamp, out: &Output) -> String {
                 format!("{t}  event   {json}")
             }
         },
+        // An output a newer core adds: its canonical JSON.
+        other => format!("{t}  output  {}", other.to_json()),
     }
 }
 
@@ -519,7 +521,7 @@ fn redact_hello(text: &str) -> String {
     match serde_json::from_str::<Value>(text) {
         // Re-encoded only to hide a token: any other frame prints byte for byte as sent.
         Ok(mut v) if v["data"].get("token").is_some() => {
-            v["data"]["token"] = sockline_core::config::REDACTED.into();
+            v["data"]["token"] = sockline_core::Secret::REDACTED.into();
             v.to_string()
         }
         _ => text.to_string(),

@@ -827,6 +827,8 @@ impl Driver {
                     }
                 }
                 Output::Event(e) => self.dispatch(e),
+                // An output a newer core adds: nothing this driver knows to do with it.
+                _ => {}
             }
         }
     }
@@ -871,6 +873,7 @@ impl Driver {
                     StreamState::Failed => {
                         Some(StreamUpdate::Failed(error.clone().unwrap_or_default()))
                     }
+                    _ => None,
                 };
                 let finished = state.is_final();
                 if let Some(update) = update {

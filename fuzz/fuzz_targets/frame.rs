@@ -12,8 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use sockline_core::wire;
-use sockline_core::{Config, Delivery, Event, Output, SendRequest, Session, State};
+use sockline_core::{Config, Delivery, Envelope, Event, Output, SendRequest, Session, State};
 use sockline_fuzz::{
     check_limits, drain, handle_timeout_checked, has_server_error, t,
 };
@@ -81,7 +80,7 @@ fuzz_target!(|data: &[u8]| {
         let after = s.stats();
         check_limits(&s);
         assert_eq!(after.frames_in, before.frames_in + 1, "frame not counted");
-        if wire::decode(&text, cfg.max_frame_bytes, cfg.max_json_depth).is_err() {
+        if Envelope::decode(&text, cfg.max_frame_bytes, cfg.max_json_depth).is_err() {
             assert_eq!(
                 after.protocol_errors,
                 before.protocol_errors + 1,
