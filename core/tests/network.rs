@@ -428,3 +428,94 @@ fn the_same_seed_gives_the_same_run() {
     assert!(a.iter().all(|log| log.len() > 50));
     assert_eq!(a, b);
 }
+
+#[test]
+fn swallowed_pongs_end_the_link_and_delayed_ones_do_not() {
+    use sockline_core::hub::ChaosConfig;
+    let hb = Config::default().heartbeat;
+    for (chaos, survives) in [
+        (
+            ChaosConfig {
+                swallow_pongs: true,
+                ..ChaosConfig::default()
+            },
+            false,
+        ),
+        (
+            ChaosConfig {
+                pong_delay_ms: Some(hb.timeout_ms / 2),
+                ..ChaosConfig::default()
+            },
+            true,
+        ),
+    ] {
+        let settings = HubSettings {
+            chaos,
+            ..HubSettings::default()
+        };
+        let (mut net, ids) = joined(settings, &["ann"], 1);
+        let ann = ids[0];
+        net.advance(hb.interval_ms * 3).unwrap();
+        let abandoned = net.events(ann).iter().any(|e| {
+            matches!(e, Event::Status { to: State::Reconnecting, reason, .. } if reason.contains("heartbeat timeout"))
+        });
+        assert_eq!(abandoned, !survives, "{:?}", net.events(ann));
+        if survives {
+            assert!(net.session(ann).stats().last_rtt_ms.unwrap() >= hb.timeout_ms / 2);
+        }
+    }
+}
+
+#[test]
+fn a_message_too_big_to_relay_is_refused_and_dropped_not_lost_silently() {
+    let settings = HubSettings {
+        max_frame_bytes: 400,
+        ..HubSettings::default()
+    };
+    let (mut net, ids) = joined(settings, &["ann", "bob"], 2);
+    let (ann, bob) = (ids[0], ids[1]);
+    let id = net.with(ann, |s, now| {
+        s.send(
+            now,
+            SendRequest::new("note", json!("x".repeat(350)))
+                .project(2)
+                .delivery(Delivery::AtLeastOnce),
+        )
+        .unwrap()
+    });
+    net.advance(1_000).unwrap();
+    let dropped = net.events(ann).into_iter().any(|e| {
+        matches!(e, Event::Dropped { id: d, reason: sockline_core::DropReason::Rejected, .. } if *d == id)
+    });
+    assert!(dropped, "{:?}", net.events(ann));
+    assert!(notes(&net, bob).is_empty());
+    assert_eq!(net.state(ann), State::Open, "a refusal, not a disconnect");
+    // Nothing is resent after a reconnect: the refusal was final.
+    net.drop_link(ann);
+    net.until(30_000, |n| n.state(ann) == State::Open).unwrap();
+    net.advance(1_000).unwrap();
+    assert!(notes(&net, bob).is_empty());
+}
+
+#[test]
+fn corrupt_frames_are_protocol_errors_and_the_link_stays_up() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 8);
+    let (ann, bob) = (ids[0], ids[1]);
+    net.set_faults(LinkFaults {
+        corrupt: 0.5,
+        ..LinkFaults::default()
+    });
+    for n in 0..20 {
+        send_note(&mut net, ann, 8, n, Delivery::AtMostOnce);
+    }
+    net.advance(500).unwrap();
+    let stats = net.session(bob).stats();
+    assert!(stats.protocol_errors > 0);
+    assert_eq!(net.state(bob), State::Open);
+    let got = notes(&net, bob).len() as u64;
+    assert_eq!(
+        got + stats.protocol_errors,
+        20,
+        "each note arrived or was reported broken"
+    );
+}

@@ -59,8 +59,9 @@ pub struct HubSettings {
     /// vanished without a FIN must not hold its connection forever. Clients ping every 30 s by
     /// default; 0 turns it off.
     pub idle_timeout_ms: u64,
-    /// Largest frame, in and out: a message whose relay would be bigger (the hub adds `seq`) is
-    /// refused with an `error`; the driver enforces it on inbound frames (`frame_too_large`).
+    /// Largest frame, in and out: a bigger frame, or a message whose relay would be bigger (the
+    /// hub adds `seq`), is refused with `error{too_large, id}`. Drivers cut off (`frame_too_large`,
+    /// 1009) only frames over twice this, so the core sees, and refuses by id, what is merely big.
     pub max_frame_bytes: usize,
     /// Deepest JSON nesting accepted in a frame.
     pub max_json_depth: usize,
@@ -316,6 +317,21 @@ impl<B: Broker> HubCore<B> {
             _ => return,
         }
         if !self.take_token(now, conn) {
+            return;
+        }
+        if text.len() > self.settings.max_frame_bytes {
+            // Refused by id, so the client drops that one message instead of resending it on
+            // every reconnect (the driver only cuts off frames far over the limit).
+            let depth = self.settings.max_json_depth;
+            let id = wire::decode(text, usize::MAX, depth)
+                .ok()
+                .and_then(|e| e.id);
+            let message = format!(
+                "frame of {} bytes is over the {} byte limit",
+                text.len(),
+                self.settings.max_frame_bytes
+            );
+            self.send_error(conn, "too_large", &message, None, id.as_deref());
             return;
         }
         let env = match wire::decode(

@@ -407,3 +407,19 @@ fn a_disconnected_session_expires_with_its_log() {
     assert_eq!((h.sessions(), h.connections()), (0, 0));
     assert_eq!(h.poll_timeout(), None);
 }
+
+#[test]
+fn an_oversized_frame_is_refused_by_its_id_and_the_link_stays() {
+    let mut h = hub_with(HubSettings {
+        max_frame_bytes: 256,
+        ..HubSettings::default()
+    });
+    join(&mut h, 1, "ann", 5);
+    let big = json!({"type": "note", "id": "m9", "projectId": 5, "data": "x".repeat(300)});
+    let out = feed(&mut h, 1, 1, &big.to_string());
+    let to_ann = sent_to(&out, 1);
+    assert_eq!(to_ann.len(), 1);
+    assert_eq!(to_ann[0]["data"]["code"], "too_large");
+    assert_eq!(to_ann[0]["data"]["id"], "m9");
+    assert!(closes(&out).is_empty());
+}

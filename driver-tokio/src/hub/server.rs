@@ -342,9 +342,12 @@ async fn upgrade<S>(stream: S, shared: Arc<Shared>, shutdown: watch::Receiver<bo
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Twice the protocol limit: the core refuses frames between the two by id (the client
+    // drops that message); only beyond this is the connection cut off (1009).
+    let transport_limit = shared.cfg.settings.max_frame_bytes.saturating_mul(2);
     let config = WebSocketConfig::default()
-        .max_message_size(Some(shared.cfg.settings.max_frame_bytes))
-        .max_frame_size(Some(shared.cfg.settings.max_frame_bytes))
+        .max_message_size(Some(transport_limit))
+        .max_frame_size(Some(transport_limit))
         .read_buffer_size(4096);
     // The callback's signature is tungstenite's; its large error type is not ours to box.
     #[allow(clippy::result_large_err)]
