@@ -111,7 +111,10 @@ enum Op {
     Disconnect,
     TransportOpened,
     TransportClosed { code: CloseCode, reason: Reason },
+    TransportClosedWithoutCode,
+    TransportLost,
     TransportError,
+    Buffered(u32),
     Frame(FrameSpec),
     BinaryFrame(u32),
     Send(SendSpec),
@@ -380,7 +383,11 @@ impl Driver {
                 };
                 s.transport_closed(now, code, &reason);
             }
+            Op::TransportClosedWithoutCode => s.transport_closed(now, None, ""),
+            Op::TransportLost => s.transport_lost(now),
             Op::TransportError => s.transport_error(now, "reset by peer"),
+            // Up to ~4 GiB unsent: both sides of max_buffered_bytes (1 MiB by default).
+            Op::Buffered(bytes) => s.buffered(now, u64::from(*bytes)),
             Op::Frame(spec) => {
                 let text = self.frame_text(spec);
                 self.s.frame(now, &text);
