@@ -66,6 +66,13 @@ enum Wire {
     Lost,
 }
 
+/// Which way something travels on a link.
+#[derive(Clone, Copy, Debug)]
+enum Direction {
+    ToHub,
+    ToClient,
+}
+
 /// Something scheduled to happen.
 #[derive(Clone, Debug)]
 enum Due {
@@ -305,7 +312,7 @@ impl Network {
         for conn in conns {
             if let Some(link) = self.links.remove(&conn) {
                 if !link.stalled {
-                    let at = self.arrival(self.now, link.last_to_client);
+                    let at = self.arrival_behind(self.now, link.last_to_client);
                     self.schedule(
                         at,
                         Due::ToClient {
@@ -564,66 +571,54 @@ impl Network {
     }
 
     fn send_to_hub(&mut self, conn: ConnId, wire: Wire) {
-        if self.links.get(&conn).is_none_or(|l| l.stalled) {
-            return;
+        if let Some(at) = self.arrival(conn, &wire, Direction::ToHub) {
+            self.schedule(at, Due::ToHub { conn, wire });
         }
-        if matches!(wire, Wire::Text(_)) && self.roll(self.faults.drop) {
-            self.cut(conn);
-            return;
-        }
-        let extra = self.jitter();
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
-        };
-        let at = self
-            .now
-            .add_ms(self.latency_ms + extra)
-            .max(link.last_to_hub);
-        link.last_to_hub = at;
-        self.schedule(at, Due::ToHub { conn, wire });
     }
 
     fn send_to_client(&mut self, conn: ConnId, wire: Wire) {
-        if self.links.get(&conn).is_none_or(|l| l.stalled) {
+        let Some(link) = self.links.get_mut(&conn).filter(|l| !l.stalled) else {
             return;
-        }
-        let wire = match (
-            wire,
-            self.links.get(&conn).is_some_and(|l| l.held.is_some()),
-        ) {
+        };
+        let (client, held) = (link.client, &mut link.held);
+        let wire = match (wire, held) {
+            (Wire::Text(text), Some(held)) => {
+                held.push(Wire::Text(text));
+                if held.len() > self.outbound_queue {
+                    let now = self.now;
+                    self.hub.write_blocked(now, conn);
+                }
+                return;
+            }
             // The hub gives up on a link its peer does not read: no room for a close frame,
             // the socket just goes (the peer hears of it as soon as its network stack does).
-            (Wire::Close(..) | Wire::Lost, true) => Wire::Lost,
-            (wire, _) => wire,
+            (Wire::Close(..) | Wire::Lost, Some(_)) => Wire::Lost,
+            (wire, None) => wire,
         };
-        if let Some(held) = self
-            .links
-            .get_mut(&conn)
-            .and_then(|l| l.held.as_mut())
-            .filter(|_| matches!(wire, Wire::Text(_)))
-        {
-            held.push(wire);
-            if held.len() > self.outbound_queue {
-                let now = self.now;
-                self.hub.write_blocked(now, conn);
-            }
-            return;
+        if let Some(at) = self.arrival(conn, &wire, Direction::ToClient) {
+            self.schedule(at, Due::ToClient { client, conn, wire });
+        }
+    }
+
+    /// When something put on a link now arrives (`None`: never, the link is stalled or the drop
+    /// fault cut it instead); frames never overtake each other in one direction, as on TCP.
+    fn arrival(&mut self, conn: ConnId, wire: &Wire, direction: Direction) -> Option<Timestamp> {
+        if self.links.get(&conn).is_none_or(|l| l.stalled) {
+            return None;
         }
         if matches!(wire, Wire::Text(_)) && self.roll(self.faults.drop) {
             self.cut(conn);
-            return;
+            return None;
         }
         let extra = self.jitter();
-        let Some(link) = self.links.get_mut(&conn) else {
-            return;
+        let at = self.now.add_ms(self.latency_ms + extra);
+        let link = self.links.get_mut(&conn)?;
+        let last = match direction {
+            Direction::ToHub => &mut link.last_to_hub,
+            Direction::ToClient => &mut link.last_to_client,
         };
-        let at = self
-            .now
-            .add_ms(self.latency_ms + extra)
-            .max(link.last_to_client);
-        link.last_to_client = at;
-        let client = link.client;
-        self.schedule(at, Due::ToClient { client, conn, wire });
+        *last = at.max(*last);
+        Some(*last)
     }
 
     /// Ends a link abruptly: both ends hear of it after everything already on its way.
@@ -632,8 +627,8 @@ impl Network {
             return;
         };
         let (client, to_hub, to_client) = (link.client, link.last_to_hub, link.last_to_client);
-        let at_hub = self.arrival(self.now, to_hub);
-        let at_client = self.arrival(self.now, to_client);
+        let at_hub = self.arrival_behind(self.now, to_hub);
+        let at_client = self.arrival_behind(self.now, to_client);
         if let Some(link) = self.links.get_mut(&conn) {
             // Nothing more goes onto it.
             link.stalled = true;
@@ -655,7 +650,8 @@ impl Network {
         );
     }
 
-    fn arrival(&self, now: Timestamp, last: Timestamp) -> Timestamp {
+    /// When news sent now arrives behind everything already on its way.
+    fn arrival_behind(&self, now: Timestamp, last: Timestamp) -> Timestamp {
         now.add_ms(self.latency_ms).max(last)
     }
 
