@@ -122,15 +122,26 @@ impl Shared {
 
     /// Feeds one input to the core and carries out what it asks.
     fn feed(&self, input: HubInput) {
-        let mut pending = vec![input];
-        while let Some(input) = pending.pop() {
+        self.feed_with(|core, now| core.handle_input(now, input));
+    }
+
+    /// Applies `apply` to the core at the current time and carries out what it asks (a frame
+    /// goes in borrowed: no copy of its text on the hub's hot path).
+    fn feed_with(&self, apply: impl FnOnce(&mut HubCore<InMemoryBroker>, Timestamp)) {
+        let mut apply = Some(apply);
+        let mut pending: Vec<HubInput> = Vec::new();
+        loop {
             let now = self.now();
             let outputs = {
                 let mut core = match self.core.lock() {
                     Ok(c) => c,
                     Err(p) => p.into_inner(),
                 };
-                core.handle_input(now, input);
+                match (apply.take(), pending.pop()) {
+                    (Some(f), _) => f(&mut core, now),
+                    (None, Some(input)) => core.handle_input(now, input),
+                    (None, None) => break,
+                }
                 let mut outputs = Vec::new();
                 loop {
                     match core.poll_output() {
@@ -411,7 +422,10 @@ async fn run_connection<S>(
             }
             msg = stream.next() => {
                 let input = match msg {
-                    Some(Ok(Message::Text(t))) => HubInput::Frame { conn, text: t.as_str().to_string() },
+                    Some(Ok(Message::Text(t))) => {
+                        shared.feed_with(|core, now| core.frame(now, conn, t.as_str()));
+                        continue;
+                    }
                     Some(Ok(Message::Binary(b))) => HubInput::BinaryFrame { conn, len: b.len() },
                     Some(Ok(Message::Close(_))) | None => break Fate::Abort,
                     Some(Ok(_)) => continue,
