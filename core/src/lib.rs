@@ -21,6 +21,7 @@ pub mod config;
 mod dedupe;
 pub mod error;
 pub mod event;
+mod feature;
 mod heartbeat;
 pub mod hub;
 pub mod input;

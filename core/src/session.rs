@@ -10,13 +10,14 @@ use crate::backoff::{Backoff, NextAttempt};
 use crate::config::{validate_token, Config, Secret, MAX_ID_BYTES};
 use crate::dedupe::DedupeWindow;
 use crate::error::{ConfigError, SessionError};
-use crate::event::{DropReason, Event, ProjectState, State, Stats};
+use crate::event::{DropReason, Event, State, Stats};
+use crate::feature::{Effect, Effects, Features, SessionFrame, Verdict};
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::input::{Input, Outcome, SendRequest};
 use crate::outbox::{Delivery, Held, Outbox, OutboxSnapshot};
 use crate::output::Output;
-use crate::presence::{Presence, PresenceChange};
-use crate::project::{Projects, SnapshotVerdict, UpdateVerdict};
+use crate::presence::Presence;
+use crate::project::{self, Projects};
 use crate::ratelimit::RateLimiter;
 use crate::resume::{Resume, SeqVerdict};
 use crate::rng::Rng;
@@ -24,7 +25,7 @@ use crate::router::{Router, SubscriptionId};
 use crate::stream::{InterruptError, StreamEvent, Streams};
 use crate::timer::{Clock, Deadline, TimerKind, TimerSet, Timestamp};
 use crate::trace::{TimedInput, Trace};
-use crate::typing::{LocalSend, Typing, TypingChange};
+use crate::typing::{LocalSend, Typing};
 use crate::wire::{self, Envelope, CONTROL_TYPES};
 
 use crate::close::{
@@ -71,11 +72,7 @@ pub struct Session {
     resume: Resume,
     dedupe: DedupeWindow,
     limiter: RateLimiter,
-    typing: Typing,
-    streams: Streams,
-    projects: Projects,
-    presence: Presence,
-    auth: Auth,
+    features: Features,
     /// Server hint for the next reconnect delay.
     retry_hint: Option<u64>,
     online: bool,
@@ -113,11 +110,13 @@ impl Session {
             resume: Resume::new(config.dedupe_window.max(64)),
             dedupe: DedupeWindow::new(config.dedupe_window),
             limiter: RateLimiter::new(config.rate_limit, now),
-            typing: Typing::new(config.typing.clone()),
-            streams: Streams::new(config.streams.clone()),
-            projects: Projects::new(MAX_PROJECTS),
-            presence: Presence::new(MAX_MEMBERS),
-            auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
+            features: Features {
+                typing: Typing::new(config.typing.clone()).with_user(config.user_id.clone()),
+                projects: Projects::new(MAX_PROJECTS),
+                streams: Streams::new(config.streams.clone()),
+                presence: Presence::new(MAX_MEMBERS),
+                auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
+            },
             retry_hint: None,
             online: true,
             waiting_online: false,
@@ -203,14 +202,7 @@ impl Session {
         });
         next = Deadline::earliest(next, beat);
         next = Deadline::earliest(next, self.outbox.next_deadline());
-        let module_deadlines = [
-            (self.typing.next_deadline(), TimerKind::Typing),
-            (self.streams.next_deadline(), TimerKind::StreamStall),
-            (self.auth.next_deadline(), TimerKind::TokenRefresh),
-        ];
-        for (at, timer) in module_deadlines {
-            next = Deadline::earliest(next, at.map(|at| Deadline { at, timer }));
-        }
+        next = Deadline::earliest(next, self.features.next_deadline());
         if self.state == State::Open && !self.blocked && self.outbox.has_queued() {
             let release = self.limiter.ready_at().map(|at| Deadline {
                 at,
@@ -509,7 +501,7 @@ impl Session {
         }
         // Typing state is only meaningful to peers while connected; it is never queued.
         if self.state == State::Open {
-            if let Some(send) = self.typing.start_typing(now, project_id) {
+            if let Some(send) = self.features.typing.start_typing(now, project_id) {
                 self.send_typing(now, send);
             }
         }
@@ -522,7 +514,7 @@ impl Session {
         if self.cfg.user_id.is_none() {
             return Err(SessionError::NoUserId);
         }
-        if let Some(send) = self.typing.stop_typing(now, project_id) {
+        if let Some(send) = self.features.typing.stop_typing(now, project_id) {
             self.send_typing(now, send);
         }
         Ok(())
@@ -530,7 +522,7 @@ impl Session {
 
     /// Users typing in `project_id` right now, sorted.
     pub fn typing_users(&self, project_id: u64) -> Vec<String> {
-        self.typing.users(project_id)
+        self.features.typing.users(project_id)
     }
 
     /// Stops an agent stream: sends `agent_stream_interrupt`; later chunks are ignored.
@@ -542,9 +534,9 @@ impl Session {
         let now = self.enter(now, || Input::InterruptStream {
             stream_id: stream_id.to_string(),
         });
-        match self.streams.interrupt(stream_id) {
+        match self.features.streams.interrupt(stream_id) {
             Ok(events) => {
-                self.stream_events(events);
+                self.emit_all(events);
                 let req =
                     SendRequest::new("agent_stream_interrupt", json!({ "streamId": stream_id }));
                 self.submit(now, req).map(|_| ())
@@ -556,23 +548,24 @@ impl Session {
 
     /// The state of an agent stream (`started` or `delta` while it streams).
     pub fn stream_state(&self, stream_id: &str) -> Option<crate::stream::StreamState> {
-        self.streams.state(stream_id)
+        self.features.streams.state(stream_id)
     }
 
     /// The text of an agent stream so far.
     pub fn stream_content(&self, stream_id: &str) -> Option<&str> {
-        self.streams.content(stream_id)
+        self.features.streams.content(stream_id)
     }
 
     /// Joins a project: `project_subscribe` now if open, and again after every reconnect.
     pub fn join_project(&mut self, now: Timestamp, project_id: u64) -> Result<(), SessionError> {
         let now = self.enter(now, || Input::JoinProject { project_id });
         let new = self
+            .features
             .projects
             .join(project_id)
             .map_err(|_| SessionError::TooManyProjects { max: MAX_PROJECTS })?;
         if new && self.state == State::Open {
-            self.send_session_frame(now, "project_subscribe", json!({}), Some(project_id));
+            self.send_session_frame(now, project::subscribe_frame(project_id));
         }
         Ok(())
     }
@@ -580,25 +573,25 @@ impl Session {
     /// Leaves a project (no-op if not joined).
     pub fn leave_project(&mut self, now: Timestamp, project_id: u64) {
         let now = self.enter(now, || Input::LeaveProject { project_id });
-        if !self.projects.leave(project_id) {
+        if !self.features.projects.leave(project_id) {
             return;
         }
-        if let Some(change) = self.presence.forget(project_id) {
-            self.presence_event(change);
+        if let Some(change) = self.features.presence.forget(project_id) {
+            self.emit(change.into());
         }
         if self.state == State::Open {
-            self.send_session_frame(now, "project_unsubscribe", json!({}), Some(project_id));
+            self.send_session_frame(now, project::unsubscribe_frame(project_id));
         }
     }
 
     /// The last version applied for a joined project.
     pub fn project_version(&self, project_id: u64) -> Option<u64> {
-        self.projects.version(project_id)
+        self.features.projects.version(project_id)
     }
 
     /// Members present in a joined project, sorted.
     pub fn presence(&self, project_id: u64) -> Vec<String> {
-        self.presence.members(project_id)
+        self.features.presence.members(project_id)
     }
 
     /// Replaces the token; reconnects at once if the session was waiting for one.
@@ -613,7 +606,7 @@ impl Session {
             expires_at,
         });
         validate_token(token).map_err(SessionError::InvalidToken)?;
-        self.auth.set(Secret::new(token), expires_at);
+        self.features.auth.set(Secret::new(token), expires_at);
         if self.state == State::Unauthorized {
             self.backoff.reset();
             self.stats.reconnects += 1;
@@ -731,7 +724,7 @@ impl Session {
             protocol: wire::PROTOCOL_VERSION,
             session_id,
             last_seq,
-            token: self.auth.token().map(|t| t.expose().to_string()),
+            token: self.features.auth.token().map(|t| t.expose().to_string()),
             user_id: self.cfg.user_id.clone(),
         };
         self.transmit(wire::encode_control("hello", &hello));
@@ -873,7 +866,7 @@ impl Session {
             }
             TimerKind::CloseTimeout => {
                 if self.timers.take_due(timer, now) {
-                    self.forget_transport();
+                    self.forget_transport(now);
                     self.set_state(State::Closed, "close timed out".into());
                 }
             }
@@ -909,19 +902,6 @@ impl Session {
                 }
             }
             TimerKind::RateLimit => self.flush(now),
-            TimerKind::Typing => {
-                let due = self.typing.on_timeout(now);
-                for send in due.sends {
-                    self.send_typing(now, send);
-                }
-                for change in due.changes {
-                    self.typing_event(change);
-                }
-            }
-            TimerKind::StreamStall => {
-                let events = self.streams.on_timeout(now);
-                self.stream_events(events);
-            }
             TimerKind::WriteTimeout => {
                 if self.timers.take_due(timer, now) && self.blocked {
                     let why = format!(
@@ -931,10 +911,10 @@ impl Session {
                     self.abandon(now, "write timeout", why);
                 }
             }
-            TimerKind::TokenRefresh => {
-                if let Some(expires_at) = self.auth.on_timeout(now) {
-                    self.emit(Event::TokenRefreshDue { expires_at });
-                }
+            // The rest belong to the feature modules, each of which names its own timer.
+            feature_timer => {
+                let fx = self.features.on_timer(now, feature_timer);
+                self.apply(now, fx);
             }
         }
     }
@@ -1004,19 +984,10 @@ impl Session {
         self.heartbeat.start(now);
         self.timers
             .set(TimerKind::Stable, now.add_ms(self.cfg.reconnect.stable_ms));
-        // Order after welcome: project re-joins, stream resumes, at-least-once resends, the rest.
-        for project_id in self.projects.joined() {
-            let held = self.session_frame("project_subscribe", json!({}), Some(project_id));
-            self.outbox.push_session(held);
-        }
-        for (stream_id, from_seq) in self.streams.resumes() {
-            let data = json!(wire::StreamResume {
-                stream_id,
-                from_seq
-            });
-            let held = self.session_frame("agent_stream_resume", data, None);
-            self.outbox.push_session(held);
-        }
+        // Order after welcome: the features' re-sends (project re-joins, stream resumes),
+        // at-least-once resends, the rest.
+        let fx = self.features.on_welcome();
+        self.apply(now, fx);
         self.outbox.requeue_inflight();
         self.flush(now);
     }
@@ -1103,141 +1074,30 @@ impl Session {
 
     /// Lets the feature modules see a message; false if it must be withheld (stale or duplicate).
     fn apply_features(&mut self, now: Timestamp, env: &Envelope) -> bool {
-        match env.msg_type.as_str() {
-            "user_typing_start" | "user_typing_stop" => {
-                let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::TypingData>())
-                else {
-                    self.protocol_error(format!(
-                        "invalid {}: needs projectId and data.userId",
-                        env.msg_type
-                    ));
-                    return true;
-                };
-                if self.cfg.user_id.as_deref() == Some(d.user_id.as_str()) {
-                    return true; // our own echo
-                }
-                let change = if env.msg_type == "user_typing_start" {
-                    self.typing.remote_start(now, project_id, &d.user_id)
-                } else {
-                    self.typing.remote_stop(project_id, &d.user_id)
-                };
-                if let Some(c) = change {
-                    self.typing_event(c);
-                }
-            }
-            "agent_stream_start" => match env.data_as::<wire::StreamRef>() {
-                Ok(d) => {
-                    let events = self.streams.on_start(now, &d.stream_id);
-                    self.stream_events(events);
-                }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_start: {e}")),
-            },
-            "agent_stream_chunk" => match env.data_as::<wire::StreamChunk>() {
-                Ok(d) => {
-                    let verdict = self.streams.on_chunk(now, &d.stream_id, d.seq, &d.delta);
-                    self.stream_events(verdict.events);
-                    if verdict.duplicate {
-                        self.stats.duplicates += 1;
-                        return false;
-                    }
-                }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_chunk: {e}")),
-            },
-            "agent_stream_end" => match env.data_as::<wire::StreamEnd>() {
-                Ok(d) => {
-                    let events = self.streams.on_end(now, &d.stream_id, d.seq);
-                    self.stream_events(events);
-                }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_end: {e}")),
-            },
-            "agent_stream_error" => match env.data_as::<wire::StreamError>() {
-                Ok(d) => {
-                    let events = self.streams.on_error(now, &d.stream_id, &d.error);
-                    self.stream_events(events);
-                }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_error: {e}")),
-            },
-            "project_updated" | "project_snapshot" => {
-                // Versions are only tracked for joined projects; skip parsing the payload otherwise.
-                if !env.project_id.is_some_and(|p| self.projects.is_joined(p)) {
-                    return true;
-                }
-                let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::Versioned>())
-                else {
-                    self.protocol_error(format!(
-                        "invalid {}: needs projectId and data.version",
-                        env.msg_type
-                    ));
-                    return true;
-                };
-                return self.apply_version(now, &env.msg_type, project_id, d.version);
-            }
-            "presence_state" | "presence_diff" => {
-                let Some(project_id) = env.project_id else {
-                    self.protocol_error(format!("invalid {}: needs projectId", env.msg_type));
-                    return true;
-                };
-                let change = if env.msg_type == "presence_state" {
-                    env.data_as::<wire::PresenceState>()
-                        .map(|d| self.presence.on_state(project_id, d.members))
-                } else {
-                    env.data_as::<wire::PresenceDiff>()
-                        .map(|d| self.presence.on_diff(project_id, d.joins, d.leaves))
-                };
-                match change {
-                    Ok(Some(c)) => self.presence_event(c),
-                    Ok(None) => {}
-                    Err(e) => self.protocol_error(format!("invalid {}: {e}", env.msg_type)),
-                }
-            }
-            _ => {}
-        }
-        true
+        let (verdict, fx) = self.features.on_message(now, env);
+        self.apply(now, fx);
+        verdict == Verdict::Deliver
     }
 
-    fn apply_version(
-        &mut self,
-        now: Timestamp,
-        msg_type: &str,
-        project_id: u64,
-        version: u64,
-    ) -> bool {
-        if msg_type == "project_snapshot" {
-            if let SnapshotVerdict::Synced { version } =
-                self.projects.on_snapshot(project_id, version)
-            {
-                self.emit(Event::Project {
-                    project_id,
-                    version,
-                    state: ProjectState::Synced,
-                });
-            }
-            return true;
-        }
-        match self.projects.on_update(project_id, version) {
-            UpdateVerdict::NotJoined | UpdateVerdict::Deliver => true,
-            UpdateVerdict::Stale { .. } => {
-                self.stats.stale_versions += 1;
-                false
-            }
-            UpdateVerdict::Gap {
-                from,
-                to,
-                from_version,
-            } => {
-                self.emit(Event::Gap {
-                    project_id: Some(project_id),
-                    from,
-                    to,
-                });
-                self.emit(Event::Project {
-                    project_id,
-                    version: to,
-                    state: ProjectState::Stale,
-                });
-                let data = json!(wire::SyncRequest { from_version });
-                self.send_session_frame(now, "project_sync_request", data, Some(project_id));
-                true
+    /// Carries out what the feature modules asked for, in order.
+    fn apply(&mut self, now: Timestamp, fx: Effects) {
+        for effect in fx {
+            match effect {
+                Effect::Emit(event) => self.emit(event),
+                Effect::Volatile(req) => {
+                    if self.state == State::Open {
+                        // Best effort: a full outbox under `reject` just loses this message.
+                        let _ = self.submit(now, req);
+                    }
+                }
+                Effect::Send(frame) => self.send_session_frame(now, frame),
+                Effect::Queue(frame) => {
+                    let held = self.session_frame(frame);
+                    self.outbox.push_session(held);
+                }
+                Effect::Duplicate => self.stats.duplicates += 1,
+                Effect::Stale => self.stats.stale_versions += 1,
+                Effect::ProtocolError(reason) => self.protocol_error(reason),
             }
         }
     }
@@ -1290,7 +1150,7 @@ impl Session {
     }
 
     fn lose_transport(&mut self, now: Timestamp, code: Option<u16>, why: String) {
-        self.forget_transport();
+        self.forget_transport(now);
         if self.state == State::Closing {
             self.timers.clear(TimerKind::CloseTimeout);
             self.set_state(State::Closed, "closed by client".into());
@@ -1310,7 +1170,7 @@ impl Session {
     }
 
     /// Whatever way a transport ends, what belonged to it goes with it.
-    fn forget_transport(&mut self) {
+    fn forget_transport(&mut self, now: Timestamp) {
         self.link = Link::Down;
         self.heartbeat.stop();
         self.timers.clear(TimerKind::ConnectTimeout);
@@ -1328,14 +1188,8 @@ impl Session {
                 buffered_bytes: 0,
             });
         }
-        // What peers were doing is unknown until we are back: forget it rather than show it stale.
-        self.typing.reset_local();
-        for change in self.typing.clear_remote() {
-            self.typing_event(change);
-        }
-        for change in self.presence.clear() {
-            self.presence_event(change);
-        }
+        let fx = self.features.on_link_down();
+        self.apply(now, fx);
     }
 
     fn schedule_reconnect(&mut self, now: Timestamp, why: String) {
@@ -1418,25 +1272,20 @@ impl Session {
     }
 
     /// Encodes a frame the session derives from its own state (re-joins, resumes, sync requests).
-    fn session_frame(
-        &mut self,
-        msg_type: &str,
-        data: serde_json::Value,
-        project_id: Option<u64>,
-    ) -> Held {
+    fn session_frame(&mut self, frame: SessionFrame) -> Held {
         self.next_msg += 1;
         let id = format!("{}-{}", self.id_prefix, self.next_msg);
         let text = wire::Outbound {
-            msg_type,
-            data: &data,
+            msg_type: frame.msg_type,
+            data: &frame.data,
             timestamp: None,
             id: &id,
-            project_id,
+            project_id: frame.project_id,
         }
         .encode();
         Held {
             id,
-            msg_type: msg_type.to_string(),
+            msg_type: frame.msg_type.to_string(),
             text,
             delivery: Delivery::AtMostOnce,
             expires_at: None,
@@ -1446,14 +1295,8 @@ impl Session {
     }
 
     /// Sends a session frame now if nothing waits and the rate allows, else queues it ahead of app messages.
-    fn send_session_frame(
-        &mut self,
-        now: Timestamp,
-        msg_type: &str,
-        data: serde_json::Value,
-        project_id: Option<u64>,
-    ) {
-        let held = self.session_frame(msg_type, data, project_id);
+    fn send_session_frame(&mut self, now: Timestamp, frame: SessionFrame) {
+        let held = self.session_frame(frame);
         if self.state == State::Open
             && !self.blocked
             && !self.outbox.has_queued()
@@ -1465,48 +1308,17 @@ impl Session {
         }
     }
 
+    /// Sends a local typing signal (only while open, like every volatile message of a feature).
     fn send_typing(&mut self, now: Timestamp, send: LocalSend) {
-        if self.state != State::Open {
-            return;
-        }
-        let Some(user_id) = self.cfg.user_id.clone() else {
-            return;
-        };
-        let (msg_type, project_id) = match send {
-            LocalSend::Start { project_id } => ("user_typing_start", project_id),
-            LocalSend::Stop { project_id } => ("user_typing_stop", project_id),
-        };
-        let req = SendRequest::new(msg_type, json!({ "userId": user_id }))
-            .project(project_id)
-            .delivery(Delivery::Volatile)
-            .coalesce(format!("typing:{project_id}"));
-        // Typing is best effort: a full outbox under `reject` just loses this indicator.
-        let _ = self.submit(now, req);
+        let mut fx = Effects::new();
+        self.features.typing.signal(send, &mut fx);
+        self.apply(now, fx);
     }
 
-    fn typing_event(&mut self, change: TypingChange) {
-        self.emit(Event::Typing {
-            project_id: change.project_id,
-            users: change.users,
-        });
-    }
-
-    fn presence_event(&mut self, change: PresenceChange) {
-        self.emit(Event::Presence {
-            project_id: change.project_id,
-            members: change.members,
-        });
-    }
-
-    fn stream_events(&mut self, events: Vec<StreamEvent>) {
+    /// Emits a stream's events.
+    fn emit_all(&mut self, events: Vec<StreamEvent>) {
         for e in events {
-            self.emit(Event::Stream {
-                stream_id: e.stream_id,
-                state: e.state,
-                delta: e.delta,
-                len: e.len,
-                error: e.error,
-            });
+            self.emit(e.into());
         }
     }
 
