@@ -30,6 +30,7 @@ pub mod output;
 mod presence;
 mod project;
 mod ratelimit;
+mod reconnect;
 mod resume;
 pub mod rng;
 pub mod router;

@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use serde_json::json;
 
 use crate::auth::Auth;
-use crate::backoff::{Backoff, NextAttempt};
 use crate::config::{validate_token, Config, Secret, MAX_ID_BYTES};
 use crate::dedupe::DedupeWindow;
 use crate::error::{ConfigError, SessionError};
@@ -19,6 +18,7 @@ use crate::output::Output;
 use crate::presence::Presence;
 use crate::project::{self, Projects};
 use crate::ratelimit::RateLimiter;
+use crate::reconnect::{Decision, Reconnect};
 use crate::resume::{Resume, SeqVerdict};
 use crate::rng::Rng;
 use crate::router::{Router, SubscriptionId};
@@ -61,11 +61,10 @@ pub struct Session {
     cfg: Config,
     seed: u64,
     clock: Clock,
-    rng: Rng,
     state: State,
     link: Link,
     timers: TimerSet,
-    backoff: Backoff,
+    reconnect: Reconnect,
     heartbeat: Heartbeat,
     outbox: Outbox,
     router: Router,
@@ -73,13 +72,6 @@ pub struct Session {
     dedupe: DedupeWindow,
     limiter: RateLimiter,
     features: Features,
-    /// Server hint for the next reconnect delay.
-    retry_hint: Option<u64>,
-    online: bool,
-    /// A reconnect is due but the host is offline.
-    waiting_online: bool,
-    /// The reconnect attempt announced and waiting for its backoff.
-    pending_attempt: Option<u32>,
     /// The driver reported more than `max_buffered_bytes` unsent on the current transport.
     blocked: bool,
     /// The unsent bytes the driver last reported.
@@ -103,7 +95,12 @@ impl Session {
             state: State::Idle,
             link: Link::Down,
             timers: TimerSet::default(),
-            backoff: Backoff::new(config.reconnect.clone()),
+            // The id prefix is the seed's first draw; every later one is reconnect jitter.
+            reconnect: Reconnect::new(
+                config.reconnect.clone(),
+                config.fatal_close_codes.clone(),
+                rng,
+            ),
             heartbeat: Heartbeat::new(config.heartbeat.clone()),
             outbox: Outbox::new(config.outbox.clone()),
             router: Router::default(),
@@ -117,10 +114,6 @@ impl Session {
                 presence: Presence::new(MAX_MEMBERS),
                 auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
             },
-            retry_hint: None,
-            online: true,
-            waiting_online: false,
-            pending_attempt: None,
             blocked: false,
             buffered_bytes: 0,
             id_prefix,
@@ -128,7 +121,6 @@ impl Session {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             recording: None,
-            rng,
             cfg: config,
         })
     }
@@ -200,6 +192,7 @@ impl Session {
                 TimerKind::Heartbeat
             },
         });
+        next = Deadline::earliest(next, self.reconnect.next_deadline());
         next = Deadline::earliest(next, beat);
         next = Deadline::earliest(next, self.outbox.next_deadline());
         next = Deadline::earliest(next, self.features.next_deadline());
@@ -348,8 +341,7 @@ impl Session {
         let now = self.enter(now, || Input::Connect);
         match self.state {
             State::Idle | State::Closed | State::Failed => {
-                self.backoff.reset();
-                self.retry_hint = None;
+                self.reconnect.restart();
                 self.start_attempt(now, 0);
                 Ok(())
             }
@@ -363,9 +355,8 @@ impl Session {
         if matches!(self.state, State::Closed | State::Closing) {
             return;
         }
-        self.stop_reconnecting();
+        self.reconnect.stop();
         self.timers.clear(TimerKind::ConnectTimeout);
-        self.timers.clear(TimerKind::Stable);
         self.heartbeat.stop();
         if self.link == Link::Opening {
             // Nothing is open yet: abort the attempt and be done, there is no close handshake.
@@ -608,7 +599,7 @@ impl Session {
         validate_token(token).map_err(SessionError::InvalidToken)?;
         self.features.auth.set(Secret::new(token), expires_at);
         if self.state == State::Unauthorized {
-            self.backoff.reset();
+            self.reconnect.reset_attempts();
             self.stats.reconnects += 1;
             self.start_attempt(now, 0);
         }
@@ -657,37 +648,18 @@ impl Session {
     /// The host regained connectivity: a waiting reconnect starts at once.
     pub fn online(&mut self, now: Timestamp) {
         let now = self.enter(now, || Input::Online);
-        self.online = true;
-        if self.state != State::Reconnecting || !self.waiting_online {
-            return;
-        }
-        self.waiting_online = false;
-        match self.pending_attempt {
-            Some(attempt) => self.start_attempt(now, attempt),
-            None => match self.backoff.next(&mut self.rng, None) {
-                NextAttempt::After { attempt, .. } => {
-                    self.emit(Event::ReconnectScheduled {
-                        attempt,
-                        delay_ms: 0,
-                    });
-                    self.start_attempt(now, attempt);
-                }
-                NextAttempt::Exhausted { attempts } => self.give_up(attempts, "network back"),
-            },
+        let reconnecting = self.state == State::Reconnecting;
+        if let Some(decision) = self.reconnect.on_online(reconnecting) {
+            self.reconnect_decided(now, decision, "network back");
         }
     }
 
     /// The host lost connectivity: pause reconnecting, and probe an open link at once.
     pub fn offline(&mut self, now: Timestamp) {
         let now = self.enter(now, || Input::Offline);
-        self.online = false;
-        match self.state {
-            State::Reconnecting if self.timers.is_set(TimerKind::Backoff) => {
-                self.timers.clear(TimerKind::Backoff);
-                self.waiting_online = true;
-            }
-            State::Open => self.probe(now),
-            _ => {}
+        self.reconnect.on_offline(self.state == State::Reconnecting);
+        if self.state == State::Open {
+            self.probe(now);
         }
     }
 
@@ -740,9 +712,7 @@ impl Session {
         if self.link == Link::Down {
             return;
         }
-        if let Some(hint) = wire::retry_after_from_reason(reason) {
-            self.retry_hint = Some(hint);
-        }
+        self.reconnect.on_close_reason(reason);
         let code = code.unwrap_or(CLOSE_NO_STATUS);
         let why = if reason.is_empty() {
             format!("closed by peer ({code})")
@@ -870,16 +840,9 @@ impl Session {
                     self.set_state(State::Closed, "close timed out".into());
                 }
             }
-            TimerKind::Backoff => {
-                if self.timers.take_due(timer, now) {
-                    if let Some(attempt) = self.pending_attempt {
-                        self.start_attempt(now, attempt);
-                    }
-                }
-            }
-            TimerKind::Stable => {
-                if self.timers.take_due(timer, now) {
-                    self.backoff.reset();
+            TimerKind::Backoff | TimerKind::Stable => {
+                if let Some(decision) = self.reconnect.on_timer(now, timer) {
+                    self.reconnect_decided(now, decision, "backoff over");
                 }
             }
             TimerKind::Heartbeat | TimerKind::HeartbeatTimeout => {
@@ -982,8 +945,7 @@ impl Session {
             resumed: welcome.resumed,
         });
         self.heartbeat.start(now);
-        self.timers
-            .set(TimerKind::Stable, now.add_ms(self.cfg.reconnect.stable_ms));
+        self.reconnect.on_welcome(now);
         // Order after welcome: the features' re-sends (project re-joins, stream resumes),
         // at-least-once resends, the rest.
         let fx = self.features.on_welcome();
@@ -1038,7 +1000,7 @@ impl Session {
             }
             _ => {
                 if let Some(ms) = err.retry_after_ms {
-                    self.retry_hint = Some(ms);
+                    self.reconnect.on_server_hint(ms);
                 }
             }
         }
@@ -1118,8 +1080,7 @@ impl Session {
     // ---- lifecycle -----------------------------------------------------------------------
 
     fn start_attempt(&mut self, now: Timestamp, attempt: u32) {
-        self.pending_attempt = None;
-        self.timers.clear(TimerKind::Backoff);
+        self.reconnect.on_attempt();
         if attempt > 0 {
             self.stats.reconnects += 1;
         }
@@ -1156,17 +1117,8 @@ impl Session {
             self.set_state(State::Closed, "closed by client".into());
             return;
         }
-        match code {
-            Some(CLOSE_UNAUTHORIZED) => {
-                self.retry_hint = None;
-                self.set_state(State::Unauthorized, why.clone());
-                self.emit(Event::TokenRequired { reason: why });
-            }
-            Some(c) if self.cfg.fatal_close_codes.contains(&c) => {
-                self.set_state(State::Failed, format!("fatal close: {why}"));
-            }
-            _ => self.schedule_reconnect(now, why),
-        }
+        let decision = self.reconnect.on_link_lost(now, code);
+        self.reconnect_decided(now, decision, &why);
     }
 
     /// Whatever way a transport ends, what belonged to it goes with it.
@@ -1174,7 +1126,7 @@ impl Session {
         self.link = Link::Down;
         self.heartbeat.stop();
         self.timers.clear(TimerKind::ConnectTimeout);
-        self.timers.clear(TimerKind::Stable);
+        self.reconnect.on_link_down();
         for h in self.outbox.on_disconnect() {
             self.dropped(&h, DropReason::Disconnected);
         }
@@ -1192,41 +1144,42 @@ impl Session {
         self.apply(now, fx);
     }
 
-    fn schedule_reconnect(&mut self, now: Timestamp, why: String) {
-        if !self.online {
-            self.waiting_online = true;
-            self.set_state(
-                State::Reconnecting,
-                format!("{why}; waiting for the network"),
-            );
-            return;
-        }
-        match self.backoff.next(&mut self.rng, self.retry_hint.take()) {
-            NextAttempt::After { attempt, delay_ms } => {
-                self.pending_attempt = Some(attempt);
-                self.timers.set(TimerKind::Backoff, now.add_ms(delay_ms));
-                self.set_state_attempt(State::Reconnecting, why, attempt);
+    /// Turns a reconnect decision into state changes and events; `why` names what led to it.
+    fn reconnect_decided(&mut self, now: Timestamp, decision: Decision, why: &str) {
+        match decision {
+            Decision::Retry { attempt, delay_ms } => {
+                self.set_state_attempt(State::Reconnecting, why.to_string(), attempt);
                 self.emit(Event::ReconnectScheduled { attempt, delay_ms });
             }
-            NextAttempt::Exhausted { attempts } => self.give_up(attempts, &why),
+            Decision::Open { attempt, announce } => {
+                if announce {
+                    self.emit(Event::ReconnectScheduled {
+                        attempt,
+                        delay_ms: 0,
+                    });
+                }
+                self.start_attempt(now, attempt);
+            }
+            Decision::WaitForNetwork => self.set_state(
+                State::Reconnecting,
+                format!("{why}; waiting for the network"),
+            ),
+            Decision::Unauthorized => {
+                self.set_state(State::Unauthorized, why.to_string());
+                self.emit(Event::TokenRequired {
+                    reason: why.to_string(),
+                });
+            }
+            Decision::Fatal => self.set_state(State::Failed, format!("fatal close: {why}")),
+            Decision::GiveUp { attempts } => self.set_state(
+                State::Failed,
+                format!("gave up after {attempts} reconnect attempts: {why}"),
+            ),
         }
-    }
-
-    fn give_up(&mut self, attempts: u32, why: &str) {
-        self.set_state(
-            State::Failed,
-            format!("gave up after {attempts} reconnect attempts: {why}"),
-        );
-    }
-
-    fn stop_reconnecting(&mut self) {
-        self.timers.clear(TimerKind::Backoff);
-        self.pending_attempt = None;
-        self.waiting_online = false;
     }
 
     fn set_state(&mut self, to: State, reason: String) {
-        let attempt = self.backoff.attempt();
+        let attempt = self.reconnect.attempt();
         self.set_state_attempt(to, reason, attempt);
     }
 

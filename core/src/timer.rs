@@ -139,10 +139,6 @@ impl TimerSet {
         self.slots.remove(&kind);
     }
 
-    pub(crate) fn is_set(&self, kind: TimerKind) -> bool {
-        self.slots.contains_key(&kind)
-    }
-
     /// The earliest armed timer.
     pub(crate) fn next(&self) -> Option<Deadline> {
         self.slots
