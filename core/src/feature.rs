@@ -1,6 +1,6 @@
 //! The one contract between the session and its feature modules.
 //!
-//! A feature (typing, projects, streams, presence, auth) owns its state and its wire parsing; it
+//! A feature (backpressure, typing, projects, streams, presence, auth) owns its state and its wire parsing; it
 //! never touches the session. It says what it wants done as `Effect`s, which the session applies
 //! in one place, in the order they were pushed. The session names no feature at its lifecycle
 //! points: it walks `Features::each_mut` in a fixed order, so the order of outputs is written down
@@ -9,6 +9,7 @@
 use serde_json::Value;
 
 use crate::auth::Auth;
+use crate::backpressure::Backpressure;
 use crate::event::Event;
 use crate::input::SendRequest;
 use crate::presence::Presence;
@@ -38,6 +39,13 @@ pub(crate) enum Effect {
     Stale,
     /// Report a protocol error.
     ProtocolError(String),
+    /// Abandon the transport: close it with 4000 `close_reason`, then reconnect as for any loss.
+    Abandon {
+        /// The reason in the close frame.
+        close_reason: &'static str,
+        /// What the status change says.
+        why: String,
+    },
 }
 
 /// A frame the session derives from a feature's state (re-joins, resumes, sync requests).
@@ -93,6 +101,8 @@ pub(crate) trait Feature {
 /// The session's feature modules.
 #[derive(Debug)]
 pub(crate) struct Features {
+    /// Whether the transport is blocked.
+    pub(crate) backpressure: Backpressure,
     /// Typing indicators.
     pub(crate) typing: Typing,
     /// Joined projects and their versions.
@@ -107,9 +117,11 @@ pub(crate) struct Features {
 
 impl Features {
     /// Every feature, in the order their outputs go out: after a welcome project re-joins come
-    /// before stream resumes; on link down typing clears come before presence clears.
-    fn each_mut(&mut self) -> [&mut dyn Feature; 5] {
+    /// before stream resumes; on link down the backpressure release comes first, then typing
+    /// clears, then presence clears.
+    fn each_mut(&mut self) -> [&mut dyn Feature; 6] {
         [
+            &mut self.backpressure,
             &mut self.typing,
             &mut self.projects,
             &mut self.streams,
@@ -119,8 +131,9 @@ impl Features {
     }
 
     /// Every feature, read-only, in the same order.
-    fn each(&self) -> [&dyn Feature; 5] {
+    fn each(&self) -> [&dyn Feature; 6] {
         [
+            &self.backpressure,
             &self.typing,
             &self.projects,
             &self.streams,
@@ -193,6 +206,7 @@ mod tests {
 
     fn features(stall_ms: u64) -> Features {
         Features {
+            backpressure: Backpressure::new(100, 50),
             typing: Typing::new(TypingConfig::default()).with_user(Some("ann".into())),
             projects: Projects::new(8),
             streams: Streams::new(StreamsConfig {

@@ -16,6 +16,7 @@
 
 mod auth;
 pub mod backoff;
+mod backpressure;
 pub mod close;
 pub mod config;
 mod dedupe;

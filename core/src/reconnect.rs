@@ -10,7 +10,7 @@ use crate::backoff::{Backoff, NextAttempt};
 use crate::close::UNAUTHORIZED as CLOSE_UNAUTHORIZED;
 use crate::config::ReconnectConfig;
 use crate::rng::Rng;
-use crate::timer::{Deadline, TimerKind, Timestamp};
+use crate::timer::{take_due, Deadline, TimerKind, Timestamp};
 use crate::wire;
 
 /// What the session should do about reconnecting.
@@ -209,17 +209,6 @@ impl Reconnect {
             }
             _ => None,
         }
-    }
-}
-
-/// Disarms `slot` and returns true if it is due at `now`.
-fn take_due(slot: &mut Option<Timestamp>, now: Timestamp) -> bool {
-    match *slot {
-        Some(at) if at <= now => {
-            *slot = None;
-            true
-        }
-        _ => false,
     }
 }
 

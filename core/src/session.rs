@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use serde_json::json;
 
 use crate::auth::Auth;
+use crate::backpressure::Backpressure;
 use crate::config::{validate_token, Config, Secret, MAX_ID_BYTES};
 use crate::dedupe::DedupeWindow;
 use crate::error::{ConfigError, SessionError};
@@ -72,10 +73,6 @@ pub struct Session {
     dedupe: DedupeWindow,
     limiter: RateLimiter,
     features: Features,
-    /// The driver reported more than `max_buffered_bytes` unsent on the current transport.
-    blocked: bool,
-    /// The unsent bytes the driver last reported.
-    buffered_bytes: u64,
     id_prefix: String,
     next_msg: u64,
     outputs: VecDeque<Output>,
@@ -108,14 +105,13 @@ impl Session {
             dedupe: DedupeWindow::new(config.dedupe_window),
             limiter: RateLimiter::new(config.rate_limit, now),
             features: Features {
+                backpressure: Backpressure::new(config.max_buffered_bytes, config.write_timeout_ms),
                 typing: Typing::new(config.typing.clone()).with_user(config.user_id.clone()),
                 projects: Projects::new(MAX_PROJECTS),
                 streams: Streams::new(config.streams.clone()),
                 presence: Presence::new(MAX_MEMBERS),
                 auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
             },
-            blocked: false,
-            buffered_bytes: 0,
             id_prefix,
             next_msg: 0,
             outputs: VecDeque::new(),
@@ -196,7 +192,7 @@ impl Session {
         next = Deadline::earliest(next, beat);
         next = Deadline::earliest(next, self.outbox.next_deadline());
         next = Deadline::earliest(next, self.features.next_deadline());
-        if self.state == State::Open && !self.blocked && self.outbox.has_queued() {
+        if self.state == State::Open && !self.is_blocked() && self.outbox.has_queued() {
             let release = self.limiter.ready_at().map(|at| Deadline {
                 at,
                 timer: TimerKind::RateLimit,
@@ -438,12 +434,12 @@ impl Session {
             self.dropped(&held, DropReason::NotConnected);
             return Ok(id);
         }
-        if held.delivery == Delivery::Volatile && self.blocked {
+        if held.delivery == Delivery::Volatile && self.is_blocked() {
             self.dropped(&held, DropReason::Backpressure);
             return Ok(id);
         }
         if open
-            && !self.blocked
+            && !self.is_blocked()
             && held.delivery != Delivery::AtLeastOnce
             && !self.outbox.has_queued()
             && self.limiter.try_acquire(now)
@@ -739,12 +735,12 @@ impl Session {
     /// `max_buffered_bytes` the other way from what the session last heard on a live transport.
     pub fn should_report_buffered(&self, bytes: u64) -> bool {
         matches!(self.link, Link::Handshaking | Link::Up)
-            && (bytes > self.cfg.max_buffered_bytes) != self.blocked
+            && self.features.backpressure.would_change(bytes)
     }
 
     /// Whether the current transport is blocked (the peer is not reading what is sent).
     pub fn is_blocked(&self) -> bool {
-        self.blocked
+        self.features.backpressure.is_blocked()
     }
 
     /// The driver holds `bytes` of transmitted frames unsent: above `max_buffered_bytes` the
@@ -755,23 +751,15 @@ impl Session {
         if !matches!(self.link, Link::Handshaking | Link::Up) {
             return;
         }
-        self.buffered_bytes = bytes;
-        let over = bytes > self.cfg.max_buffered_bytes;
-        if over == self.blocked {
+        let Some(blocked) = self.features.backpressure.on_buffered(now, bytes) else {
             return;
-        }
-        self.blocked = over;
+        };
         self.emit(Event::Backpressure {
-            blocked: over,
+            blocked,
             buffered_bytes: bytes,
         });
-        if over {
-            self.timers.set(
-                TimerKind::WriteTimeout,
-                now.add_ms(self.cfg.write_timeout_ms),
-            );
-        } else {
-            self.timers.clear(TimerKind::WriteTimeout);
+        if !blocked {
+            // What the outbox held back goes out now.
             self.flush(now);
         }
     }
@@ -865,15 +853,6 @@ impl Session {
                 }
             }
             TimerKind::RateLimit => self.flush(now),
-            TimerKind::WriteTimeout => {
-                if self.timers.take_due(timer, now) && self.blocked {
-                    let why = format!(
-                        "write timeout: {} bytes unsent for {} ms (peer not reading)",
-                        self.buffered_bytes, self.cfg.write_timeout_ms
-                    );
-                    self.abandon(now, "write timeout", why);
-                }
-            }
             // The rest belong to the feature modules, each of which names its own timer.
             feature_timer => {
                 let fx = self.features.on_timer(now, feature_timer);
@@ -1060,6 +1039,7 @@ impl Session {
                 Effect::Duplicate => self.stats.duplicates += 1,
                 Effect::Stale => self.stats.stale_versions += 1,
                 Effect::ProtocolError(reason) => self.protocol_error(reason),
+                Effect::Abandon { close_reason, why } => self.abandon(now, close_reason, why),
             }
         }
     }
@@ -1130,16 +1110,6 @@ impl Session {
         for h in self.outbox.on_disconnect() {
             self.dropped(&h, DropReason::Disconnected);
         }
-        self.timers.clear(TimerKind::WriteTimeout);
-        self.buffered_bytes = 0;
-        if self.blocked {
-            // What the driver held went with the transport.
-            self.blocked = false;
-            self.emit(Event::Backpressure {
-                blocked: false,
-                buffered_bytes: 0,
-            });
-        }
         let fx = self.features.on_link_down();
         self.apply(now, fx);
     }
@@ -1201,7 +1171,7 @@ impl Session {
 
     /// Transmits whatever the outbox and rate limiter allow, in lane then FIFO order.
     fn flush(&mut self, now: Timestamp) {
-        if self.state != State::Open || self.blocked {
+        if self.state != State::Open || self.is_blocked() {
             return;
         }
         for h in self.outbox.expire(now) {
@@ -1251,7 +1221,7 @@ impl Session {
     fn send_session_frame(&mut self, now: Timestamp, frame: SessionFrame) {
         let held = self.session_frame(frame);
         if self.state == State::Open
-            && !self.blocked
+            && !self.is_blocked()
             && !self.outbox.has_queued()
             && self.limiter.try_acquire(now)
         {

@@ -124,6 +124,17 @@ impl Clock {
     }
 }
 
+/// Disarms a module's own single-shot deadline `slot`; true if it was due at `now`.
+pub(crate) fn take_due(slot: &mut Option<Timestamp>, now: Timestamp) -> bool {
+    match *slot {
+        Some(at) if at <= now => {
+            *slot = None;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The session's single-shot lifecycle timers, at most one per kind.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TimerSet {
