@@ -15,6 +15,7 @@ pub(crate) struct Auth {
 }
 
 impl Auth {
+    /// The configured token (no expiry known yet); refreshes fall `margin_ms` before expiry.
     pub(crate) fn new(token: Option<Secret>, margin_ms: u64) -> Self {
         Auth {
             token,

@@ -10,6 +10,7 @@ use crate::wire::{self, Envelope};
 /// A project's member list after it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PresenceChange {
+    /// The project whose members changed.
     pub(crate) project_id: u64,
     /// Sorted, deduplicated.
     pub(crate) members: Vec<String>,
@@ -27,6 +28,7 @@ pub(crate) struct Presence {
 }
 
 impl Presence {
+    /// No members known; at most `max_members` kept per project.
     pub(crate) fn new(max_members: usize) -> Self {
         Presence {
             max_members,
@@ -95,6 +97,7 @@ impl Presence {
         self.truncated
     }
 
+    /// Installs `next` (capped) as the project's members; a change if it differs.
     fn replace(&mut self, project_id: u64, mut next: BTreeSet<String>) -> Option<PresenceChange> {
         while next.len() > self.max_members {
             next.pop_last();
@@ -161,6 +164,7 @@ impl Feature for Presence {
     }
 }
 
+/// Whether a member id is worth keeping (not empty, not too long).
 fn valid(member: &str) -> bool {
     !member.is_empty() && member.len() <= MAX_MEMBER_BYTES
 }

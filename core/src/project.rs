@@ -56,6 +56,7 @@ pub(crate) struct Projects {
 }
 
 impl Projects {
+    /// No joined projects; at most `max` may be joined.
     pub(crate) fn new(max: usize) -> Self {
         Projects {
             max,

@@ -1,5 +1,7 @@
 //! The session: orchestrates the modules, turning inputs into outputs. It owns no policy of its own
-//! beyond the connection lifecycle; each concern lives in its module.
+//! beyond the connection lifecycle; each concern lives in its module. Reconnect decisions come
+//! from `reconnect`; the feature modules (backpressure, typing, projects, streams, presence, auth)
+//! sit behind the one contract in `feature`, and the `Effect`s they return are applied in `apply`.
 
 use std::collections::VecDeque;
 
@@ -815,6 +817,7 @@ impl Session {
         self.enter(now, || Input::Timeout);
     }
 
+    /// Handles one timer that `poll_timeout` named as due.
     fn fire(&mut self, now: Timestamp, timer: TimerKind) {
         match timer {
             TimerKind::ConnectTimeout => {
@@ -863,6 +866,7 @@ impl Session {
 
     // ---- inbound -------------------------------------------------------------------------
 
+    /// Routes a decoded frame: control messages here, application messages to `on_app_message`.
     fn dispatch(&mut self, now: Timestamp, env: Envelope) {
         match env.msg_type.as_str() {
             "welcome" => self.on_welcome(now, &env),
@@ -897,6 +901,7 @@ impl Session {
         }
     }
 
+    /// The handshake finished: the session is open and re-sends what the new link needs.
     fn on_welcome(&mut self, now: Timestamp, env: &Envelope) {
         if self.link != Link::Handshaking {
             self.protocol_error("unexpected welcome".into());
@@ -933,6 +938,7 @@ impl Session {
         self.flush(now);
     }
 
+    /// A server `error`: reported, and acted on for `rate_limited`, `unauthorized` and hints.
     fn on_server_error(&mut self, now: Timestamp, env: &Envelope) {
         let err = match env.data_as::<wire::ErrorData>() {
             Ok(e) => e,
@@ -985,6 +991,7 @@ impl Session {
         }
     }
 
+    /// An application message: sequence and id checks, the features, then delivery.
     fn on_app_message(&mut self, now: Timestamp, env: Envelope) {
         if let Some(seq) = env.seq {
             match self.resume.observe(seq) {
@@ -1044,6 +1051,7 @@ impl Session {
         }
     }
 
+    /// Hands a message to the subscriptions it matches (counted as unrouted if none).
     fn deliver(&mut self, env: Envelope) {
         let subscriptions = self.router.route(&env);
         if subscriptions.is_empty() {
@@ -1059,6 +1067,7 @@ impl Session {
 
     // ---- lifecycle -----------------------------------------------------------------------
 
+    /// Opens connection attempt `attempt` (0 = the initial connect).
     fn start_attempt(&mut self, now: Timestamp, attempt: u32) {
         self.reconnect.on_attempt();
         if attempt > 0 {
@@ -1090,6 +1099,7 @@ impl Session {
         self.lose_transport(now, None, why);
     }
 
+    /// The transport is gone (`code`: its close code): close, wait or reconnect as decided.
     fn lose_transport(&mut self, now: Timestamp, code: Option<u16>, why: String) {
         self.forget_transport(now);
         if self.state == State::Closing {
@@ -1148,11 +1158,13 @@ impl Session {
         }
     }
 
+    /// Moves to `to`, reporting the current attempt.
     fn set_state(&mut self, to: State, reason: String) {
         let attempt = self.reconnect.attempt();
         self.set_state_attempt(to, reason, attempt);
     }
 
+    /// Moves to `to` with a `status` event, unless already there.
     fn set_state_attempt(&mut self, to: State, reason: String, attempt: u32) {
         let from = self.state;
         if from == to {
@@ -1245,12 +1257,14 @@ impl Session {
         }
     }
 
+    /// Pings at once to check an open link (after offline, visible or a suspension).
     fn probe(&mut self, now: Timestamp) {
         if let Some(nonce) = self.heartbeat.probe(now) {
             self.send_ping(nonce);
         }
     }
 
+    /// Transmits a `ping` with `nonce`.
     fn send_ping(&mut self, nonce: u64) {
         let ping = wire::encode_control(
             "ping",
@@ -1261,12 +1275,14 @@ impl Session {
         self.transmit(ping);
     }
 
+    /// Emits a frame to send, counting it.
     fn transmit(&mut self, text: String) {
         self.stats.frames_out += 1;
         self.stats.bytes_out += text.len() as u64;
         self.outputs.push_back(Output::Transmit { text });
     }
 
+    /// Reports a message the session will never send.
     fn dropped(&mut self, held: &Held, reason: DropReason) {
         self.stats.dropped += 1;
         self.emit(Event::Dropped {
@@ -1276,16 +1292,19 @@ impl Session {
         });
     }
 
+    /// Reports a frame that broke the protocol (the link stays).
     fn protocol_error(&mut self, reason: String) {
         self.stats.protocol_errors += 1;
         self.emit(Event::ProtocolError { reason });
     }
 
+    /// Emits an event to the application.
     fn emit(&mut self, event: Event) {
         self.outputs.push_back(Output::Event(event));
     }
 }
 
+/// Checks a user-chosen id or coalescing key: not empty, at most `MAX_ID_BYTES`.
 fn check_key(what: &'static str, value: Option<&str>) -> Result<(), SessionError> {
     match value {
         Some(v) if v.is_empty() || v.len() > MAX_ID_BYTES => Err(SessionError::InvalidKey {

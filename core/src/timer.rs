@@ -107,6 +107,7 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
+    /// A clock starting at `start`.
     pub(crate) fn new(start: Timestamp) -> Self {
         Clock { now: start }
     }
@@ -119,6 +120,7 @@ impl Clock {
         self.now
     }
 
+    /// The latest time given.
     pub(crate) fn now(&self) -> Timestamp {
         self.now
     }
@@ -142,10 +144,12 @@ pub(crate) struct TimerSet {
 }
 
 impl TimerSet {
+    /// Arms `kind` at `at`, replacing any earlier arming.
     pub(crate) fn set(&mut self, kind: TimerKind, at: Timestamp) {
         self.slots.insert(kind, at);
     }
 
+    /// Disarms `kind`.
     pub(crate) fn clear(&mut self, kind: TimerKind) {
         self.slots.remove(&kind);
     }

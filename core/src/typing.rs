@@ -252,6 +252,7 @@ impl Typing {
         }
     }
 
+    /// The current typist set of `project_id`, as a change to report.
     fn change(&self, project_id: u64) -> TypingChange {
         TypingChange {
             project_id,
