@@ -1,7 +1,9 @@
 //! The credential: the current token, its expiry, and when to ask the driver for a fresh one.
 
 use crate::config::Secret;
-use crate::timer::Timestamp;
+use crate::event::Event;
+use crate::feature::{Effect, Effects, Feature};
+use crate::timer::{TimerKind, Timestamp};
 
 /// Owns the token sent in `hello` and its refresh deadline.
 #[derive(Clone, Debug)]
@@ -13,6 +15,7 @@ pub(crate) struct Auth {
 }
 
 impl Auth {
+    /// The configured token (no expiry known yet); refreshes fall `margin_ms` before expiry.
     pub(crate) fn new(token: Option<Secret>, margin_ms: u64) -> Self {
         Auth {
             token,
@@ -48,6 +51,23 @@ impl Auth {
                 self.expires_at
             }
             _ => None,
+        }
+    }
+}
+
+impl Feature for Auth {
+    fn timer(&self) -> Option<TimerKind> {
+        Some(TimerKind::TokenRefresh)
+    }
+
+    fn due_at(&self) -> Option<Timestamp> {
+        self.next_deadline()
+    }
+
+    /// Asks the driver for a fresh token before this one expires.
+    fn on_timer(&mut self, now: Timestamp, fx: &mut Effects) {
+        if let Some(expires_at) = self.on_timeout(now) {
+            fx.push(Effect::Emit(Event::TokenRefreshDue { expires_at }));
         }
     }
 }

@@ -1,22 +1,13 @@
-//! Reconnect backoff: the attempt counter, the delay schedule and its jitter.
+//! Reconnect backoff: the attempt counter and the jitter over `ReconnectConfig::base_delay`.
+//!
+//! Crate-private in substance: nothing here is part of the public API (the schedule itself is
+//! `ReconnectConfig::base_delay`).
 
 use crate::config::{Jitter, ReconnectConfig};
 use crate::rng::Rng;
 
-/// The un-jittered delay before reconnect attempt `attempt` (1-based): `min(initial·factor^(attempt-1), max)`.
-pub fn base_delay(cfg: &ReconnectConfig, attempt: u32) -> u64 {
-    let exp = attempt.saturating_sub(1).min(1_000) as i32;
-    let d = cfg.initial_ms as f64 * cfg.factor.powi(exp);
-    if !d.is_finite() || d >= cfg.max_ms as f64 {
-        cfg.max_ms
-    } else {
-        // `d` is below `max_ms`, so the cast cannot saturate.
-        d as u64
-    }
-}
-
 /// Applies `jitter` to a base delay, drawing from `rng`.
-pub fn jittered(base: u64, jitter: Jitter, rng: &mut Rng) -> u64 {
+pub(crate) fn jittered(base: u64, jitter: Jitter, rng: &mut Rng) -> u64 {
     match jitter {
         Jitter::None => base,
         Jitter::Full => rng.up_to(base),
@@ -69,7 +60,7 @@ impl Backoff {
         }
         self.attempt = self.attempt.saturating_add(1);
         // Draw even when a hint wins, so the PRNG stream does not depend on server hints.
-        let drawn = jittered(base_delay(&self.cfg, self.attempt), self.cfg.jitter, rng);
+        let drawn = jittered(self.cfg.base_delay(self.attempt), self.cfg.jitter, rng);
         let delay_ms = match hint {
             Some(h) => h.min(self.cfg.max_hint_ms),
             None => drawn,
@@ -112,9 +103,9 @@ mod tests {
     #[test]
     fn capped_at_max() {
         let c = cfg(Jitter::None);
-        assert_eq!(base_delay(&c, 6), 30_000);
-        assert_eq!(base_delay(&c, 200), 30_000);
-        assert_eq!(base_delay(&c, u32::MAX), 30_000);
+        assert_eq!(c.base_delay(6), 30_000);
+        assert_eq!(c.base_delay(200), 30_000);
+        assert_eq!(c.base_delay(u32::MAX), 30_000);
     }
 
     #[test]

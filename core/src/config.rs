@@ -97,6 +97,21 @@ pub struct ReconnectConfig {
     pub max_hint_ms: u64,
 }
 
+impl ReconnectConfig {
+    /// The un-jittered delay schedule: the delay before reconnect attempt `attempt` (1-based),
+    /// `min(initial_ms · factor^(attempt-1), max_ms)`; jitter then draws within it.
+    pub fn base_delay(&self, attempt: u32) -> u64 {
+        let exp = attempt.saturating_sub(1).min(1_000) as i32;
+        let d = self.initial_ms as f64 * self.factor.powi(exp);
+        if !d.is_finite() || d >= self.max_ms as f64 {
+            self.max_ms
+        } else {
+            // `d` is below `max_ms`, so the cast cannot saturate.
+            d as u64
+        }
+    }
+}
+
 impl Default for ReconnectConfig {
     fn default() -> Self {
         ReconnectConfig {

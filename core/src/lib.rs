@@ -15,12 +15,14 @@
 #![warn(missing_docs)]
 
 mod auth;
-pub mod backoff;
+mod backoff;
+mod backpressure;
 pub mod close;
 mod config;
 mod dedupe;
 mod error;
 mod event;
+mod feature;
 mod heartbeat;
 pub mod hub;
 mod input;
@@ -29,6 +31,7 @@ mod output;
 mod presence;
 mod project;
 mod ratelimit;
+mod reconnect;
 mod replay;
 mod resume;
 mod rng;

@@ -2,9 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::event::Event;
+use crate::feature::{Effect, Effects, Feature, Verdict};
+use crate::timer::Timestamp;
+use crate::wire::{self, Envelope};
+
 /// A project's member list after it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PresenceChange {
+    /// The project whose members changed.
     pub(crate) project_id: u64,
     /// Sorted, deduplicated.
     pub(crate) members: Vec<String>,
@@ -22,6 +28,7 @@ pub(crate) struct Presence {
 }
 
 impl Presence {
+    /// No members known; at most `max_members` kept per project.
     pub(crate) fn new(max_members: usize) -> Self {
         Presence {
             max_members,
@@ -90,6 +97,7 @@ impl Presence {
         self.truncated
     }
 
+    /// Installs `next` (capped) as the project's members; a change if it differs.
     fn replace(&mut self, project_id: u64, mut next: BTreeSet<String>) -> Option<PresenceChange> {
         while next.len() > self.max_members {
             next.pop_last();
@@ -108,6 +116,55 @@ impl Presence {
     }
 }
 
+impl From<PresenceChange> for Event {
+    fn from(change: PresenceChange) -> Event {
+        Event::Presence {
+            project_id: change.project_id,
+            members: change.members,
+        }
+    }
+}
+
+impl Feature for Presence {
+    /// Applies `presence_state` snapshots and `presence_diff`s; both are delivered too.
+    fn on_message(&mut self, _now: Timestamp, env: &Envelope, fx: &mut Effects) -> Verdict {
+        let is_state = match env.msg_type.as_str() {
+            "presence_state" => true,
+            "presence_diff" => false,
+            _ => return Verdict::Deliver,
+        };
+        let Some(project_id) = env.project_id else {
+            fx.push(Effect::ProtocolError(format!(
+                "invalid {}: needs projectId",
+                env.msg_type
+            )));
+            return Verdict::Deliver;
+        };
+        let change = if is_state {
+            env.data_as::<wire::PresenceState>()
+                .map(|d| self.on_state(project_id, d.members))
+        } else {
+            env.data_as::<wire::PresenceDiff>()
+                .map(|d| self.on_diff(project_id, d.joins, d.leaves))
+        };
+        match change {
+            Ok(Some(c)) => fx.push(Effect::Emit(c.into())),
+            Ok(None) => {}
+            Err(e) => fx.push(Effect::ProtocolError(format!(
+                "invalid {}: {e}",
+                env.msg_type
+            ))),
+        }
+        Verdict::Deliver
+    }
+
+    /// Who is present is unknown until we are back: forget it rather than show it stale.
+    fn on_link_down(&mut self, fx: &mut Effects) {
+        fx.extend(self.clear().into_iter().map(|c| Effect::Emit(c.into())));
+    }
+}
+
+/// Whether a member id is worth keeping (not empty, not too long).
 fn valid(member: &str) -> bool {
     !member.is_empty() && member.len() <= MAX_MEMBER_BYTES
 }

@@ -2,6 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::json;
+
+use crate::event::{Event, ProjectState};
+use crate::feature::{Effect, Effects, Feature, SessionFrame, Verdict};
+use crate::timer::Timestamp;
+use crate::wire::{self, Envelope};
+
 /// Why a project could not be joined.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProjectError {
@@ -49,6 +56,7 @@ pub(crate) struct Projects {
 }
 
 impl Projects {
+    /// No joined projects; at most `max` may be joined.
     pub(crate) fn new(max: usize) -> Self {
         Projects {
             max,
@@ -124,6 +132,93 @@ impl Projects {
         t.version = Some(version);
         t.stale = false;
         SnapshotVerdict::Synced { version }
+    }
+}
+
+impl Feature for Projects {
+    /// Tracks the versions of joined projects: a stale update is withheld, a gap is reported and
+    /// answered with a sync request.
+    fn on_message(&mut self, _now: Timestamp, env: &Envelope, fx: &mut Effects) -> Verdict {
+        let is_snapshot = match env.msg_type.as_str() {
+            "project_updated" => false,
+            "project_snapshot" => true,
+            _ => return Verdict::Deliver,
+        };
+        // Versions are only tracked for joined projects; skip parsing the payload otherwise.
+        if !env.project_id.is_some_and(|p| self.is_joined(p)) {
+            return Verdict::Deliver;
+        }
+        let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::Versioned>()) else {
+            fx.push(Effect::ProtocolError(format!(
+                "invalid {}: needs projectId and data.version",
+                env.msg_type
+            )));
+            return Verdict::Deliver;
+        };
+        if is_snapshot {
+            if let SnapshotVerdict::Synced { version } = self.on_snapshot(project_id, d.version) {
+                fx.push(Effect::Emit(Event::Project {
+                    project_id,
+                    version,
+                    state: ProjectState::Synced,
+                }));
+            }
+            return Verdict::Deliver;
+        }
+        match self.on_update(project_id, d.version) {
+            UpdateVerdict::NotJoined | UpdateVerdict::Deliver => Verdict::Deliver,
+            UpdateVerdict::Stale { .. } => {
+                fx.push(Effect::Stale);
+                Verdict::Withhold
+            }
+            UpdateVerdict::Gap {
+                from,
+                to,
+                from_version,
+            } => {
+                fx.push(Effect::Emit(Event::Gap {
+                    project_id: Some(project_id),
+                    from,
+                    to,
+                }));
+                fx.push(Effect::Emit(Event::Project {
+                    project_id,
+                    version: to,
+                    state: ProjectState::Stale,
+                }));
+                fx.push(Effect::Send(SessionFrame {
+                    msg_type: "project_sync_request",
+                    data: json!(wire::SyncRequest { from_version }),
+                    project_id: Some(project_id),
+                }));
+                Verdict::Deliver
+            }
+        }
+    }
+
+    /// Re-joins every joined project on the new link (membership survives reconnects).
+    fn on_welcome(&mut self, fx: &mut Effects) {
+        for project_id in self.joined() {
+            fx.push(Effect::Queue(subscribe_frame(project_id)));
+        }
+    }
+}
+
+/// The `project_subscribe` frame that joins `project_id` on the server.
+pub(crate) fn subscribe_frame(project_id: u64) -> SessionFrame {
+    SessionFrame {
+        msg_type: "project_subscribe",
+        data: json!({}),
+        project_id: Some(project_id),
+    }
+}
+
+/// The `project_unsubscribe` frame that leaves `project_id` on the server.
+pub(crate) fn unsubscribe_frame(project_id: u64) -> SessionFrame {
+    SessionFrame {
+        msg_type: "project_unsubscribe",
+        data: json!({}),
+        project_id: Some(project_id),
     }
 }
 

@@ -1,30 +1,34 @@
 //! The session: orchestrates the modules, turning inputs into outputs. It owns no policy of its own
-//! beyond the connection lifecycle; each concern lives in its module.
+//! beyond the connection lifecycle; each concern lives in its module. Reconnect decisions come
+//! from `reconnect`; the feature modules (backpressure, typing, projects, streams, presence, auth)
+//! sit behind the one contract in `feature`, and the `Effect`s they return are applied in `apply`.
 
 use std::collections::VecDeque;
 
 use serde_json::json;
 
 use crate::auth::Auth;
-use crate::backoff::{Backoff, NextAttempt};
+use crate::backpressure::Backpressure;
 use crate::config::{validate_token, Config, Secret, MAX_ID_BYTES};
 use crate::dedupe::DedupeWindow;
 use crate::error::{ConfigError, SessionError};
-use crate::event::{DropReason, Event, ProjectState, State, Stats};
+use crate::event::{DropReason, Event, State, Stats};
+use crate::feature::{Effect, Effects, Features, SessionFrame, Verdict};
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::input::{Input, Outcome, SendRequest};
 use crate::outbox::{Delivery, Held, Outbox, OutboxSnapshot};
 use crate::output::Output;
-use crate::presence::{Presence, PresenceChange};
-use crate::project::{Projects, SnapshotVerdict, UpdateVerdict};
+use crate::presence::Presence;
+use crate::project::{self, Projects};
 use crate::ratelimit::RateLimiter;
+use crate::reconnect::{Decision, Reconnect};
 use crate::resume::{Resume, SeqVerdict};
 use crate::rng::Rng;
 use crate::router::{Router, SubscriptionId};
 use crate::stream::{InterruptError, StreamEvent, Streams};
 use crate::timer::{Clock, Deadline, TimerKind, TimerSet, Timestamp};
 use crate::trace::{TimedInput, Trace};
-use crate::typing::{LocalSend, Typing, TypingChange};
+use crate::typing::{LocalSend, Typing};
 use crate::wire::{self, Envelope, CONTROL_TYPES};
 
 use crate::close::{
@@ -60,33 +64,17 @@ pub struct Session {
     cfg: Config,
     seed: u64,
     clock: Clock,
-    rng: Rng,
     state: State,
     link: Link,
     timers: TimerSet,
-    backoff: Backoff,
+    reconnect: Reconnect,
     heartbeat: Heartbeat,
     outbox: Outbox,
     router: Router,
     resume: Resume,
     dedupe: DedupeWindow,
     limiter: RateLimiter,
-    typing: Typing,
-    streams: Streams,
-    projects: Projects,
-    presence: Presence,
-    auth: Auth,
-    /// Server hint for the next reconnect delay.
-    retry_hint: Option<u64>,
-    online: bool,
-    /// A reconnect is due but the host is offline.
-    waiting_online: bool,
-    /// The reconnect attempt announced and waiting for its backoff.
-    pending_attempt: Option<u32>,
-    /// The driver reported more than `max_buffered_bytes` unsent on the current transport.
-    blocked: bool,
-    /// The unsent bytes the driver last reported.
-    buffered_bytes: u64,
+    features: Features,
     id_prefix: String,
     next_msg: u64,
     outputs: VecDeque<Output>,
@@ -106,30 +94,31 @@ impl Session {
             state: State::Idle,
             link: Link::Down,
             timers: TimerSet::default(),
-            backoff: Backoff::new(config.reconnect.clone()),
+            // The id prefix is the seed's first draw; every later one is reconnect jitter.
+            reconnect: Reconnect::new(
+                config.reconnect.clone(),
+                config.fatal_close_codes.clone(),
+                rng,
+            ),
             heartbeat: Heartbeat::new(config.heartbeat.clone()),
             outbox: Outbox::new(config.outbox.clone()),
             router: Router::default(),
             resume: Resume::new(config.dedupe_window.max(64)),
             dedupe: DedupeWindow::new(config.dedupe_window),
             limiter: RateLimiter::new(config.rate_limit, now),
-            typing: Typing::new(config.typing.clone()),
-            streams: Streams::new(config.streams.clone()),
-            projects: Projects::new(MAX_PROJECTS),
-            presence: Presence::new(MAX_MEMBERS),
-            auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
-            retry_hint: None,
-            online: true,
-            waiting_online: false,
-            pending_attempt: None,
-            blocked: false,
-            buffered_bytes: 0,
+            features: Features {
+                backpressure: Backpressure::new(config.max_buffered_bytes, config.write_timeout_ms),
+                typing: Typing::new(config.typing.clone()).with_user(config.user_id.clone()),
+                projects: Projects::new(MAX_PROJECTS),
+                streams: Streams::new(config.streams.clone()),
+                presence: Presence::new(MAX_MEMBERS),
+                auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
+            },
             id_prefix,
             next_msg: 0,
             outputs: VecDeque::new(),
             stats: Stats::default(),
             recording: None,
-            rng,
             cfg: config,
         })
     }
@@ -201,17 +190,11 @@ impl Session {
                 TimerKind::Heartbeat
             },
         });
+        next = Deadline::earliest(next, self.reconnect.next_deadline());
         next = Deadline::earliest(next, beat);
         next = Deadline::earliest(next, self.outbox.next_deadline());
-        let module_deadlines = [
-            (self.typing.next_deadline(), TimerKind::Typing),
-            (self.streams.next_deadline(), TimerKind::StreamStall),
-            (self.auth.next_deadline(), TimerKind::TokenRefresh),
-        ];
-        for (at, timer) in module_deadlines {
-            next = Deadline::earliest(next, at.map(|at| Deadline { at, timer }));
-        }
-        if self.state == State::Open && !self.blocked && self.outbox.has_queued() {
+        next = Deadline::earliest(next, self.features.next_deadline());
+        if self.state == State::Open && !self.is_blocked() && self.outbox.has_queued() {
             let release = self.limiter.ready_at().map(|at| Deadline {
                 at,
                 timer: TimerKind::RateLimit,
@@ -356,8 +339,7 @@ impl Session {
         let now = self.enter(now, || Input::Connect);
         match self.state {
             State::Idle | State::Closed | State::Failed => {
-                self.backoff.reset();
-                self.retry_hint = None;
+                self.reconnect.restart();
                 self.start_attempt(now, 0);
                 Ok(())
             }
@@ -371,9 +353,8 @@ impl Session {
         if matches!(self.state, State::Closed | State::Closing) {
             return;
         }
-        self.stop_reconnecting();
+        self.reconnect.stop();
         self.timers.clear(TimerKind::ConnectTimeout);
-        self.timers.clear(TimerKind::Stable);
         self.heartbeat.stop();
         if self.link == Link::Opening {
             // Nothing is open yet: abort the attempt and be done, there is no close handshake.
@@ -455,12 +436,12 @@ impl Session {
             self.dropped(&held, DropReason::NotConnected);
             return Ok(id);
         }
-        if held.delivery == Delivery::Volatile && self.blocked {
+        if held.delivery == Delivery::Volatile && self.is_blocked() {
             self.dropped(&held, DropReason::Backpressure);
             return Ok(id);
         }
         if open
-            && !self.blocked
+            && !self.is_blocked()
             && held.delivery != Delivery::AtLeastOnce
             && !self.outbox.has_queued()
             && self.limiter.try_acquire(now)
@@ -509,7 +490,7 @@ impl Session {
         }
         // Typing state is only meaningful to peers while connected; it is never queued.
         if self.state == State::Open {
-            if let Some(send) = self.typing.start_typing(now, project_id) {
+            if let Some(send) = self.features.typing.start_typing(now, project_id) {
                 self.send_typing(now, send);
             }
         }
@@ -522,7 +503,7 @@ impl Session {
         if self.cfg.user_id.is_none() {
             return Err(SessionError::NoUserId);
         }
-        if let Some(send) = self.typing.stop_typing(now, project_id) {
+        if let Some(send) = self.features.typing.stop_typing(now, project_id) {
             self.send_typing(now, send);
         }
         Ok(())
@@ -530,7 +511,7 @@ impl Session {
 
     /// Users typing in `project_id` right now, sorted.
     pub fn typing_users(&self, project_id: u64) -> Vec<String> {
-        self.typing.users(project_id)
+        self.features.typing.users(project_id)
     }
 
     /// Stops an agent stream: sends `agent_stream_interrupt`; later chunks are ignored.
@@ -542,9 +523,9 @@ impl Session {
         let now = self.enter(now, || Input::InterruptStream {
             stream_id: stream_id.to_string(),
         });
-        match self.streams.interrupt(stream_id) {
+        match self.features.streams.interrupt(stream_id) {
             Ok(events) => {
-                self.stream_events(events);
+                self.emit_all(events);
                 let req =
                     SendRequest::new("agent_stream_interrupt", json!({ "streamId": stream_id }));
                 self.submit(now, req).map(|_| ())
@@ -556,23 +537,24 @@ impl Session {
 
     /// The state of an agent stream (`started` or `delta` while it streams).
     pub fn stream_state(&self, stream_id: &str) -> Option<crate::stream::StreamState> {
-        self.streams.state(stream_id)
+        self.features.streams.state(stream_id)
     }
 
     /// The text of an agent stream so far.
     pub fn stream_content(&self, stream_id: &str) -> Option<&str> {
-        self.streams.content(stream_id)
+        self.features.streams.content(stream_id)
     }
 
     /// Joins a project: `project_subscribe` now if open, and again after every reconnect.
     pub fn join_project(&mut self, now: Timestamp, project_id: u64) -> Result<(), SessionError> {
         let now = self.enter(now, || Input::JoinProject { project_id });
         let new = self
+            .features
             .projects
             .join(project_id)
             .map_err(|_| SessionError::TooManyProjects { max: MAX_PROJECTS })?;
         if new && self.state == State::Open {
-            self.send_session_frame(now, "project_subscribe", json!({}), Some(project_id));
+            self.send_session_frame(now, project::subscribe_frame(project_id));
         }
         Ok(())
     }
@@ -580,25 +562,25 @@ impl Session {
     /// Leaves a project (no-op if not joined).
     pub fn leave_project(&mut self, now: Timestamp, project_id: u64) {
         let now = self.enter(now, || Input::LeaveProject { project_id });
-        if !self.projects.leave(project_id) {
+        if !self.features.projects.leave(project_id) {
             return;
         }
-        if let Some(change) = self.presence.forget(project_id) {
-            self.presence_event(change);
+        if let Some(change) = self.features.presence.forget(project_id) {
+            self.emit(change.into());
         }
         if self.state == State::Open {
-            self.send_session_frame(now, "project_unsubscribe", json!({}), Some(project_id));
+            self.send_session_frame(now, project::unsubscribe_frame(project_id));
         }
     }
 
     /// The last version applied for a joined project.
     pub fn project_version(&self, project_id: u64) -> Option<u64> {
-        self.projects.version(project_id)
+        self.features.projects.version(project_id)
     }
 
     /// Members present in a joined project, sorted.
     pub fn presence(&self, project_id: u64) -> Vec<String> {
-        self.presence.members(project_id)
+        self.features.presence.members(project_id)
     }
 
     /// Replaces the token; reconnects at once if the session was waiting for one.
@@ -613,9 +595,9 @@ impl Session {
             expires_at,
         });
         validate_token(token).map_err(SessionError::InvalidToken)?;
-        self.auth.set(Secret::new(token), expires_at);
+        self.features.auth.set(Secret::new(token), expires_at);
         if self.state == State::Unauthorized {
-            self.backoff.reset();
+            self.reconnect.reset_attempts();
             self.stats.reconnects += 1;
             self.start_attempt(now, 0);
         }
@@ -664,37 +646,18 @@ impl Session {
     /// The host regained connectivity: a waiting reconnect starts at once.
     pub fn online(&mut self, now: Timestamp) {
         let now = self.enter(now, || Input::Online);
-        self.online = true;
-        if self.state != State::Reconnecting || !self.waiting_online {
-            return;
-        }
-        self.waiting_online = false;
-        match self.pending_attempt {
-            Some(attempt) => self.start_attempt(now, attempt),
-            None => match self.backoff.next(&mut self.rng, None) {
-                NextAttempt::After { attempt, .. } => {
-                    self.emit(Event::ReconnectScheduled {
-                        attempt,
-                        delay_ms: 0,
-                    });
-                    self.start_attempt(now, attempt);
-                }
-                NextAttempt::Exhausted { attempts } => self.give_up(attempts, "network back"),
-            },
+        let reconnecting = self.state == State::Reconnecting;
+        if let Some(decision) = self.reconnect.on_online(reconnecting) {
+            self.reconnect_decided(now, decision, "network back");
         }
     }
 
     /// The host lost connectivity: pause reconnecting, and probe an open link at once.
     pub fn offline(&mut self, now: Timestamp) {
         let now = self.enter(now, || Input::Offline);
-        self.online = false;
-        match self.state {
-            State::Reconnecting if self.timers.is_set(TimerKind::Backoff) => {
-                self.timers.clear(TimerKind::Backoff);
-                self.waiting_online = true;
-            }
-            State::Open => self.probe(now),
-            _ => {}
+        self.reconnect.on_offline(self.state == State::Reconnecting);
+        if self.state == State::Open {
+            self.probe(now);
         }
     }
 
@@ -731,7 +694,7 @@ impl Session {
             protocol: wire::PROTOCOL_VERSION,
             session_id,
             last_seq,
-            token: self.auth.token().map(|t| t.expose().to_string()),
+            token: self.features.auth.token().map(|t| t.expose().to_string()),
             user_id: self.cfg.user_id.clone(),
         };
         self.transmit(wire::encode_control("hello", &hello));
@@ -747,9 +710,7 @@ impl Session {
         if self.link == Link::Down {
             return;
         }
-        if let Some(hint) = wire::retry_after_from_reason(reason) {
-            self.retry_hint = Some(hint);
-        }
+        self.reconnect.on_close_reason(reason);
         let code = code.unwrap_or(CLOSE_NO_STATUS);
         let why = if reason.is_empty() {
             format!("closed by peer ({code})")
@@ -776,12 +737,12 @@ impl Session {
     /// `max_buffered_bytes` the other way from what the session last heard on a live transport.
     pub fn should_report_buffered(&self, bytes: u64) -> bool {
         matches!(self.link, Link::Handshaking | Link::Up)
-            && (bytes > self.cfg.max_buffered_bytes) != self.blocked
+            && self.features.backpressure.would_change(bytes)
     }
 
     /// Whether the current transport is blocked (the peer is not reading what is sent).
     pub fn is_blocked(&self) -> bool {
-        self.blocked
+        self.features.backpressure.is_blocked()
     }
 
     /// The driver holds `bytes` of transmitted frames unsent: above `max_buffered_bytes` the
@@ -792,23 +753,15 @@ impl Session {
         if !matches!(self.link, Link::Handshaking | Link::Up) {
             return;
         }
-        self.buffered_bytes = bytes;
-        let over = bytes > self.cfg.max_buffered_bytes;
-        if over == self.blocked {
+        let Some(blocked) = self.features.backpressure.on_buffered(now, bytes) else {
             return;
-        }
-        self.blocked = over;
+        };
         self.emit(Event::Backpressure {
-            blocked: over,
+            blocked,
             buffered_bytes: bytes,
         });
-        if over {
-            self.timers.set(
-                TimerKind::WriteTimeout,
-                now.add_ms(self.cfg.write_timeout_ms),
-            );
-        } else {
-            self.timers.clear(TimerKind::WriteTimeout);
+        if !blocked {
+            // What the outbox held back goes out now.
             self.flush(now);
         }
     }
@@ -864,6 +817,7 @@ impl Session {
         self.enter(now, || Input::Timeout);
     }
 
+    /// Handles one timer that `poll_timeout` named as due.
     fn fire(&mut self, now: Timestamp, timer: TimerKind) {
         match timer {
             TimerKind::ConnectTimeout => {
@@ -873,20 +827,13 @@ impl Session {
             }
             TimerKind::CloseTimeout => {
                 if self.timers.take_due(timer, now) {
-                    self.forget_transport();
+                    self.forget_transport(now);
                     self.set_state(State::Closed, "close timed out".into());
                 }
             }
-            TimerKind::Backoff => {
-                if self.timers.take_due(timer, now) {
-                    if let Some(attempt) = self.pending_attempt {
-                        self.start_attempt(now, attempt);
-                    }
-                }
-            }
-            TimerKind::Stable => {
-                if self.timers.take_due(timer, now) {
-                    self.backoff.reset();
+            TimerKind::Backoff | TimerKind::Stable => {
+                if let Some(decision) = self.reconnect.on_timer(now, timer) {
+                    self.reconnect_decided(now, decision, "backoff over");
                 }
             }
             TimerKind::Heartbeat | TimerKind::HeartbeatTimeout => {
@@ -909,38 +856,17 @@ impl Session {
                 }
             }
             TimerKind::RateLimit => self.flush(now),
-            TimerKind::Typing => {
-                let due = self.typing.on_timeout(now);
-                for send in due.sends {
-                    self.send_typing(now, send);
-                }
-                for change in due.changes {
-                    self.typing_event(change);
-                }
-            }
-            TimerKind::StreamStall => {
-                let events = self.streams.on_timeout(now);
-                self.stream_events(events);
-            }
-            TimerKind::WriteTimeout => {
-                if self.timers.take_due(timer, now) && self.blocked {
-                    let why = format!(
-                        "write timeout: {} bytes unsent for {} ms (peer not reading)",
-                        self.buffered_bytes, self.cfg.write_timeout_ms
-                    );
-                    self.abandon(now, "write timeout", why);
-                }
-            }
-            TimerKind::TokenRefresh => {
-                if let Some(expires_at) = self.auth.on_timeout(now) {
-                    self.emit(Event::TokenRefreshDue { expires_at });
-                }
+            // The rest belong to the feature modules, each of which names its own timer.
+            feature_timer => {
+                let fx = self.features.on_timer(now, feature_timer);
+                self.apply(now, fx);
             }
         }
     }
 
     // ---- inbound -------------------------------------------------------------------------
 
+    /// Routes a decoded frame: control messages here, application messages to `on_app_message`.
     fn dispatch(&mut self, now: Timestamp, env: Envelope) {
         match env.msg_type.as_str() {
             "welcome" => self.on_welcome(now, &env),
@@ -975,6 +901,7 @@ impl Session {
         }
     }
 
+    /// The handshake finished: the session is open and re-sends what the new link needs.
     fn on_welcome(&mut self, now: Timestamp, env: &Envelope) {
         if self.link != Link::Handshaking {
             self.protocol_error("unexpected welcome".into());
@@ -1002,25 +929,16 @@ impl Session {
             resumed: welcome.resumed,
         });
         self.heartbeat.start(now);
-        self.timers
-            .set(TimerKind::Stable, now.add_ms(self.cfg.reconnect.stable_ms));
-        // Order after welcome: project re-joins, stream resumes, at-least-once resends, the rest.
-        for project_id in self.projects.joined() {
-            let held = self.session_frame("project_subscribe", json!({}), Some(project_id));
-            self.outbox.push_session(held);
-        }
-        for (stream_id, from_seq) in self.streams.resumes() {
-            let data = json!(wire::StreamResume {
-                stream_id,
-                from_seq
-            });
-            let held = self.session_frame("agent_stream_resume", data, None);
-            self.outbox.push_session(held);
-        }
+        self.reconnect.on_welcome(now);
+        // Order after welcome: the features' re-sends (project re-joins, stream resumes),
+        // at-least-once resends, the rest.
+        let fx = self.features.on_welcome();
+        self.apply(now, fx);
         self.outbox.requeue_inflight();
         self.flush(now);
     }
 
+    /// A server `error`: reported, and acted on for `rate_limited`, `unauthorized` and hints.
     fn on_server_error(&mut self, now: Timestamp, env: &Envelope) {
         let err = match env.data_as::<wire::ErrorData>() {
             Ok(e) => e,
@@ -1067,12 +985,13 @@ impl Session {
             }
             _ => {
                 if let Some(ms) = err.retry_after_ms {
-                    self.retry_hint = Some(ms);
+                    self.reconnect.on_server_hint(ms);
                 }
             }
         }
     }
 
+    /// An application message: sequence and id checks, the features, then delivery.
     fn on_app_message(&mut self, now: Timestamp, env: Envelope) {
         if let Some(seq) = env.seq {
             match self.resume.observe(seq) {
@@ -1103,145 +1022,36 @@ impl Session {
 
     /// Lets the feature modules see a message; false if it must be withheld (stale or duplicate).
     fn apply_features(&mut self, now: Timestamp, env: &Envelope) -> bool {
-        match env.msg_type.as_str() {
-            "user_typing_start" | "user_typing_stop" => {
-                let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::TypingData>())
-                else {
-                    self.protocol_error(format!(
-                        "invalid {}: needs projectId and data.userId",
-                        env.msg_type
-                    ));
-                    return true;
-                };
-                if self.cfg.user_id.as_deref() == Some(d.user_id.as_str()) {
-                    return true; // our own echo
-                }
-                let change = if env.msg_type == "user_typing_start" {
-                    self.typing.remote_start(now, project_id, &d.user_id)
-                } else {
-                    self.typing.remote_stop(project_id, &d.user_id)
-                };
-                if let Some(c) = change {
-                    self.typing_event(c);
-                }
-            }
-            "agent_stream_start" => match env.data_as::<wire::StreamRef>() {
-                Ok(d) => {
-                    let events = self.streams.on_start(now, &d.stream_id);
-                    self.stream_events(events);
-                }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_start: {e}")),
-            },
-            "agent_stream_chunk" => match env.data_as::<wire::StreamChunk>() {
-                Ok(d) => {
-                    let verdict = self.streams.on_chunk(now, &d.stream_id, d.seq, &d.delta);
-                    self.stream_events(verdict.events);
-                    if verdict.duplicate {
-                        self.stats.duplicates += 1;
-                        return false;
+        let (verdict, fx) = self.features.on_message(now, env);
+        self.apply(now, fx);
+        verdict == Verdict::Deliver
+    }
+
+    /// Carries out what the feature modules asked for, in order.
+    fn apply(&mut self, now: Timestamp, fx: Effects) {
+        for effect in fx {
+            match effect {
+                Effect::Emit(event) => self.emit(event),
+                Effect::Volatile(req) => {
+                    if self.state == State::Open {
+                        // Best effort: a full outbox under `reject` just loses this message.
+                        let _ = self.submit(now, req);
                     }
                 }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_chunk: {e}")),
-            },
-            "agent_stream_end" => match env.data_as::<wire::StreamEnd>() {
-                Ok(d) => {
-                    let events = self.streams.on_end(now, &d.stream_id, d.seq);
-                    self.stream_events(events);
+                Effect::Send(frame) => self.send_session_frame(now, frame),
+                Effect::Queue(frame) => {
+                    let held = self.session_frame(frame);
+                    self.outbox.push_session(held);
                 }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_end: {e}")),
-            },
-            "agent_stream_error" => match env.data_as::<wire::StreamError>() {
-                Ok(d) => {
-                    let events = self.streams.on_error(now, &d.stream_id, &d.error);
-                    self.stream_events(events);
-                }
-                Err(e) => self.protocol_error(format!("invalid agent_stream_error: {e}")),
-            },
-            "project_updated" | "project_snapshot" => {
-                // Versions are only tracked for joined projects; skip parsing the payload otherwise.
-                if !env.project_id.is_some_and(|p| self.projects.is_joined(p)) {
-                    return true;
-                }
-                let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::Versioned>())
-                else {
-                    self.protocol_error(format!(
-                        "invalid {}: needs projectId and data.version",
-                        env.msg_type
-                    ));
-                    return true;
-                };
-                return self.apply_version(now, &env.msg_type, project_id, d.version);
-            }
-            "presence_state" | "presence_diff" => {
-                let Some(project_id) = env.project_id else {
-                    self.protocol_error(format!("invalid {}: needs projectId", env.msg_type));
-                    return true;
-                };
-                let change = if env.msg_type == "presence_state" {
-                    env.data_as::<wire::PresenceState>()
-                        .map(|d| self.presence.on_state(project_id, d.members))
-                } else {
-                    env.data_as::<wire::PresenceDiff>()
-                        .map(|d| self.presence.on_diff(project_id, d.joins, d.leaves))
-                };
-                match change {
-                    Ok(Some(c)) => self.presence_event(c),
-                    Ok(None) => {}
-                    Err(e) => self.protocol_error(format!("invalid {}: {e}", env.msg_type)),
-                }
-            }
-            _ => {}
-        }
-        true
-    }
-
-    fn apply_version(
-        &mut self,
-        now: Timestamp,
-        msg_type: &str,
-        project_id: u64,
-        version: u64,
-    ) -> bool {
-        if msg_type == "project_snapshot" {
-            if let SnapshotVerdict::Synced { version } =
-                self.projects.on_snapshot(project_id, version)
-            {
-                self.emit(Event::Project {
-                    project_id,
-                    version,
-                    state: ProjectState::Synced,
-                });
-            }
-            return true;
-        }
-        match self.projects.on_update(project_id, version) {
-            UpdateVerdict::NotJoined | UpdateVerdict::Deliver => true,
-            UpdateVerdict::Stale { .. } => {
-                self.stats.stale_versions += 1;
-                false
-            }
-            UpdateVerdict::Gap {
-                from,
-                to,
-                from_version,
-            } => {
-                self.emit(Event::Gap {
-                    project_id: Some(project_id),
-                    from,
-                    to,
-                });
-                self.emit(Event::Project {
-                    project_id,
-                    version: to,
-                    state: ProjectState::Stale,
-                });
-                let data = json!(wire::SyncRequest { from_version });
-                self.send_session_frame(now, "project_sync_request", data, Some(project_id));
-                true
+                Effect::Duplicate => self.stats.duplicates += 1,
+                Effect::Stale => self.stats.stale_versions += 1,
+                Effect::ProtocolError(reason) => self.protocol_error(reason),
+                Effect::Abandon { close_reason, why } => self.abandon(now, close_reason, why),
             }
         }
     }
 
+    /// Hands a message to the subscriptions it matches (counted as unrouted if none).
     fn deliver(&mut self, env: Envelope) {
         let subscriptions = self.router.route(&env);
         if subscriptions.is_empty() {
@@ -1257,9 +1067,9 @@ impl Session {
 
     // ---- lifecycle -----------------------------------------------------------------------
 
+    /// Opens connection attempt `attempt` (0 = the initial connect).
     fn start_attempt(&mut self, now: Timestamp, attempt: u32) {
-        self.pending_attempt = None;
-        self.timers.clear(TimerKind::Backoff);
+        self.reconnect.on_attempt();
         if attempt > 0 {
             self.stats.reconnects += 1;
         }
@@ -1289,93 +1099,72 @@ impl Session {
         self.lose_transport(now, None, why);
     }
 
+    /// The transport is gone (`code`: its close code): close, wait or reconnect as decided.
     fn lose_transport(&mut self, now: Timestamp, code: Option<u16>, why: String) {
-        self.forget_transport();
+        self.forget_transport(now);
         if self.state == State::Closing {
             self.timers.clear(TimerKind::CloseTimeout);
             self.set_state(State::Closed, "closed by client".into());
             return;
         }
-        match code {
-            Some(CLOSE_UNAUTHORIZED) => {
-                self.retry_hint = None;
-                self.set_state(State::Unauthorized, why.clone());
-                self.emit(Event::TokenRequired { reason: why });
-            }
-            Some(c) if self.cfg.fatal_close_codes.contains(&c) => {
-                self.set_state(State::Failed, format!("fatal close: {why}"));
-            }
-            _ => self.schedule_reconnect(now, why),
-        }
+        let decision = self.reconnect.on_link_lost(now, code);
+        self.reconnect_decided(now, decision, &why);
     }
 
     /// Whatever way a transport ends, what belonged to it goes with it.
-    fn forget_transport(&mut self) {
+    fn forget_transport(&mut self, now: Timestamp) {
         self.link = Link::Down;
         self.heartbeat.stop();
         self.timers.clear(TimerKind::ConnectTimeout);
-        self.timers.clear(TimerKind::Stable);
+        self.reconnect.on_link_down();
         for h in self.outbox.on_disconnect() {
             self.dropped(&h, DropReason::Disconnected);
         }
-        self.timers.clear(TimerKind::WriteTimeout);
-        self.buffered_bytes = 0;
-        if self.blocked {
-            // What the driver held went with the transport.
-            self.blocked = false;
-            self.emit(Event::Backpressure {
-                blocked: false,
-                buffered_bytes: 0,
-            });
-        }
-        // What peers were doing is unknown until we are back: forget it rather than show it stale.
-        self.typing.reset_local();
-        for change in self.typing.clear_remote() {
-            self.typing_event(change);
-        }
-        for change in self.presence.clear() {
-            self.presence_event(change);
-        }
+        let fx = self.features.on_link_down();
+        self.apply(now, fx);
     }
 
-    fn schedule_reconnect(&mut self, now: Timestamp, why: String) {
-        if !self.online {
-            self.waiting_online = true;
-            self.set_state(
-                State::Reconnecting,
-                format!("{why}; waiting for the network"),
-            );
-            return;
-        }
-        match self.backoff.next(&mut self.rng, self.retry_hint.take()) {
-            NextAttempt::After { attempt, delay_ms } => {
-                self.pending_attempt = Some(attempt);
-                self.timers.set(TimerKind::Backoff, now.add_ms(delay_ms));
-                self.set_state_attempt(State::Reconnecting, why, attempt);
+    /// Turns a reconnect decision into state changes and events; `why` names what led to it.
+    fn reconnect_decided(&mut self, now: Timestamp, decision: Decision, why: &str) {
+        match decision {
+            Decision::Retry { attempt, delay_ms } => {
+                self.set_state_attempt(State::Reconnecting, why.to_string(), attempt);
                 self.emit(Event::ReconnectScheduled { attempt, delay_ms });
             }
-            NextAttempt::Exhausted { attempts } => self.give_up(attempts, &why),
+            Decision::Open { attempt, announce } => {
+                if announce {
+                    self.emit(Event::ReconnectScheduled {
+                        attempt,
+                        delay_ms: 0,
+                    });
+                }
+                self.start_attempt(now, attempt);
+            }
+            Decision::WaitForNetwork => self.set_state(
+                State::Reconnecting,
+                format!("{why}; waiting for the network"),
+            ),
+            Decision::Unauthorized => {
+                self.set_state(State::Unauthorized, why.to_string());
+                self.emit(Event::TokenRequired {
+                    reason: why.to_string(),
+                });
+            }
+            Decision::Fatal => self.set_state(State::Failed, format!("fatal close: {why}")),
+            Decision::GiveUp { attempts } => self.set_state(
+                State::Failed,
+                format!("gave up after {attempts} reconnect attempts: {why}"),
+            ),
         }
     }
 
-    fn give_up(&mut self, attempts: u32, why: &str) {
-        self.set_state(
-            State::Failed,
-            format!("gave up after {attempts} reconnect attempts: {why}"),
-        );
-    }
-
-    fn stop_reconnecting(&mut self) {
-        self.timers.clear(TimerKind::Backoff);
-        self.pending_attempt = None;
-        self.waiting_online = false;
-    }
-
+    /// Moves to `to`, reporting the current attempt.
     fn set_state(&mut self, to: State, reason: String) {
-        let attempt = self.backoff.attempt();
+        let attempt = self.reconnect.attempt();
         self.set_state_attempt(to, reason, attempt);
     }
 
+    /// Moves to `to` with a `status` event, unless already there.
     fn set_state_attempt(&mut self, to: State, reason: String, attempt: u32) {
         let from = self.state;
         if from == to {
@@ -1394,7 +1183,7 @@ impl Session {
 
     /// Transmits whatever the outbox and rate limiter allow, in lane then FIFO order.
     fn flush(&mut self, now: Timestamp) {
-        if self.state != State::Open || self.blocked {
+        if self.state != State::Open || self.is_blocked() {
             return;
         }
         for h in self.outbox.expire(now) {
@@ -1418,25 +1207,20 @@ impl Session {
     }
 
     /// Encodes a frame the session derives from its own state (re-joins, resumes, sync requests).
-    fn session_frame(
-        &mut self,
-        msg_type: &str,
-        data: serde_json::Value,
-        project_id: Option<u64>,
-    ) -> Held {
+    fn session_frame(&mut self, frame: SessionFrame) -> Held {
         self.next_msg += 1;
         let id = format!("{}-{}", self.id_prefix, self.next_msg);
         let text = wire::Outbound {
-            msg_type,
-            data: &data,
+            msg_type: frame.msg_type,
+            data: &frame.data,
             timestamp: None,
             id: &id,
-            project_id,
+            project_id: frame.project_id,
         }
         .encode();
         Held {
             id,
-            msg_type: msg_type.to_string(),
+            msg_type: frame.msg_type.to_string(),
             text,
             delivery: Delivery::AtMostOnce,
             expires_at: None,
@@ -1446,16 +1230,10 @@ impl Session {
     }
 
     /// Sends a session frame now if nothing waits and the rate allows, else queues it ahead of app messages.
-    fn send_session_frame(
-        &mut self,
-        now: Timestamp,
-        msg_type: &str,
-        data: serde_json::Value,
-        project_id: Option<u64>,
-    ) {
-        let held = self.session_frame(msg_type, data, project_id);
+    fn send_session_frame(&mut self, now: Timestamp, frame: SessionFrame) {
+        let held = self.session_frame(frame);
         if self.state == State::Open
-            && !self.blocked
+            && !self.is_blocked()
             && !self.outbox.has_queued()
             && self.limiter.try_acquire(now)
         {
@@ -1465,57 +1243,28 @@ impl Session {
         }
     }
 
+    /// Sends a local typing signal (only while open, like every volatile message of a feature).
     fn send_typing(&mut self, now: Timestamp, send: LocalSend) {
-        if self.state != State::Open {
-            return;
-        }
-        let Some(user_id) = self.cfg.user_id.clone() else {
-            return;
-        };
-        let (msg_type, project_id) = match send {
-            LocalSend::Start { project_id } => ("user_typing_start", project_id),
-            LocalSend::Stop { project_id } => ("user_typing_stop", project_id),
-        };
-        let req = SendRequest::new(msg_type, json!({ "userId": user_id }))
-            .project(project_id)
-            .delivery(Delivery::Volatile)
-            .coalesce(format!("typing:{project_id}"));
-        // Typing is best effort: a full outbox under `reject` just loses this indicator.
-        let _ = self.submit(now, req);
+        let mut fx = Effects::new();
+        self.features.typing.signal(send, &mut fx);
+        self.apply(now, fx);
     }
 
-    fn typing_event(&mut self, change: TypingChange) {
-        self.emit(Event::Typing {
-            project_id: change.project_id,
-            users: change.users,
-        });
-    }
-
-    fn presence_event(&mut self, change: PresenceChange) {
-        self.emit(Event::Presence {
-            project_id: change.project_id,
-            members: change.members,
-        });
-    }
-
-    fn stream_events(&mut self, events: Vec<StreamEvent>) {
+    /// Emits a stream's events.
+    fn emit_all(&mut self, events: Vec<StreamEvent>) {
         for e in events {
-            self.emit(Event::Stream {
-                stream_id: e.stream_id,
-                state: e.state,
-                delta: e.delta,
-                len: e.len,
-                error: e.error,
-            });
+            self.emit(e.into());
         }
     }
 
+    /// Pings at once to check an open link (after offline, visible or a suspension).
     fn probe(&mut self, now: Timestamp) {
         if let Some(nonce) = self.heartbeat.probe(now) {
             self.send_ping(nonce);
         }
     }
 
+    /// Transmits a `ping` with `nonce`.
     fn send_ping(&mut self, nonce: u64) {
         let ping = wire::encode_control(
             "ping",
@@ -1526,12 +1275,14 @@ impl Session {
         self.transmit(ping);
     }
 
+    /// Emits a frame to send, counting it.
     fn transmit(&mut self, text: String) {
         self.stats.frames_out += 1;
         self.stats.bytes_out += text.len() as u64;
         self.outputs.push_back(Output::Transmit { text });
     }
 
+    /// Reports a message the session will never send.
     fn dropped(&mut self, held: &Held, reason: DropReason) {
         self.stats.dropped += 1;
         self.emit(Event::Dropped {
@@ -1541,16 +1292,19 @@ impl Session {
         });
     }
 
+    /// Reports a frame that broke the protocol (the link stays).
     fn protocol_error(&mut self, reason: String) {
         self.stats.protocol_errors += 1;
         self.emit(Event::ProtocolError { reason });
     }
 
+    /// Emits an event to the application.
     fn emit(&mut self, event: Event) {
         self.outputs.push_back(Output::Event(event));
     }
 }
 
+/// Checks a user-chosen id or coalescing key: not empty, at most `MAX_ID_BYTES`.
 fn check_key(what: &'static str, value: Option<&str>) -> Result<(), SessionError> {
     match value {
         Some(v) if v.is_empty() || v.len() > MAX_ID_BYTES => Err(SessionError::InvalidKey {

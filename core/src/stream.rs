@@ -3,8 +3,12 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use crate::timer::Timestamp;
+use crate::event::Event;
+use crate::feature::{Effect, Effects, Feature, SessionFrame, Verdict};
+use crate::timer::{TimerKind, Timestamp};
+use crate::wire::{self, Envelope};
 
 /// Longest accepted stream id, in bytes.
 const MAX_ID_BYTES: usize = 128;
@@ -475,6 +479,89 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     s.get(..end).unwrap_or("")
+}
+
+impl From<StreamEvent> for Event {
+    fn from(e: StreamEvent) -> Event {
+        Event::Stream {
+            stream_id: e.stream_id,
+            state: e.state,
+            delta: e.delta,
+            len: e.len,
+            error: e.error,
+        }
+    }
+}
+
+/// Turns stream events into effects that emit them.
+fn emit_all(fx: &mut Effects, events: Vec<StreamEvent>) {
+    fx.extend(events.into_iter().map(|e| Effect::Emit(e.into())));
+}
+
+impl Feature for Streams {
+    fn timer(&self) -> Option<TimerKind> {
+        Some(TimerKind::StreamStall)
+    }
+
+    fn due_at(&self) -> Option<Timestamp> {
+        self.next_deadline()
+    }
+
+    /// Marks quiet streams as stalled.
+    fn on_timer(&mut self, now: Timestamp, fx: &mut Effects) {
+        emit_all(fx, self.on_timeout(now));
+    }
+
+    /// Assembles `agent_stream_*` messages; a duplicate chunk is withheld. A payload that does
+    /// not parse is reported and the message still delivered.
+    fn on_message(&mut self, now: Timestamp, env: &Envelope, fx: &mut Effects) -> Verdict {
+        let events = match env.msg_type.as_str() {
+            "agent_stream_start" => env
+                .data_as::<wire::StreamRef>()
+                .map(|d| self.on_start(now, &d.stream_id)),
+            "agent_stream_chunk" => match env.data_as::<wire::StreamChunk>() {
+                Ok(d) => {
+                    let verdict = self.on_chunk(now, &d.stream_id, d.seq, &d.delta);
+                    emit_all(fx, verdict.events);
+                    if verdict.duplicate {
+                        fx.push(Effect::Duplicate);
+                        return Verdict::Withhold;
+                    }
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(e),
+            },
+            "agent_stream_end" => env
+                .data_as::<wire::StreamEnd>()
+                .map(|d| self.on_end(now, &d.stream_id, d.seq)),
+            "agent_stream_error" => env
+                .data_as::<wire::StreamError>()
+                .map(|d| self.on_error(now, &d.stream_id, &d.error)),
+            _ => return Verdict::Deliver,
+        };
+        match events {
+            Ok(events) => emit_all(fx, events),
+            Err(e) => fx.push(Effect::ProtocolError(format!(
+                "invalid {}: {e}",
+                env.msg_type
+            ))),
+        }
+        Verdict::Deliver
+    }
+
+    /// Asks the server to resume every unfinished stream from the chunk it still needs.
+    fn on_welcome(&mut self, fx: &mut Effects) {
+        for (stream_id, from_seq) in self.resumes() {
+            fx.push(Effect::Queue(SessionFrame {
+                msg_type: "agent_stream_resume",
+                data: json!(wire::StreamResume {
+                    stream_id,
+                    from_seq
+                }),
+                project_id: None,
+            }));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,7 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
+    /// A clock starting at `start`.
     pub(crate) fn new(start: Timestamp) -> Self {
         Clock { now: start }
     }
@@ -120,8 +121,20 @@ impl Clock {
         self.now
     }
 
+    /// The latest time given.
     pub(crate) fn now(&self) -> Timestamp {
         self.now
+    }
+}
+
+/// Disarms a module's own single-shot deadline `slot`; true if it was due at `now`.
+pub(crate) fn take_due(slot: &mut Option<Timestamp>, now: Timestamp) -> bool {
+    match *slot {
+        Some(at) if at <= now => {
+            *slot = None;
+            true
+        }
+        _ => false,
     }
 }
 
@@ -132,16 +145,14 @@ pub(crate) struct TimerSet {
 }
 
 impl TimerSet {
+    /// Arms `kind` at `at`, replacing any earlier arming.
     pub(crate) fn set(&mut self, kind: TimerKind, at: Timestamp) {
         self.slots.insert(kind, at);
     }
 
+    /// Disarms `kind`.
     pub(crate) fn clear(&mut self, kind: TimerKind) {
         self.slots.remove(&kind);
-    }
-
-    pub(crate) fn is_set(&self, kind: TimerKind) -> bool {
-        self.slots.contains_key(&kind)
     }
 
     /// The earliest armed timer.

@@ -4,8 +4,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use crate::timer::Timestamp;
+use crate::event::Event;
+use crate::feature::{Effect, Effects, Feature, Verdict};
+use crate::input::SendRequest;
+use crate::outbox::Delivery;
+use crate::timer::{TimerKind, Timestamp};
+use crate::wire::{self, Envelope};
 
 /// Most projects the local user can be typing in at once.
 pub(crate) const MAX_LOCAL_PROJECTS: usize = 256;
@@ -74,6 +80,8 @@ struct LocalEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct Typing {
     cfg: TypingConfig,
+    /// The local user: the sender of local signals, and whose echoes are ignored.
+    user_id: Option<String>,
     // At most MAX_LOCAL_PROJECTS entries, so a linear scan for the idle deadline is cheap.
     local: BTreeMap<u64, LocalEntry>,
     // One ordered expiry queue for every remote typist; `remote` is its index and always
@@ -87,10 +95,17 @@ impl Typing {
     pub(crate) fn new(cfg: TypingConfig) -> Self {
         Typing {
             cfg,
+            user_id: None,
             local: BTreeMap::new(),
             expiries: BTreeSet::new(),
             remote: BTreeMap::new(),
         }
+    }
+
+    /// Sets the local user (without one, no signal is ever sent).
+    pub(crate) fn with_user(mut self, user_id: Option<String>) -> Self {
+        self.user_id = user_id;
+        self
     }
 
     /// Records a local keystroke in `project_id`; returns a start signal unless throttled.
@@ -237,11 +252,96 @@ impl Typing {
         }
     }
 
+    /// The current typist set of `project_id`, as a change to report.
     fn change(&self, project_id: u64) -> TypingChange {
         TypingChange {
             project_id,
             users: self.users(project_id),
         }
+    }
+}
+
+impl From<TypingChange> for Event {
+    fn from(change: TypingChange) -> Event {
+        Event::Typing {
+            project_id: change.project_id,
+            users: change.users,
+        }
+    }
+}
+
+impl Typing {
+    /// Pushes the volatile message carrying a local signal (none without a local user).
+    pub(crate) fn signal(&self, send: LocalSend, fx: &mut Effects) {
+        let Some(user_id) = &self.user_id else {
+            return;
+        };
+        let (msg_type, project_id) = match send {
+            LocalSend::Start { project_id } => ("user_typing_start", project_id),
+            LocalSend::Stop { project_id } => ("user_typing_stop", project_id),
+        };
+        // Coalesced per project: only the latest signal for a project is worth sending.
+        let req = SendRequest::new(msg_type, json!({ "userId": user_id }))
+            .project(project_id)
+            .delivery(Delivery::Volatile)
+            .coalesce(format!("typing:{project_id}"));
+        fx.push(Effect::Volatile(req));
+    }
+}
+
+impl Feature for Typing {
+    fn timer(&self) -> Option<TimerKind> {
+        Some(TimerKind::Typing)
+    }
+
+    fn due_at(&self) -> Option<Timestamp> {
+        self.next_deadline()
+    }
+
+    /// Sends the idle stops that fell due, then reports the typists that expired.
+    fn on_timer(&mut self, now: Timestamp, fx: &mut Effects) {
+        let due = self.on_timeout(now);
+        for send in due.sends {
+            self.signal(send, fx);
+        }
+        fx.extend(due.changes.into_iter().map(|c| Effect::Emit(c.into())));
+    }
+
+    /// Tracks remote `user_typing_start`/`user_typing_stop`; both are delivered too.
+    fn on_message(&mut self, now: Timestamp, env: &Envelope, fx: &mut Effects) -> Verdict {
+        let start = match env.msg_type.as_str() {
+            "user_typing_start" => true,
+            "user_typing_stop" => false,
+            _ => return Verdict::Deliver,
+        };
+        let (Some(project_id), Ok(d)) = (env.project_id, env.data_as::<wire::TypingData>()) else {
+            fx.push(Effect::ProtocolError(format!(
+                "invalid {}: needs projectId and data.userId",
+                env.msg_type
+            )));
+            return Verdict::Deliver;
+        };
+        if self.user_id.as_deref() == Some(d.user_id.as_str()) {
+            return Verdict::Deliver; // our own echo
+        }
+        let change = if start {
+            self.remote_start(now, project_id, &d.user_id)
+        } else {
+            self.remote_stop(project_id, &d.user_id)
+        };
+        fx.extend(change.map(|c| Effect::Emit(c.into())));
+        Verdict::Deliver
+    }
+
+    /// What peers were typing is unknown until we are back: forget it rather than show it
+    /// stale; local typing starts over on the new link.
+    fn on_link_down(&mut self, fx: &mut Effects) {
+        self.reset_local();
+        fx.extend(
+            self.clear_remote()
+                .into_iter()
+                .map(|c| Effect::Emit(c.into())),
+        );
     }
 }
 

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use sockline_core::backoff::base_delay;
 use sockline_core::{
     Config, Delivery, Event, Input, Jitter, Output, Overflow, RateLimitConfig, SendRequest,
     Session, State, TimedInput, Timestamp, Trace,
@@ -412,7 +411,7 @@ proptest! {
                 None => break,
             }
         }
-        let want: Vec<(u32, u64)> = (1..=attempts).map(|n| (n, base_delay(&cfg.reconnect, n))).collect();
+        let want: Vec<(u32, u64)> = (1..=attempts).map(|n| (n, cfg.reconnect.base_delay(n))).collect();
         prop_assert_eq!(&delays, &want);
         for (n, d) in &delays {
             let exact = ((initial as f64) * factor.powi(*n as i32 - 1)).min(cfg.reconnect.max_ms as f64);
