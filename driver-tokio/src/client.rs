@@ -110,9 +110,13 @@ pub struct Client {
     commands: mailbox::Sender<Command>,
     state: watch::Receiver<State>,
     task: Mutex<Option<JoinHandle<()>>>,
-    /// The recorded trace, left here by the task when it ends (only with `record`).
-    final_trace: Arc<Mutex<Option<Trace>>>,
+    /// The recorded trace, left here by the task when it ends (only with `record`: a client
+    /// that records nothing allocates no slot).
+    final_trace: Option<FinalTrace>,
 }
+
+/// Where the connection task leaves its recorded trace when it ends.
+type FinalTrace = Arc<Mutex<Option<Trace>>>;
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,7 +176,7 @@ impl Client {
         }
         let (commands, rx) = mailbox::mailbox();
         let (status_tx, state) = watch::channel(session.state());
-        let final_trace = Arc::new(Mutex::new(None));
+        let final_trace = options.record.then(|| Arc::new(Mutex::new(None)));
         let driver = Driver {
             session,
             origin,
@@ -412,7 +416,10 @@ impl Client {
     pub async fn trace(&self) -> Option<Trace> {
         match self.call(|s, _| s.trace()).await {
             Ok(t) => t,
-            Err(_) => self.final_trace.lock().ok().and_then(|t| t.clone()),
+            Err(_) => self
+                .final_trace
+                .as_ref()
+                .and_then(|slot| slot.lock().ok().and_then(|t| t.clone())),
         }
     }
 
@@ -660,7 +667,7 @@ struct Driver {
     status: watch::Sender<State>,
     listeners: Vec<mpsc::UnboundedSender<(Timestamp, Output)>>,
     closers: Vec<oneshot::Sender<()>>,
-    final_trace: Arc<Mutex<Option<Trace>>>,
+    final_trace: Option<FinalTrace>,
 }
 
 impl Driver {
@@ -738,8 +745,8 @@ impl Driver {
                 }
             }
         }
-        if let Some(trace) = self.session.trace() {
-            if let Ok(mut slot) = self.final_trace.lock() {
+        if let (Some(trace), Some(slot)) = (self.session.trace(), &self.final_trace) {
+            if let Ok(mut slot) = slot.lock() {
                 *slot = Some(trace);
             }
         }
