@@ -3,8 +3,6 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ConfigError;
-pub use crate::stream::StreamsConfig;
-pub use crate::typing::TypingConfig;
 
 /// Everything a session can be tuned with; every key may be omitted for its default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -457,6 +455,53 @@ fn validate_url(raw: &str, require_tls: bool) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Timing of typing indicators.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TypingConfig {
+    /// Minimum gap between two "start" signals for the same project.
+    pub throttle_ms: u64,
+    /// Local typing stops automatically after this long without a keystroke.
+    pub idle_ms: u64,
+    /// A remote typist disappears after this long without a refresh.
+    pub expire_ms: u64,
+}
+
+impl Default for TypingConfig {
+    fn default() -> Self {
+        TypingConfig {
+            throttle_ms: 3000,
+            idle_ms: 5000,
+            expire_ms: 6000,
+        }
+    }
+}
+
+/// Limits and timing for agent stream assembly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// Milliseconds without a chunk before a live stream is reported stalled.
+    pub stall_ms: u64,
+    /// Maximum assembled content per stream, in bytes.
+    pub max_bytes: usize,
+    /// Maximum number of streams kept (live and finished).
+    pub max_streams: usize,
+    /// Maximum out-of-order chunks buffered per stream.
+    pub max_pending: usize,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            stall_ms: 30_000,
+            max_bytes: 1_048_576,
+            max_streams: 16,
+            max_pending: 256,
+        }
+    }
 }
 
 #[cfg(test)]

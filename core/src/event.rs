@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stream::StreamState;
 use crate::subscription::SubscriptionId;
 use crate::timer::Timestamp;
 use crate::wire::Envelope;
@@ -270,6 +269,35 @@ pub struct Stats {
     pub queue_depth: usize,
     /// Bytes held in the outbox.
     pub queue_bytes: usize,
+}
+
+/// The state a stream event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StreamState {
+    /// The stream began (no content yet).
+    Started,
+    /// New content was appended (streaming).
+    Delta,
+    /// All content arrived.
+    Done,
+    /// The client stopped the stream.
+    Interrupted,
+    /// The stream failed (server error, a limit, or refusal).
+    Failed,
+    /// No chunk arrived for `stall_ms`.
+    Stalled,
+}
+
+impl StreamState {
+    /// Whether the stream has ended for good (`done`, `interrupted`, `failed`): no more events.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StreamState::Done | StreamState::Interrupted | StreamState::Failed
+        )
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod dedupe;
 mod error;
 mod event;
 mod feature;
+mod features;
 mod heartbeat;
 pub mod hub;
 mod input;
@@ -51,7 +52,7 @@ pub use config::{
     Secret, StreamsConfig, TypingConfig,
 };
 pub use error::{ConfigError, SessionError};
-pub use event::{DropReason, Event, ProjectState, State, Stats};
+pub use event::{DropReason, Event, ProjectState, State, Stats, StreamState};
 pub use input::{Input, Outcome, SendRequest};
 pub use outbox::Delivery;
 pub use outbox::{OutboxSnapshot, SnapshotMessage};
@@ -59,7 +60,6 @@ pub use output::Output;
 pub use replay::{replay, replay_text};
 pub use router::Pattern;
 pub use session::{Session, MAX_PROJECTS};
-pub use stream::StreamState;
 pub use subscription::SubscriptionId;
 pub use timer::{Deadline, TimerKind, Timestamp};
 pub use trace::{TimedInput, Trace, TraceError};

@@ -13,7 +13,8 @@ use crate::config::{validate_token, Config, Secret, MAX_ID_BYTES};
 use crate::dedupe::DedupeWindow;
 use crate::error::{ConfigError, SessionError};
 use crate::event::{DropReason, Event, State, Stats};
-use crate::feature::{Effect, Effects, Features, SessionFrame, Verdict};
+use crate::feature::{Effect, Effects, SessionFrame, Verdict};
+use crate::features::Features;
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::input::{Input, Outcome, SendRequest};
 use crate::outbox::{Delivery, Held, Outbox, OutboxSnapshot};
@@ -536,7 +537,7 @@ impl Session {
     }
 
     /// The state of an agent stream (`started` or `delta` while it streams).
-    pub fn stream_state(&self, stream_id: &str) -> Option<crate::stream::StreamState> {
+    pub fn stream_state(&self, stream_id: &str) -> Option<crate::event::StreamState> {
         self.features.streams.state(stream_id)
     }
 

@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::event::Event;
+use crate::config::StreamsConfig;
+use crate::event::{Event, StreamState};
 use crate::feature::{Effect, Effects, Feature, SessionFrame, Verdict};
 use crate::timer::{TimerKind, Timestamp};
 use crate::wire::{self, Envelope};
@@ -14,60 +14,6 @@ use crate::wire::{self, Envelope};
 const MAX_ID_BYTES: usize = 128;
 /// Longest error text kept from an `agent_stream_error`, in bytes.
 const MAX_ERROR_BYTES: usize = 256;
-
-/// Limits and timing for agent stream assembly.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StreamsConfig {
-    /// Milliseconds without a chunk before a live stream is reported stalled.
-    pub stall_ms: u64,
-    /// Maximum assembled content per stream, in bytes.
-    pub max_bytes: usize,
-    /// Maximum number of streams kept (live and finished).
-    pub max_streams: usize,
-    /// Maximum out-of-order chunks buffered per stream.
-    pub max_pending: usize,
-}
-
-impl Default for StreamsConfig {
-    fn default() -> Self {
-        StreamsConfig {
-            stall_ms: 30_000,
-            max_bytes: 1_048_576,
-            max_streams: 16,
-            max_pending: 256,
-        }
-    }
-}
-
-/// The state a stream event reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum StreamState {
-    /// The stream began (no content yet).
-    Started,
-    /// New content was appended (streaming).
-    Delta,
-    /// All content arrived.
-    Done,
-    /// The client stopped the stream.
-    Interrupted,
-    /// The stream failed (server error, a limit, or refusal).
-    Failed,
-    /// No chunk arrived for `stall_ms`.
-    Stalled,
-}
-
-impl StreamState {
-    /// Whether the stream has ended for good (`done`, `interrupted`, `failed`): no more events.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            StreamState::Done | StreamState::Interrupted | StreamState::Failed
-        )
-    }
-}
 
 /// One change to a stream, for the lead to surface to the application.
 #[derive(Clone, Debug, PartialEq, Eq)]

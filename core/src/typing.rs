@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::config::TypingConfig;
 use crate::event::Event;
 use crate::feature::{Effect, Effects, Feature, Verdict};
 use crate::input::SendRequest;
@@ -19,28 +19,6 @@ pub(crate) const MAX_LOCAL_PROJECTS: usize = 256;
 pub(crate) const MAX_REMOTE_ENTRIES: usize = 1024;
 /// Longest accepted remote user id, in bytes.
 pub(crate) const MAX_USER_ID_BYTES: usize = 128;
-
-/// Timing of typing indicators.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TypingConfig {
-    /// Minimum gap between two "start" signals for the same project.
-    pub throttle_ms: u64,
-    /// Local typing stops automatically after this long without a keystroke.
-    pub idle_ms: u64,
-    /// A remote typist disappears after this long without a refresh.
-    pub expire_ms: u64,
-}
-
-impl Default for TypingConfig {
-    fn default() -> Self {
-        TypingConfig {
-            throttle_ms: 3000,
-            idle_ms: 5000,
-            expire_ms: 6000,
-        }
-    }
-}
 
 /// A typing signal the local user should send to the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
