@@ -7,15 +7,12 @@ use pyo3::exceptions::{PyIndexError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use sockline_core::hub::{HubSettings, ScriptedAgent};
-use sockline_core::testing::{ClientId, LinkFaults, Network};
+use sockline_core::testing::{ClientId, LinkFaults, Network, Watchdog};
 use sockline_core::{Input, RateLimitConfig, Session};
 
 use crate::config::config_from_kwargs;
 use crate::convert::{json_to_py, to_py};
 use crate::session::{check, input_from_py, lock, outcome_to_py, send_request};
-
-/// Steps at one virtual instant before `until` calls it a livelock.
-const MAX_STEPS_PER_INSTANT: usize = 100_000;
 
 /// Client sessions and a hub on in-memory links, driven together in virtual time.
 #[pyclass(frozen, module = "sockline._sockline", name = "Network")]
@@ -147,29 +144,20 @@ impl PyNetwork {
         let this = slf.get();
         let start = lock(py, &this.inner).now();
         let end = start.add_ms(max_ms);
-        let (mut at, mut steps) = (start, 0usize);
-        loop {
-            if predicate.call1((slf,))?.is_truthy()? {
-                return Ok(lock(py, &this.inner).now().ms_since(start));
-            }
+        let mut watchdog = Watchdog::new(start);
+        // The predicate runs with the network unlocked (it reads the network itself).
+        while !predicate.call1((slf,))?.is_truthy()? {
             let mut net = lock(py, &this.inner);
             if !net.step(end) {
                 return Err(PyTimeoutError::new_err(format!(
                     "predicate still false after {max_ms} ms of virtual time"
                 )));
             }
-            if net.now() == at {
-                steps += 1;
-                if steps > MAX_STEPS_PER_INSTANT {
-                    return Err(PyTimeoutError::new_err(format!(
-                        "livelock at {}",
-                        net.now()
-                    )));
-                }
-            } else {
-                (at, steps) = (net.now(), 0);
-            }
+            watchdog
+                .check(net.now())
+                .map_err(|e| PyTimeoutError::new_err(e.to_string()))?;
         }
+        Ok(lock(py, &this.inner).now().ms_since(start))
     }
 
     /// Applies any session input in its canonical JSON form (dict or text) to a client now.

@@ -519,3 +519,20 @@ fn corrupt_frames_are_protocol_errors_and_the_link_stays_up() {
         "each note arrived or was reported broken"
     );
 }
+
+#[test]
+fn work_that_never_lets_time_move_is_reported_as_a_livelock() {
+    use sockline_core::testing::{DriveError, Watchdog};
+    let t = sockline_core::Timestamp::from_millis(7);
+    let mut dog = Watchdog::new(t);
+    let first_error = (0..200_000).position(|_| dog.check(t).is_err());
+    assert_eq!(
+        first_error,
+        Some(100_000),
+        "100,000 steps at one instant are allowed"
+    );
+    assert!(matches!(dog.check(t), Err(DriveError::Livelock { now, .. }) if now == t));
+    // Time moving on resets it.
+    assert!(dog.check(t.add_ms(1)).is_ok());
+    assert!(dog.check(t.add_ms(1)).is_ok());
+}

@@ -5,7 +5,7 @@
 
 mod network;
 
-pub use network::{ClientId, DriveError, LinkFaults, Network};
+pub use network::{ClientId, DriveError, LinkFaults, Network, Watchdog};
 
 use std::collections::BTreeMap;
 

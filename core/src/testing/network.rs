@@ -56,6 +56,37 @@ pub enum DriveError {
 /// Steps allowed at one instant before the drive calls it a livelock.
 const MAX_STEPS_PER_INSTANT: usize = 100_000;
 
+/// Counts the steps a drive takes at one virtual instant: work that keeps coming while time
+/// stands still is a livelock, reported rather than spun on.
+#[derive(Debug)]
+pub struct Watchdog {
+    at: Timestamp,
+    steps: usize,
+}
+
+impl Watchdog {
+    /// A watchdog for a drive starting at `now`.
+    pub fn new(now: Timestamp) -> Watchdog {
+        Watchdog { at: now, steps: 0 }
+    }
+
+    /// Records one step that ended at `now`; an error once too many ended at the same instant.
+    pub fn check(&mut self, now: Timestamp) -> Result<(), DriveError> {
+        if now != self.at {
+            (self.at, self.steps) = (now, 0);
+            return Ok(());
+        }
+        self.steps += 1;
+        if self.steps > MAX_STEPS_PER_INSTANT {
+            return Err(DriveError::Livelock {
+                steps: self.steps,
+                now,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What travels on a link.
 #[derive(Clone, Debug)]
 enum Wire {
@@ -339,20 +370,9 @@ impl Network {
     /// Runs `ms` of virtual time.
     pub fn advance(&mut self, ms: u64) -> Result<(), DriveError> {
         let end = self.now.add_ms(ms);
-        let mut steps = 0;
-        let mut at = self.now;
+        let mut watchdog = Watchdog::new(self.now);
         while self.step(end) {
-            if self.now == at {
-                steps += 1;
-                if steps > MAX_STEPS_PER_INSTANT {
-                    return Err(DriveError::Livelock {
-                        steps,
-                        now: self.now,
-                    });
-                }
-            } else {
-                (at, steps) = (self.now, 0);
-            }
+            watchdog.check(self.now)?;
         }
         Ok(())
     }
@@ -365,30 +385,17 @@ impl Network {
     ) -> Result<u64, DriveError> {
         let start = self.now;
         let end = start.add_ms(max_ms);
-        let mut steps = 0;
-        let mut at = self.now;
-        loop {
-            if done(self) {
-                return Ok(self.now.ms_since(start));
-            }
+        let mut watchdog = Watchdog::new(self.now);
+        while !done(self) {
             if !self.step(end) {
                 return Err(DriveError::Timeout {
                     max_ms,
                     now: self.now,
                 });
             }
-            if self.now == at {
-                steps += 1;
-                if steps > MAX_STEPS_PER_INSTANT {
-                    return Err(DriveError::Livelock {
-                        steps,
-                        now: self.now,
-                    });
-                }
-            } else {
-                (at, steps) = (self.now, 0);
-            }
+            watchdog.check(self.now)?;
         }
+        Ok(self.now.ms_since(start))
     }
 
     /// Moves to the next instant something happens (at most `end`) and handles one thing
