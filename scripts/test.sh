@@ -27,6 +27,9 @@ done
 step "python bindings (venv, build, mypy --strict, pytest, examples, quick bench)"
 ./scripts/test-python.sh
 
+step "wasm bindings (npm ci, wasm32 build, wasm-bindgen, esbuild, node tests)"
+./scripts/test-wasm.sh
+
 if [ "${FUZZ_SECONDS:-20}" != 0 ] && [ -x fuzz/run-all.sh ]; then
   step "fuzz smoke (${FUZZ_SECONDS:-20}s per target)"
   fuzz/run-all.sh "${FUZZ_SECONDS:-20}"

@@ -1,0 +1,102 @@
+// The built package under Node: loading, the session's round trip in canonical JSON, every
+// refusal as a SocklineError with the core's code, and the golden traces replayed byte for byte.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile, readdir } from "node:fs/promises";
+
+import * as sockline from "../dist/index.js";
+
+const { ready, Session, SocklineError, replayTrace, isTerminalState, isFinalStreamState } = sockline;
+
+test("using the session before ready() is a clear error; ready() is idempotent", async () => {
+  assert.throws(() => new Session({ url: "ws://127.0.0.1:9/ws" }, 1, 0), (e) => {
+    return e instanceof SocklineError && e.code === "not_ready";
+  });
+  const first = ready();
+  assert.equal(ready(), first, "the same promise every time");
+  await first;
+  await ready();
+});
+
+test("a session round trip in canonical JSON", async () => {
+  await ready();
+  const s = new Session({ url: "ws://127.0.0.1:9/ws", userId: "ann", reconnect: { initialMs: 250 } }, 7, 0);
+  s.subscribe(0, "*");
+  s.connect(0);
+  const opened = s.drain();
+  assert.deepEqual(opened[0], { kind: "open_transport", url: "ws://127.0.0.1:9/ws", attempt: 0 });
+  assert.equal(opened.at(-1).kind, "timeout");
+  s.transportOpened(3.7);
+  const [hello] = s.drain();
+  assert.equal(hello.kind, "transmit");
+  assert.deepEqual(JSON.parse(hello.text), { type: "hello", data: { protocol: 1, userId: "ann" } });
+  s.frame(4, JSON.stringify({ type: "welcome", data: { sessionId: "s1" } }));
+  const welcomed = s.drain();
+  assert.ok(welcomed.some((o) => o.kind === "status" && o.to === "open"));
+  assert.equal(s.state, "open");
+  const id = s.send(5, { type: "chat", data: { projectId: "mine" }, projectId: 3 });
+  const [sent] = s.drain();
+  assert.deepEqual(JSON.parse(sent.text), { type: "chat", data: { projectId: "mine" }, id, projectId: 3 });
+  s.frame(6, JSON.stringify({ type: "chat", data: 1, seq: 1 }));
+  const [message] = s.drain();
+  assert.equal(message.kind, "message");
+  assert.deepEqual(message.message, { type: "chat", data: 1, seq: 1 });
+  s.transportLost(10);
+  const lost = s.drain();
+  const status = lost.find((o) => o.kind === "status");
+  assert.equal(status.reason, "connection lost (1006)");
+  const retry = lost.find((o) => o.kind === "reconnect_scheduled");
+  assert.ok(retry.delay_ms <= 250, "reconnect.initialMs reached the core");
+  assert.equal(s.stats().messages_delivered, 1);
+  s.free();
+});
+
+test("refusals are SocklineErrors with the core's codes", async () => {
+  await ready();
+  const code = (f) => {
+    try {
+      f();
+    } catch (e) {
+      assert.ok(e instanceof SocklineError, `${e}`);
+      assert.ok(e instanceof Error);
+      assert.ok(e.message.length > 0);
+      return e.code;
+    }
+    return "no error";
+  };
+  assert.equal(code(() => new Session({ url: "ftp://x" }, 1, 0)), "invalid_config");
+  assert.equal(code(() => new Session({ url: "ws://x/ws", bogus: 1 }, 1, 0)), "invalid_config");
+  assert.equal(code(() => new Session({ url: "ws://x/ws" }, -1, 0)), "invalid_argument");
+  const s = new Session({ url: "ws://x/ws" }, 1, 0);
+  assert.equal(code(() => s.send(0, { type: "ping" })), "reserved_type");
+  assert.equal(code(() => s.send(0, { type: "bad type" })), "invalid_type");
+  assert.equal(code(() => s.joinProject(0, 1.5)), "invalid_argument");
+  assert.equal(code(() => s.subscribe(0, "a*b")), "invalid_pattern");
+  assert.equal(code(() => s.startTyping(0, 1)), "no_user_id");
+  assert.equal(code(() => s.handleInput(0, { kind: "explode" })), "invalid_input");
+  assert.equal(code(() => s.restoreOutbox(0, {})), "invalid_snapshot");
+  assert.equal(code(() => isTerminalState("bogus")), "invalid_argument");
+  assert.equal(isTerminalState("closed"), true);
+  assert.equal(isTerminalState("unauthorized"), false);
+  assert.equal(isFinalStreamState("done"), true);
+});
+
+test("golden traces replay exactly as the Rust replay prints them", async () => {
+  await ready();
+  const dir = new URL("../../core/tests/traces/", import.meta.url);
+  const names = (await readdir(dir)).filter((n) => n.endsWith(".json"));
+  assert.ok(names.length >= 3);
+  for (const name of names) {
+    const trace = await readFile(new URL(name, dir), "utf8");
+    const want = await readFile(new URL(name.replace(/\.json$/, ".out"), dir), "utf8");
+    assert.equal(replayTrace(trace), want, name);
+  }
+  assert.throws(() => replayTrace("{}"), (e) => e.code === "invalid_trace");
+});
+
+test("the .wasm imports nothing from env", async () => {
+  const bytes = await readFile(new URL("../dist/sockline_wasm_bg.wasm", import.meta.url));
+  const imports = WebAssembly.Module.imports(new WebAssembly.Module(bytes));
+  assert.deepEqual(imports.filter((i) => i.module === "env"), []);
+  assert.ok(imports.every((i) => i.module === "./sockline_wasm_bg.js"), JSON.stringify(imports));
+});

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The wasm bindings: npm packages (npm ci, skipped when node_modules matches the lockfile),
+# the package build (bindings-wasm/build.sh: cargo for wasm32, wasm-bindgen, wasm-opt, esbuild,
+# tsc), then the Node tests against the built dist/. Works with CARGO_TARGET_DIR set or unset.
+set -euo pipefail
+cd "$(dirname "$0")/../bindings-wasm"
+step() { printf '\n==> [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+
+step "npm packages (bindings-wasm)"
+want="$(sha256sum package-lock.json | cut -d' ' -f1)"
+if [ "$(cat node_modules/.lock-sha256 2>/dev/null)" = "$want" ]; then
+  echo "node_modules matches package-lock.json"
+else
+  npm ci --no-audit --no-fund
+  echo "$want" >node_modules/.lock-sha256
+fi
+
+step "build the package (wasm32, wasm-bindgen, wasm-opt -Oz, esbuild, tsc)"
+./build.sh
+for f in dist/sockline_wasm_bg.wasm dist/index.js; do
+  printf '%-28s %8d bytes, %8d gzipped\n' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)"
+done
+
+step "node tests (bindings-wasm/test)"
+node --test test/
