@@ -37,7 +37,6 @@ pub(crate) struct Reconnect {
     backoff: Backoff,
     /// Draws the jitter; only reconnect decisions consume it.
     rng: Rng,
-    fatal_close_codes: Vec<u16>,
     stable_ms: u64,
     /// Server hint for the next reconnect delay.
     hint: Option<u64>,
@@ -54,12 +53,11 @@ pub(crate) struct Reconnect {
 
 impl Reconnect {
     /// Creates the policy for `cfg`, drawing jitter from `rng`.
-    pub(crate) fn new(cfg: ReconnectConfig, fatal_close_codes: Vec<u16>, rng: Rng) -> Self {
+    pub(crate) fn new(cfg: ReconnectConfig, rng: Rng) -> Self {
         Reconnect {
             stable_ms: cfg.stable_ms,
             backoff: Backoff::new(cfg),
             rng,
-            fatal_close_codes,
             hint: None,
             online: true,
             waiting_online: false,
@@ -98,14 +96,21 @@ impl Reconnect {
     }
 
     /// The transport is gone (`code`: its close code, `None` if the session abandoned it).
-    pub(crate) fn on_link_lost(&mut self, now: Timestamp, code: Option<u16>) -> Decision {
+    ///
+    /// `fatal` is the config's `fatal_close_codes`, lent rather than copied into every session.
+    pub(crate) fn on_link_lost(
+        &mut self,
+        now: Timestamp,
+        code: Option<u16>,
+        fatal: &[u16],
+    ) -> Decision {
         match code {
             Some(CLOSE_UNAUTHORIZED) => {
                 // A hint was for a reconnect; the next connect waits for the token instead.
                 self.hint = None;
                 return Decision::Unauthorized;
             }
-            Some(c) if self.fatal_close_codes.contains(&c) => return Decision::Fatal,
+            Some(c) if fatal.contains(&c) => return Decision::Fatal,
             _ => {}
         }
         if !self.online {
@@ -215,6 +220,8 @@ impl Reconnect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FATAL: &[u16] = &[1008, 4003];
     use crate::config::Jitter;
 
     fn t(ms: u64) -> Timestamp {
@@ -227,12 +234,12 @@ mod tests {
             max_attempts,
             ..ReconnectConfig::default()
         };
-        Reconnect::new(cfg, vec![1008, 4003], Rng::new(1))
+        Reconnect::new(cfg, Rng::new(1))
     }
 
     /// Loses the link at `now` and opens whatever attempt that scheduled once its backoff is over.
     fn fail_once(r: &mut Reconnect, now: Timestamp) -> Decision {
-        let d = r.on_link_lost(now, Some(1006));
+        let d = r.on_link_lost(now, Some(1006), FATAL);
         if let Decision::Retry { delay_ms, .. } = d {
             let at = now.add_ms(delay_ms);
             assert_eq!(r.next_deadline().map(|d| d.at), Some(at));
@@ -270,7 +277,7 @@ mod tests {
     fn backoff_fires_only_when_due_and_opens_the_pending_attempt() {
         let mut r = reconnect(Some(5));
         assert_eq!(
-            r.on_link_lost(t(100), None),
+            r.on_link_lost(t(100), None, FATAL),
             Decision::Retry {
                 attempt: 1,
                 delay_ms: 1_000
@@ -335,7 +342,10 @@ mod tests {
     fn unauthorized_and_fatal_codes_never_schedule() {
         let mut r = reconnect(Some(5));
         r.on_server_hint(9_000);
-        assert_eq!(r.on_link_lost(t(0), Some(4001)), Decision::Unauthorized);
+        assert_eq!(
+            r.on_link_lost(t(0), Some(4001), FATAL),
+            Decision::Unauthorized
+        );
         // The hint went with the unauthorized close: a new token starts from the schedule.
         r.reset_attempts();
         assert_eq!(
@@ -345,8 +355,8 @@ mod tests {
                 delay_ms: 1_000
             }
         );
-        assert_eq!(r.on_link_lost(t(0), Some(4003)), Decision::Fatal);
-        assert_eq!(r.on_link_lost(t(0), Some(1008)), Decision::Fatal);
+        assert_eq!(r.on_link_lost(t(0), Some(4003), FATAL), Decision::Fatal);
+        assert_eq!(r.on_link_lost(t(0), Some(1008), FATAL), Decision::Fatal);
         assert_eq!(r.attempt(), 1);
     }
 
@@ -354,7 +364,10 @@ mod tests {
     fn offline_loss_waits_and_online_opens_an_announced_attempt() {
         let mut r = reconnect(Some(5));
         r.on_offline(false);
-        assert_eq!(r.on_link_lost(t(0), Some(1006)), Decision::WaitForNetwork);
+        assert_eq!(
+            r.on_link_lost(t(0), Some(1006), FATAL),
+            Decision::WaitForNetwork
+        );
         assert_eq!(r.attempt(), 0);
         assert_eq!(r.next_deadline(), None);
         // Not while the session is not reconnecting (the user closed meanwhile).
@@ -373,7 +386,7 @@ mod tests {
     fn offline_pauses_a_scheduled_attempt_until_online() {
         let mut r = reconnect(Some(5));
         assert!(matches!(
-            r.on_link_lost(t(0), Some(1006)),
+            r.on_link_lost(t(0), Some(1006), FATAL),
             Decision::Retry { attempt: 1, .. }
         ));
         r.on_offline(true);
@@ -392,7 +405,7 @@ mod tests {
         let mut r = reconnect(Some(1));
         fail_once(&mut r, t(0));
         r.on_offline(false);
-        assert_eq!(r.on_link_lost(t(0), None), Decision::WaitForNetwork);
+        assert_eq!(r.on_link_lost(t(0), None, FATAL), Decision::WaitForNetwork);
         assert_eq!(r.on_online(true), Some(Decision::GiveUp { attempts: 1 }));
     }
 
@@ -427,13 +440,13 @@ mod tests {
     #[test]
     fn stop_forgets_pending_and_awaited_attempts() {
         let mut r = reconnect(Some(5));
-        r.on_link_lost(t(0), None);
+        r.on_link_lost(t(0), None, FATAL);
         r.on_welcome(t(0));
         r.stop();
         assert_eq!(r.next_deadline(), None);
         assert_eq!(r.on_timer(t(99_999), TimerKind::Backoff), None);
         r.on_offline(false);
-        r.on_link_lost(t(0), None);
+        r.on_link_lost(t(0), None, FATAL);
         r.stop();
         assert_eq!(r.on_online(true), None);
     }

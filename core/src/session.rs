@@ -96,11 +96,7 @@ impl Session {
             link: Link::Down,
             timers: TimerSet::default(),
             // The id prefix is the seed's first draw; every later one is reconnect jitter.
-            reconnect: Reconnect::new(
-                config.reconnect.clone(),
-                config.fatal_close_codes.clone(),
-                rng,
-            ),
+            reconnect: Reconnect::new(config.reconnect.clone(), rng),
             heartbeat: Heartbeat::new(config.heartbeat.clone()),
             outbox: Outbox::new(config.outbox.clone()),
             router: Router::default(),
@@ -1108,7 +1104,9 @@ impl Session {
             self.set_state(State::Closed, "closed by client".into());
             return;
         }
-        let decision = self.reconnect.on_link_lost(now, code);
+        let decision = self
+            .reconnect
+            .on_link_lost(now, code, &self.cfg.fatal_close_codes);
         self.reconnect_decided(now, decision, &why);
     }
 
