@@ -7,19 +7,29 @@ set -euo pipefail
 cd "$(dirname "$0")"
 TARGET="${CARGO_TARGET_DIR:-../target}"
 
-cargo build -q -p sockline-wasm --target wasm32-unknown-unknown --profile wasm-release
-rm -rf js/pkg dist
-mkdir -p js/pkg dist
-# wasm-opt runs before wasm-bindgen: Debian's binaryen (108) rewrites the externref table that
-# wasm-bindgen's output relies on into one the engines refuse, while optimising the module
-# before wasm-bindgen adds that table is safe.
-wasm-opt -Oz --strip-debug --strip-producers --enable-reference-types --enable-bulk-memory \
-  --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals --enable-multivalue \
-  "$TARGET/wasm32-unknown-unknown/wasm-release/sockline_wasm.wasm" -o js/pkg/sockline_wasm.wasm
-wasm-bindgen --target web --out-dir js/pkg js/pkg/sockline_wasm.wasm
-rm js/pkg/sockline_wasm.wasm
-cp js/pkg/sockline_wasm_bg.wasm dist/
+rm -rf js/pkg js/pkg-testing dist
+mkdir -p dist
+# Two wasm modules: the client's (`index.js`) and the test kit's (`testing.js`, with the hub core
+# and the virtual-time network), so an application's bundle carries no test code.
+wasm_module() { # $1: output dir, $2: dist name, $3...: cargo flags
+  local out=$1 name=$2
+  shift 2
+  cargo build -q -p sockline-wasm --target wasm32-unknown-unknown --profile wasm-release "$@"
+  mkdir -p "$out"
+  # wasm-opt runs before wasm-bindgen: Debian's binaryen (108) rewrites the externref table that
+  # wasm-bindgen's output relies on into one the engines refuse, while optimising the module
+  # before wasm-bindgen adds that table is safe.
+  wasm-opt -Oz --strip-debug --strip-producers --enable-reference-types --enable-bulk-memory \
+    --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    --enable-multivalue "$TARGET/wasm32-unknown-unknown/wasm-release/sockline_wasm.wasm" \
+    -o "$out/sockline_wasm.wasm"
+  wasm-bindgen --target web --out-dir "$out" "$out/sockline_wasm.wasm"
+  rm "$out/sockline_wasm.wasm"
+  cp "$out/sockline_wasm_bg.wasm" "dist/$name"
+}
+wasm_module js/pkg sockline_wasm_bg.wasm
+wasm_module js/pkg-testing sockline_wasm_testing_bg.wasm --features testing
 # node:* modules are only imported in Node (to read the .wasm from disk).
-node_modules/.bin/esbuild js/index.ts --bundle --format=esm --platform=neutral \
-  --external:node:* --target=es2022 --outfile=dist/index.js --log-level=warning
+node_modules/.bin/esbuild js/index.ts js/testing.ts --bundle --format=esm --platform=neutral \
+  --external:node:* --target=es2022 --outdir=dist --log-level=warning
 node_modules/.bin/tsc -p tsconfig.json

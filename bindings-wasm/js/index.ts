@@ -6,70 +6,15 @@
 // every protocol decision is the core's.
 
 import init, * as raw from "./pkg/sockline_wasm.js";
+import { SocklineError, WasmModule } from "./wasm.js";
 
-let loading: Promise<void> | undefined;
-let loaded = false;
+export { SocklineError };
+
+const wasm = new WasmModule(init, new URL("./sockline_wasm_bg.wasm", import.meta.url));
 
 /** Loads and instantiates the wasm, once (browser or Node >= 20); every call returns the same promise. */
 export function ready(): Promise<void> {
-  loading ??= load().then(() => {
-    loaded = true;
-  });
-  return loading;
-}
-
-async function load(): Promise<void> {
-  const url = new URL("./sockline_wasm_bg.wasm", import.meta.url);
-  if (url.protocol === "file:") {
-    // Node: fetch() cannot read file: URLs.
-    const { readFile } = await import("node:fs/promises");
-    await init({ module_or_path: await readFile(url) });
-  } else {
-    await init({ module_or_path: url });
-  }
-}
-
-/** A call the core refused: `code` is the core's error code (`reserved_type`, `invalid_config`, ...). */
-export class SocklineError extends Error {
-  /** Machine-readable, the same in every runtime. */
-  readonly code: string;
-
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = "SocklineError";
-    this.code = code;
-  }
-}
-
-function toError(e: unknown): Error {
-  if (typeof e === "string") {
-    try {
-      const parsed: unknown = JSON.parse(e);
-      if (
-        typeof parsed === "object" &&
-        parsed !== null &&
-        typeof (parsed as { code?: unknown }).code === "string"
-      ) {
-        const { code, message } = parsed as { code: string; message?: unknown };
-        return new SocklineError(code, String(message ?? code));
-      }
-    } catch {
-      // Not one of ours: reported as it came.
-    }
-    return new Error(e);
-  }
-  return e instanceof Error ? e : new Error(String(e));
-}
-
-function call<T>(f: () => T): T {
-  if (!loaded) {
-    throw new SocklineError("not_ready", "sockline is not loaded yet: await ready() first");
-  }
-  try {
-    return f();
-  } catch (e) {
-    throw toError(e);
-  }
+  return wasm.ready();
 }
 
 /** Session options: the core's config keys, camelCased (see docs/session-json.md). */
@@ -150,132 +95,132 @@ export class Session {
 
   /** A session for `options`, seeded with `seed` (a whole number), at driver time `nowMs`. */
   constructor(options: SessionOptions, seed: number, nowMs: number) {
-    this.#raw = call(() => new raw.Session(JSON.stringify(options), seed, nowMs));
+    this.#raw = wasm.call(() => new raw.Session(JSON.stringify(options), seed, nowMs));
   }
 
   /** Every output up to the next deadline, the final `timeout` included. */
   drain(): Output[] {
-    return JSON.parse(call(() => this.#raw.drain())) as Output[];
+    return JSON.parse(wasm.call(() => this.#raw.drain())) as Output[];
   }
 
   /** When `handleTimeout` is next needed, or `undefined`. */
   pollTimeout(): number | undefined {
-    return call(() => this.#raw.pollTimeout());
+    return wasm.call(() => this.#raw.pollTimeout());
   }
 
   /** Applies any input in its canonical JSON form; returns its outcome. */
   handleInput(nowMs: number, input: { kind: string; [key: string]: unknown }): unknown {
-    return JSON.parse(call(() => this.#raw.handleInput(nowMs, JSON.stringify(input))));
+    return JSON.parse(wasm.call(() => this.#raw.handleInput(nowMs, JSON.stringify(input))));
   }
 
   handleTimeout(nowMs: number): void {
-    call(() => this.#raw.handleTimeout(nowMs));
+    wasm.call(() => this.#raw.handleTimeout(nowMs));
   }
   connect(nowMs: number): void {
-    call(() => this.#raw.connect(nowMs));
+    wasm.call(() => this.#raw.connect(nowMs));
   }
   disconnect(nowMs: number): void {
-    call(() => this.#raw.disconnect(nowMs));
+    wasm.call(() => this.#raw.disconnect(nowMs));
   }
   transportOpened(nowMs: number): void {
-    call(() => this.#raw.transportOpened(nowMs));
+    wasm.call(() => this.#raw.transportOpened(nowMs));
   }
   transportClosed(nowMs: number, code: number | undefined, reason: string): void {
-    call(() => this.#raw.transportClosed(nowMs, code, reason));
+    wasm.call(() => this.#raw.transportClosed(nowMs, code, reason));
   }
   transportLost(nowMs: number): void {
-    call(() => this.#raw.transportLost(nowMs));
+    wasm.call(() => this.#raw.transportLost(nowMs));
   }
   transportError(nowMs: number, message: string): void {
-    call(() => this.#raw.transportError(nowMs, message));
+    wasm.call(() => this.#raw.transportError(nowMs, message));
   }
   frame(nowMs: number, text: string): void {
-    call(() => this.#raw.frame(nowMs, text));
+    wasm.call(() => this.#raw.frame(nowMs, text));
   }
   binaryFrame(nowMs: number, len: number): void {
-    call(() => this.#raw.binaryFrame(nowMs, len));
+    wasm.call(() => this.#raw.binaryFrame(nowMs, len));
   }
   buffered(nowMs: number, bytes: number): void {
-    call(() => this.#raw.buffered(nowMs, bytes));
+    wasm.call(() => this.#raw.buffered(nowMs, bytes));
   }
   shouldReportBuffered(bytes: number): boolean {
-    return call(() => this.#raw.shouldReportBuffered(bytes));
+    return wasm.call(() => this.#raw.shouldReportBuffered(bytes));
   }
 
   /** Sends (or queues) a message; returns its id. */
   send(nowMs: number, message: OutgoingMessage): string {
-    return call(() => this.#raw.send(nowMs, JSON.stringify(message)));
+    return wasm.call(() => this.#raw.send(nowMs, JSON.stringify(message)));
   }
   subscribe(nowMs: number, pattern: string, projectId?: number): number {
-    return call(() => this.#raw.subscribe(nowMs, pattern, projectId));
+    return wasm.call(() => this.#raw.subscribe(nowMs, pattern, projectId));
   }
   unsubscribe(nowMs: number, id: number): void {
-    call(() => this.#raw.unsubscribe(nowMs, id));
+    wasm.call(() => this.#raw.unsubscribe(nowMs, id));
   }
   joinProject(nowMs: number, projectId: number): void {
-    call(() => this.#raw.joinProject(nowMs, projectId));
+    wasm.call(() => this.#raw.joinProject(nowMs, projectId));
   }
   leaveProject(nowMs: number, projectId: number): void {
-    call(() => this.#raw.leaveProject(nowMs, projectId));
+    wasm.call(() => this.#raw.leaveProject(nowMs, projectId));
   }
   startTyping(nowMs: number, projectId: number): void {
-    call(() => this.#raw.startTyping(nowMs, projectId));
+    wasm.call(() => this.#raw.startTyping(nowMs, projectId));
   }
   stopTyping(nowMs: number, projectId: number): void {
-    call(() => this.#raw.stopTyping(nowMs, projectId));
+    wasm.call(() => this.#raw.stopTyping(nowMs, projectId));
   }
   typingUsers(projectId: number): string[] {
-    return JSON.parse(call(() => this.#raw.typingUsers(projectId))) as string[];
+    return JSON.parse(wasm.call(() => this.#raw.typingUsers(projectId))) as string[];
   }
   presence(projectId: number): string[] {
-    return JSON.parse(call(() => this.#raw.presence(projectId))) as string[];
+    return JSON.parse(wasm.call(() => this.#raw.presence(projectId))) as string[];
   }
   projectVersion(projectId: number): number | undefined {
-    return call(() => this.#raw.projectVersion(projectId));
+    return wasm.call(() => this.#raw.projectVersion(projectId));
   }
   interruptStream(nowMs: number, streamId: string): void {
-    call(() => this.#raw.interruptStream(nowMs, streamId));
+    wasm.call(() => this.#raw.interruptStream(nowMs, streamId));
   }
   streamContent(streamId: string): string | undefined {
-    return call(() => this.#raw.streamContent(streamId));
+    return wasm.call(() => this.#raw.streamContent(streamId));
   }
   streamState(streamId: string): string | undefined {
-    return call(() => this.#raw.streamState(streamId));
+    return wasm.call(() => this.#raw.streamState(streamId));
   }
   setToken(nowMs: number, token: string, expiresAtMs?: number): void {
-    call(() => this.#raw.setToken(nowMs, token, expiresAtMs));
+    wasm.call(() => this.#raw.setToken(nowMs, token, expiresAtMs));
   }
   online(nowMs: number): void {
-    call(() => this.#raw.online(nowMs));
+    wasm.call(() => this.#raw.online(nowMs));
   }
   offline(nowMs: number): void {
-    call(() => this.#raw.offline(nowMs));
+    wasm.call(() => this.#raw.offline(nowMs));
   }
   visible(nowMs: number): void {
-    call(() => this.#raw.visible(nowMs));
+    wasm.call(() => this.#raw.visible(nowMs));
   }
   hidden(nowMs: number): void {
-    call(() => this.#raw.hidden(nowMs));
+    wasm.call(() => this.#raw.hidden(nowMs));
   }
   /** The connection state (`idle`, `connecting`, `open`, ...). */
   get state(): string {
-    return call(() => this.#raw.state());
+    return wasm.call(() => this.#raw.state());
   }
   stats(): Record<string, number | null> {
-    return JSON.parse(call(() => this.#raw.stats())) as Record<string, number | null>;
+    return JSON.parse(wasm.call(() => this.#raw.stats())) as Record<string, number | null>;
   }
   snapshotOutbox(): unknown {
-    return JSON.parse(call(() => this.#raw.snapshotOutbox()));
+    return JSON.parse(wasm.call(() => this.#raw.snapshotOutbox()));
   }
   restoreOutbox(nowMs: number, snapshot: unknown): number {
-    return call(() => this.#raw.restoreOutbox(nowMs, JSON.stringify(snapshot)));
+    return wasm.call(() => this.#raw.restoreOutbox(nowMs, JSON.stringify(snapshot)));
   }
   startRecording(): void {
-    call(() => this.#raw.startRecording());
+    wasm.call(() => this.#raw.startRecording());
   }
   /** The recorded trace's canonical JSON text, if recording. */
   trace(): string | undefined {
-    return call(() => this.#raw.trace());
+    return wasm.call(() => this.#raw.trace());
   }
   /** Frees the wasm memory the session holds; the object is unusable afterwards. */
   free(): void {
@@ -285,15 +230,15 @@ export class Session {
 
 /** Whether a state is terminal: the session does nothing more on its own. */
 export function isTerminalState(name: string): boolean {
-  return call(() => raw.isTerminalState(name));
+  return wasm.call(() => raw.isTerminalState(name));
 }
 
 /** Whether a stream state is final: no more events for that stream. */
 export function isFinalStreamState(name: string): boolean {
-  return call(() => raw.isFinalStreamState(name));
+  return wasm.call(() => raw.isFinalStreamState(name));
 }
 
 /** Replays a trace's canonical JSON; returns the lines `sockline replay` prints, joined by newlines. */
 export function replayTrace(traceJson: string): string {
-  return call(() => raw.replayTrace(traceJson));
+  return wasm.call(() => raw.replayTrace(traceJson));
 }

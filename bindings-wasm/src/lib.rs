@@ -12,6 +12,8 @@
 #![warn(missing_docs)]
 
 mod convert;
+#[cfg(feature = "testing")]
+mod network;
 
 use serde_json::Value;
 use sockline_core::{Config, Input, Outcome, Output, SendRequest, StreamState, SubscriptionId};
@@ -19,6 +21,8 @@ use wasm_bindgen::prelude::*;
 
 pub use convert::Failure;
 use convert::{parse, snake_keys_deep, snake_keys_top, time, whole};
+#[cfg(feature = "testing")]
+pub use network::{Network, Watchdog};
 
 /// A deterministic sockline client session, driven by the JS driver.
 #[wasm_bindgen]
