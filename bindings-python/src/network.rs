@@ -84,20 +84,18 @@ impl PyNetwork {
     ) -> PyResult<Self> {
         let mut settings = HubSettings {
             token,
-            replay_capacity: replay_capacity.max(1),
+            replay_capacity,
             session_ttl_ms,
             hello_timeout_ms,
-            agent_chunk_ms: agent_chunk_ms.max(1),
+            agent_chunk_ms,
             idle_timeout_ms,
-            max_frame_bytes: max_frame_bytes.max(256),
+            max_frame_bytes,
             ..HubSettings::default()
         };
         if let Some(r) = rate_limit {
             settings.rate_limit = self::rate_limit(r)?;
         }
-        let agent = agent_chunks.map(|chunks| ScriptedAgent {
-            chunks: chunks.max(1),
-        });
+        let agent = agent_chunks.map(|chunks| ScriptedAgent { chunks });
         let mut net = Network::new(settings, seed).with_agent(agent);
         net.set_latency_ms(latency_ms);
         Ok(PyNetwork {

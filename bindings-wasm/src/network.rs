@@ -34,19 +34,19 @@ fn settings(options: &Value) -> Result<(HubSettings, Option<ScriptedAgent>, u64)
         s.token = Some(t.to_string());
     }
     if let Some(v) = get("replayCapacity") {
-        s.replay_capacity = number("replayCapacity", v)?.max(1) as usize;
+        s.replay_capacity = usize::try_from(number("replayCapacity", v)?).unwrap_or(usize::MAX);
     }
     if let Some(v) = get("sessionTtlMs") {
         s.session_ttl_ms = number("sessionTtlMs", v)?;
     }
     if let Some(v) = get("agentChunkMs") {
-        s.agent_chunk_ms = number("agentChunkMs", v)?.max(1);
+        s.agent_chunk_ms = number("agentChunkMs", v)?;
     }
     if let Some(v) = get("idleTimeoutMs") {
         s.idle_timeout_ms = number("idleTimeoutMs", v)?;
     }
     if let Some(v) = get("maxFrameBytes") {
-        s.max_frame_bytes = number("maxFrameBytes", v)?.max(256) as usize;
+        s.max_frame_bytes = usize::try_from(number("maxFrameBytes", v)?).unwrap_or(usize::MAX);
     }
     if let Some(v) = get("rateLimit") {
         s.rate_limit = serde_json::from_value::<RateLimitConfig>(snake_keys_deep(v.clone()))
@@ -56,7 +56,7 @@ fn settings(options: &Value) -> Result<(HubSettings, Option<ScriptedAgent>, u64)
         None => Some(ScriptedAgent::default()),
         Some(Value::Null) => None,
         Some(v) => Some(ScriptedAgent {
-            chunks: number("agentChunks", v)?.clamp(1, u64::from(u32::MAX)) as u32,
+            chunks: u32::try_from(number("agentChunks", v)?).unwrap_or(u32::MAX),
         }),
     };
     let latency = match get("latencyMs") {

@@ -536,3 +536,22 @@ fn work_that_never_lets_time_move_is_reported_as_a_livelock() {
     assert!(dog.check(t.add_ms(1)).is_ok());
     assert!(dog.check(t.add_ms(1)).is_ok());
 }
+
+#[test]
+fn a_reader_that_pauses_below_the_queue_limit_gets_everything_when_it_reads_again() {
+    let (mut net, ids) = joined(HubSettings::default(), &["ann", "bob"], 2);
+    let (ann, bob) = (ids[0], ids[1]);
+    net.stop_reading(bob);
+    for n in 0..5 {
+        send_note(&mut net, ann, 2, n, Delivery::AtMostOnce);
+    }
+    net.advance(1_000).unwrap();
+    assert!(notes(&net, bob).is_empty(), "held on the hub's side");
+    net.resume_reading(bob);
+    net.advance(100).unwrap();
+    assert_eq!(
+        notes(&net, bob),
+        (0..5).map(|n| json!(n)).collect::<Vec<_>>()
+    );
+    assert_eq!(readies(&net, bob), [false], "the same link throughout");
+}

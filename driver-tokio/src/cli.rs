@@ -169,16 +169,16 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
         listen: args.listen,
         settings: sockline_core::hub::HubSettings {
             token: args.token.clone(),
-            replay_capacity: args.replay.max(1),
+            replay_capacity: args.replay,
             rate_limit: rate,
-            agent_chunk_ms: args.agent_chunk_ms.max(1),
+            agent_chunk_ms: args.agent_chunk_ms,
             idle_timeout_ms: args.idle_timeout_ms,
-            max_frame_bytes: args.max_frame_bytes.max(256),
+            max_frame_bytes: args.max_frame_bytes,
             chaos,
             ..sockline_core::hub::HubSettings::default()
         },
         agent: Some(sockline_core::hub::ScriptedAgent {
-            chunks: args.agent_chunks.max(1),
+            chunks: args.agent_chunks,
         }),
         outbound_queue: args.outbound_queue.max(1),
         static_dir: args.static_dir.clone(),

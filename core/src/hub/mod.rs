@@ -69,6 +69,22 @@ pub struct HubSettings {
     pub chaos: ChaosConfig,
 }
 
+/// The smallest frame limit the hub accepts: a `hello` and a `welcome` must fit.
+const MIN_FRAME_BYTES: usize = 256;
+
+impl HubSettings {
+    /// The same settings with every value the hub cannot work with raised to its minimum
+    /// (one of each count, 1 ms between agent chunks, 256-byte frames): the one place that
+    /// decides it, for every driver and binding.
+    pub fn within_bounds(mut self) -> HubSettings {
+        self.replay_capacity = self.replay_capacity.max(1);
+        self.agent_chunk_ms = self.agent_chunk_ms.max(1);
+        self.dedupe_window = self.dedupe_window.max(1);
+        self.max_frame_bytes = self.max_frame_bytes.max(MIN_FRAME_BYTES);
+        self
+    }
+}
+
 impl Default for HubSettings {
     fn default() -> Self {
         HubSettings {
@@ -179,7 +195,7 @@ impl<B: Broker> HubCore<B> {
     /// A hub with no connections and no agent; `seed` makes session ids and chaos reproducible.
     pub fn new(settings: HubSettings, broker: B, seed: u64) -> Self {
         HubCore {
-            settings,
+            settings: settings.within_bounds(),
             broker,
             agent: None,
             rng: Rng::new(seed),

@@ -423,3 +423,36 @@ fn an_oversized_frame_is_refused_by_its_id_and_the_link_stays() {
     assert_eq!(to_ann[0]["data"]["id"], "m9");
     assert!(closes(&out).is_empty());
 }
+
+#[test]
+fn settings_the_hub_cannot_work_with_are_raised_to_their_minimum() {
+    let mut h = hub_with(HubSettings {
+        replay_capacity: 0,
+        agent_chunk_ms: 0,
+        dedupe_window: 0,
+        max_frame_bytes: 0,
+        ..HubSettings::default()
+    });
+    let s = h.settings().clone();
+    assert_eq!(
+        (
+            s.replay_capacity,
+            s.agent_chunk_ms,
+            s.dedupe_window,
+            s.max_frame_bytes
+        ),
+        (1, 1, 1, 256)
+    );
+    join(&mut h, 1, "ann", 5);
+    let out = feed(
+        &mut h,
+        1,
+        1,
+        r#"{"type":"note","id":"a","data":1,"projectId":5}"#,
+    );
+    assert_eq!(
+        sent_to(&out, 1)[0]["type"],
+        "ack",
+        "a small frame still fits"
+    );
+}

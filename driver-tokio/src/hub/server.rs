@@ -355,7 +355,11 @@ where
 {
     // Twice the protocol limit: the core refuses frames between the two by id (the client
     // drops that message); only beyond this is the connection cut off (1009).
-    let transport_limit = shared.cfg.settings.max_frame_bytes.saturating_mul(2);
+    let max_frame_bytes = match shared.core.lock() {
+        Ok(c) => c.settings().max_frame_bytes,
+        Err(p) => p.into_inner().settings().max_frame_bytes,
+    };
+    let transport_limit = max_frame_bytes.saturating_mul(2);
     let config = WebSocketConfig::default()
         .max_message_size(Some(transport_limit))
         .max_frame_size(Some(transport_limit))
