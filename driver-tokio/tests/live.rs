@@ -466,3 +466,52 @@ async fn a_hub_that_stops_reading_blocks_the_transport_then_the_write_timeout_en
     ann.close().await.unwrap();
     hub.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_from_concurrent_senders_reach_a_member_once_each_and_in_each_senders_order() {
+    // Two connections' inputs are fed to the core on different threads: what the core sends a
+    // third connection must reach its queue in the core's order, or its `seq`s arrive shuffled.
+    let hub = hub_with(|_| {}).await;
+    let rx = client(config(&hub.url(), "rx"));
+    let mut rx_events = rx.events();
+    let mut ticks = rx.subscribe("tick", Some(9)).await.unwrap();
+    rx.join_project(9).await.unwrap();
+    let senders: Vec<Client> = ["s0", "s1", "s2"]
+        .iter()
+        .map(|u| client(config(&hub.url(), u)))
+        .collect();
+    for s in &senders {
+        s.join_project(9).await.unwrap();
+    }
+    wait_event(&mut rx_events, |e| match e {
+        Event::Presence { members, .. } if members.len() == 4 => Some(()),
+        _ => None,
+    })
+    .await;
+    const EACH: u64 = 120;
+    let sends = senders.iter().enumerate().map(|(i, s)| async move {
+        for n in 0..EACH {
+            s.send(SendRequest::new("tick", json!({"from": i, "n": n})).project(9))
+                .await
+                .unwrap();
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    let mut next = [0u64; 3];
+    for _ in 0..3 * EACH {
+        let m = timeout(WAIT, ticks.recv())
+            .await
+            .unwrap_or_else(|_| panic!("a tick is missing; got {next:?} of each"))
+            .unwrap();
+        let d = m.data_value();
+        let from = d["from"].as_u64().unwrap() as usize;
+        assert_eq!(d["n"].as_u64().unwrap(), next[from], "sender {from}");
+        next[from] += 1;
+    }
+    assert_eq!(next, [EACH; 3]);
+    for s in senders {
+        s.close().await.unwrap();
+    }
+    rx.close().await.unwrap();
+    hub.shutdown().await;
+}

@@ -130,33 +130,27 @@ impl Shared {
     fn feed_with(&self, apply: impl FnOnce(&mut HubCore<InMemoryBroker>, Timestamp)) {
         let mut apply = Some(apply);
         let mut pending: Vec<HubInput> = Vec::new();
+        // The outputs are handed to the connections' queues before the core's lock is released:
+        // another thread's outputs for the same connection must never overtake these (a
+        // `presence_diff` arriving before the `presence_state` it amends would be lost).
+        let mut core = match self.core.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
         loop {
             let now = self.now();
-            let outputs = {
-                let mut core = match self.core.lock() {
-                    Ok(c) => c,
-                    Err(p) => p.into_inner(),
-                };
-                match (apply.take(), pending.pop()) {
-                    (Some(f), _) => f(&mut core, now),
-                    (None, Some(input)) => core.handle_input(now, input),
-                    (None, None) => break,
-                }
-                let mut outputs = Vec::new();
-                loop {
-                    match core.poll_output() {
-                        HubOutput::Timeout { .. } => break,
-                        o => outputs.push(o),
-                    }
-                }
-                outputs
-            };
+            match (apply.take(), pending.pop()) {
+                (Some(f), _) => f(&mut core, now),
+                (None, Some(input)) => core.handle_input(now, input),
+                (None, None) => break,
+            }
             let conns = match self.conns.lock() {
                 Ok(c) => c,
                 Err(p) => p.into_inner(),
             };
-            for output in outputs {
-                let (conn, fate) = match output {
+            loop {
+                let (conn, fate) = match core.poll_output() {
+                    HubOutput::Timeout { .. } => break,
                     HubOutput::Send { conn, text } => {
                         if let Some(h) = conns.get(&conn) {
                             if h.tx.try_send(text).is_err() {
@@ -176,6 +170,7 @@ impl Shared {
                 }
             }
         }
+        drop(core);
         self.changed.notify_one();
     }
 
