@@ -152,6 +152,20 @@ impl Reconnect {
         })
     }
 
+    /// The page is back in view (shown, resumed, restored from the back/forward cache): while
+    /// `reconnecting`, the attempt waiting for its backoff opens now, since a user is looking.
+    pub(crate) fn on_visible(&mut self, reconnecting: bool) -> Option<Decision> {
+        if !reconnecting || !self.online {
+            return None;
+        }
+        let attempt = self.pending_attempt?;
+        self.backoff_at.take()?;
+        Some(Decision::Open {
+            attempt,
+            announce: false,
+        })
+    }
+
     /// The host went offline; while `reconnecting` a scheduled attempt waits for the network.
     pub(crate) fn on_offline(&mut self, reconnecting: bool) {
         self.online = false;

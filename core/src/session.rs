@@ -658,11 +658,16 @@ impl Session {
         }
     }
 
-    /// The page became visible: timers may have been throttled, so probe an open link.
+    /// The page became visible: timers may have been throttled, so probe an open link; a
+    /// reconnect waiting for its backoff starts at once.
     pub fn visible(&mut self, now: Timestamp) {
         let now = self.enter(now, || Input::Visible);
         if self.state == State::Open {
             self.probe(now);
+        }
+        let reconnecting = self.state == State::Reconnecting;
+        if let Some(decision) = self.reconnect.on_visible(reconnecting) {
+            self.reconnect_decided(now, decision, "page visible");
         }
     }
 
@@ -707,6 +712,12 @@ impl Session {
         if self.link == Link::Down {
             return;
         }
+        if code == Some(CLOSE_ABNORMAL) {
+            // 1006 is never sent in a close frame: a driver reporting it (a browser's
+            // `CloseEvent` does) saw the transport end without one, so it is named as lost.
+            self.link_lost(now);
+            return;
+        }
         self.reconnect.on_close_reason(reason);
         let code = code.unwrap_or(CLOSE_NO_STATUS);
         let why = if reason.is_empty() {
@@ -720,9 +731,13 @@ impl Session {
     /// The transport ended without any close frame (EOF or reset), named 1006.
     pub fn transport_lost(&mut self, now: Timestamp) {
         let now = self.enter(now, || Input::TransportLost);
-        if self.link == Link::Down {
-            return;
+        if self.link != Link::Down {
+            self.link_lost(now);
         }
+    }
+
+    /// The transport ended without a close frame, however the driver reported it.
+    fn link_lost(&mut self, now: Timestamp) {
         self.lose_transport(
             now,
             Some(CLOSE_ABNORMAL),

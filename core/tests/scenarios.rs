@@ -913,6 +913,34 @@ fn a_lost_transport_and_a_close_without_code_are_named_by_the_core() {
     let before = h.log().len();
     h.with(|s, n| s.transport_lost(n));
     assert_eq!(h.log().len(), before);
+    // A browser reports a lost transport as a close with 1006: the same loss, the same name.
+    h.advance(2_000);
+    assert_eq!(h.state(), State::Open);
+    h.with(|s, n| s.transport_closed(n, 1006, ""));
+    assert_eq!(last_status(&h).2, "connection lost (1006)");
+}
+
+#[test]
+fn becoming_visible_while_reconnecting_opens_the_waiting_attempt_at_once() {
+    let mut c = config();
+    c.reconnect.initial_ms = 5_000;
+    let mut h = open(c);
+    h.with(|s, n| s.transport_lost(n));
+    assert_eq!(scheduled(&h), vec![(1, 5_000)]);
+    h.advance(1_000);
+    assert_eq!(h.server.opens(), 1);
+    h.with(|s, n| s.visible(n));
+    assert_eq!(h.server.opens(), 2, "the page in view reconnects now");
+    assert_eq!(h.state(), State::Open);
+    // The attempt that opened is the one announced: no second announcement, no extra attempt.
+    assert_eq!(scheduled(&h), vec![(1, 5_000)]);
+    h.advance(10_000);
+    assert_eq!(h.server.opens(), 2);
+    // Visible while open only probes; visible while offline waits for the network.
+    h.with(|s, n| s.offline(n));
+    h.with(|s, n| s.transport_lost(n));
+    h.with(|s, n| s.visible(n));
+    assert_eq!(h.server.opens(), 2);
 }
 
 // ---- backpressure ------------------------------------------------------------------------
