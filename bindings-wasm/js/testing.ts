@@ -3,7 +3,7 @@
 
 import init, * as raw from "./pkg-testing/sockline_wasm.js";
 import { SocklineError, WasmModule } from "./wasm.js";
-import type { Envelope, OutgoingMessage, SessionEvent, SessionOptions } from "./index.js";
+import type { Envelope, OutgoingMessage, SessionEvent, SessionOptions } from "./session.js";
 
 export { SocklineError };
 

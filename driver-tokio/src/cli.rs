@@ -206,9 +206,25 @@ async fn hub(args: HubArgs) -> u8 {
         handle.url(),
         handle.local_addr()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    stop_requested().await;
     handle.shutdown().await;
     EXIT_OK
+}
+
+/// Ctrl-C, or SIGTERM (how service managers and containers stop a process).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Flags of `sockline connect`.

@@ -1,0 +1,244 @@
+// The wasm session: the deterministic Rust core behind a typed JS class.
+//
+// This module is the boundary: it loads the wasm, hands options and messages across as JSON,
+// parses outputs back into their canonical objects (the same JSON Rust, Python and traces use)
+// and turns refusals into `SocklineError`s carrying the core's error code. It decides nothing:
+// every protocol decision is the core's.
+
+import init, * as raw from "./pkg/sockline_wasm.js";
+import { SocklineError, WasmModule } from "./wasm.js";
+
+export { SocklineError };
+
+const wasm = new WasmModule(init, new URL("./sockline_wasm_bg.wasm", import.meta.url));
+
+/** Loads and instantiates the wasm, once (browser or Node >= 20); every call returns the same promise. */
+export function ready(): Promise<void> {
+  return wasm.ready();
+}
+
+/** Session options: the core's config keys, camelCased (see docs/session-json.md). */
+export interface SessionOptions {
+  url: string;
+  userId?: string;
+  token?: string;
+  connectTimeoutMs?: number;
+  closeTimeoutMs?: number;
+  maxFrameBytes?: number;
+  maxJsonDepth?: number;
+  dedupeWindow?: number;
+  fatalCloseCodes?: number[];
+  requireTls?: boolean;
+  tokenRefreshMarginMs?: number;
+  maxBufferedBytes?: number;
+  writeTimeoutMs?: number;
+  reconnect?: {
+    initialMs?: number;
+    factor?: number;
+    maxMs?: number;
+    maxAttempts?: number | null;
+    jitter?: "none" | "full" | "equal";
+    stableMs?: number;
+    maxHintMs?: number;
+  };
+  heartbeat?: { intervalMs?: number; timeoutMs?: number; suspendDetectMs?: number };
+  outbox?: {
+    maxMessages?: number;
+    maxBytes?: number;
+    overflow?: "drop_oldest" | "drop_newest" | "reject";
+    ackTimeoutMs?: number;
+  };
+  typing?: { throttleMs?: number; idleMs?: number; expireMs?: number };
+  streams?: { stallMs?: number; maxBytes?: number; maxStreams?: number; maxPending?: number };
+  rateLimit?: "off" | { bucket: { perSec: number; burst: number } };
+}
+
+/** A message to send (`data` is yours, sent as given). */
+export interface OutgoingMessage {
+  type: string;
+  data?: unknown;
+  projectId?: number;
+  delivery?: "volatile" | "at_most_once" | "at_least_once";
+  ttlMs?: number;
+  coalesce?: string;
+  id?: string;
+  unixMs?: number;
+}
+
+/** A message as it travels on the wire. */
+export interface Envelope {
+  type: string;
+  data: unknown;
+  timestamp?: string;
+  id?: string;
+  projectId?: number;
+  seq?: number;
+}
+
+/** An event of the session, in its canonical JSON form (snake_case keys). */
+export interface SessionEvent {
+  kind: string;
+  [key: string]: unknown;
+}
+
+/** What the session asks of its driver, in canonical JSON form. */
+export type Output =
+  | { kind: "open_transport"; url: string; attempt: number }
+  | { kind: "transmit"; text: string }
+  | { kind: "close_transport"; code: number; reason: string }
+  | { kind: "timeout"; deadline: number | null }
+  | SessionEvent;
+
+/** The deterministic session: inputs in (with the driver's time), outputs out. */
+export class Session {
+  readonly #raw: raw.Session;
+
+  /** A session for `options`, seeded with `seed` (a whole number), at driver time `nowMs`. */
+  constructor(options: SessionOptions, seed: number, nowMs: number) {
+    this.#raw = wasm.call(() => new raw.Session(JSON.stringify(options), seed, nowMs));
+  }
+
+  /** Every output up to the next deadline, the final `timeout` included. */
+  drain(): Output[] {
+    return JSON.parse(wasm.call(() => this.#raw.drain())) as Output[];
+  }
+
+  /** When `handleTimeout` is next needed, or `undefined`. */
+  pollTimeout(): number | undefined {
+    return wasm.call(() => this.#raw.pollTimeout());
+  }
+
+  /** Applies any input in its canonical JSON form; returns its outcome. */
+  handleInput(nowMs: number, input: { kind: string; [key: string]: unknown }): unknown {
+    return JSON.parse(wasm.call(() => this.#raw.handleInput(nowMs, JSON.stringify(input))));
+  }
+
+  handleTimeout(nowMs: number): void {
+    wasm.call(() => this.#raw.handleTimeout(nowMs));
+  }
+  connect(nowMs: number): void {
+    wasm.call(() => this.#raw.connect(nowMs));
+  }
+  disconnect(nowMs: number): void {
+    wasm.call(() => this.#raw.disconnect(nowMs));
+  }
+  transportOpened(nowMs: number): void {
+    wasm.call(() => this.#raw.transportOpened(nowMs));
+  }
+  transportClosed(nowMs: number, code: number | undefined, reason: string): void {
+    wasm.call(() => this.#raw.transportClosed(nowMs, code, reason));
+  }
+  transportLost(nowMs: number): void {
+    wasm.call(() => this.#raw.transportLost(nowMs));
+  }
+  transportError(nowMs: number, message: string): void {
+    wasm.call(() => this.#raw.transportError(nowMs, message));
+  }
+  frame(nowMs: number, text: string): void {
+    wasm.call(() => this.#raw.frame(nowMs, text));
+  }
+  binaryFrame(nowMs: number, len: number): void {
+    wasm.call(() => this.#raw.binaryFrame(nowMs, len));
+  }
+  buffered(nowMs: number, bytes: number): void {
+    wasm.call(() => this.#raw.buffered(nowMs, bytes));
+  }
+  shouldReportBuffered(bytes: number): boolean {
+    return wasm.call(() => this.#raw.shouldReportBuffered(bytes));
+  }
+
+  /** Sends (or queues) a message; returns its id. */
+  send(nowMs: number, message: OutgoingMessage): string {
+    return wasm.call(() => this.#raw.send(nowMs, JSON.stringify(message)));
+  }
+  subscribe(nowMs: number, pattern: string, projectId?: number): number {
+    return wasm.call(() => this.#raw.subscribe(nowMs, pattern, projectId));
+  }
+  unsubscribe(nowMs: number, id: number): void {
+    wasm.call(() => this.#raw.unsubscribe(nowMs, id));
+  }
+  joinProject(nowMs: number, projectId: number): void {
+    wasm.call(() => this.#raw.joinProject(nowMs, projectId));
+  }
+  leaveProject(nowMs: number, projectId: number): void {
+    wasm.call(() => this.#raw.leaveProject(nowMs, projectId));
+  }
+  startTyping(nowMs: number, projectId: number): void {
+    wasm.call(() => this.#raw.startTyping(nowMs, projectId));
+  }
+  stopTyping(nowMs: number, projectId: number): void {
+    wasm.call(() => this.#raw.stopTyping(nowMs, projectId));
+  }
+  typingUsers(projectId: number): string[] {
+    return JSON.parse(wasm.call(() => this.#raw.typingUsers(projectId))) as string[];
+  }
+  presence(projectId: number): string[] {
+    return JSON.parse(wasm.call(() => this.#raw.presence(projectId))) as string[];
+  }
+  projectVersion(projectId: number): number | undefined {
+    return wasm.call(() => this.#raw.projectVersion(projectId));
+  }
+  interruptStream(nowMs: number, streamId: string): void {
+    wasm.call(() => this.#raw.interruptStream(nowMs, streamId));
+  }
+  streamContent(streamId: string): string | undefined {
+    return wasm.call(() => this.#raw.streamContent(streamId));
+  }
+  streamState(streamId: string): string | undefined {
+    return wasm.call(() => this.#raw.streamState(streamId));
+  }
+  setToken(nowMs: number, token: string, expiresAtMs?: number): void {
+    wasm.call(() => this.#raw.setToken(nowMs, token, expiresAtMs));
+  }
+  online(nowMs: number): void {
+    wasm.call(() => this.#raw.online(nowMs));
+  }
+  offline(nowMs: number): void {
+    wasm.call(() => this.#raw.offline(nowMs));
+  }
+  visible(nowMs: number): void {
+    wasm.call(() => this.#raw.visible(nowMs));
+  }
+  hidden(nowMs: number): void {
+    wasm.call(() => this.#raw.hidden(nowMs));
+  }
+  /** The connection state (`idle`, `connecting`, `open`, ...). */
+  get state(): string {
+    return wasm.call(() => this.#raw.state());
+  }
+  stats(): Record<string, number | null> {
+    return JSON.parse(wasm.call(() => this.#raw.stats())) as Record<string, number | null>;
+  }
+  snapshotOutbox(): unknown {
+    return JSON.parse(wasm.call(() => this.#raw.snapshotOutbox()));
+  }
+  restoreOutbox(nowMs: number, snapshot: unknown): number {
+    return wasm.call(() => this.#raw.restoreOutbox(nowMs, JSON.stringify(snapshot)));
+  }
+  startRecording(): void {
+    wasm.call(() => this.#raw.startRecording());
+  }
+  /** The recorded trace's canonical JSON text, if recording. */
+  trace(): string | undefined {
+    return wasm.call(() => this.#raw.trace());
+  }
+  /** Frees the wasm memory the session holds; the object is unusable afterwards. */
+  free(): void {
+    this.#raw.free();
+  }
+}
+
+/** Whether a state is terminal: the session does nothing more on its own. */
+export function isTerminalState(name: string): boolean {
+  return wasm.call(() => raw.isTerminalState(name));
+}
+
+/** Whether a stream state is final: no more events for that stream. */
+export function isFinalStreamState(name: string): boolean {
+  return wasm.call(() => raw.isFinalStreamState(name));
+}
+
+/** Replays a trace's canonical JSON; returns the lines `sockline replay` prints, joined by newlines. */
+export function replayTrace(traceJson: string): string {
+  return wasm.call(() => raw.replayTrace(traceJson));
+}
