@@ -41,10 +41,19 @@ pub enum Command {
         /// The trace (`{"config", "seed", "inputs"}`).
         trace: std::path::PathBuf,
     },
-    /// Run the reference hub (WebSocket at /ws, the browser demo at /) until Ctrl-C.
+    /// Run the reference hub (WebSocket at /ws, the browser demo at /demo/websocket) until
+    /// Ctrl-C or SIGTERM.
     Hub(HubArgs),
-    /// A live story on loopback: two clients, a hub killed and restarted mid-stream.
-    Demo,
+    /// A live story on loopback: two clients, a hub killed and restarted mid-stream; with
+    /// `--web`, a hub serving the browser demo instead, until Ctrl-C.
+    Demo {
+        /// Start a hub with the scripted agent and print the demo page's URL to open.
+        #[arg(long)]
+        web: bool,
+        /// Address the `--web` hub listens on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Flags of `sockline hub`.
@@ -56,7 +65,8 @@ pub struct HubArgs {
     /// Require this token in `hello` (close 4001 otherwise).
     #[arg(long)]
     pub token: Option<String>,
-    /// Directory served at `/`.
+    /// Directory served at `/` (default: the browser demo built by bindings-wasm/build.sh,
+    /// when there is one).
     #[arg(long = "static", value_name = "DIR")]
     pub static_dir: Option<std::path::PathBuf>,
     /// Milliseconds between agent stream chunks.
@@ -181,9 +191,15 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             chunks: args.agent_chunks,
         }),
         outbound_queue: args.outbound_queue.max(1),
-        static_dir: args.static_dir.clone(),
+        static_dir: args.static_dir.clone().or_else(built_demo),
         ..crate::hub::HubConfig::default()
     })
+}
+
+/// The browser demo as `bindings-wasm/build.sh` writes it next to this crate, if it was built.
+pub fn built_demo() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bindings-wasm/dist/demo");
+    dir.join("index.html").is_file().then_some(dir)
 }
 
 async fn hub(args: HubArgs) -> u8 {
@@ -202,8 +218,37 @@ async fn hub(args: HubArgs) -> u8 {
         }
     };
     println!(
-        "sockline hub listening on {} (demo page at http://{}/)",
+        "sockline hub listening on {} (demo page at http://{}/demo/websocket)",
         handle.url(),
+        handle.local_addr()
+    );
+    stop_requested().await;
+    handle.shutdown().await;
+    EXIT_OK
+}
+
+/// `sockline demo --web`: a hub with the scripted agent serving the browser demo.
+async fn demo_web(listen: std::net::SocketAddr) -> u8 {
+    let Some(dir) = built_demo() else {
+        eprintln!(
+            "sockline demo --web: the browser demo is not built; run bindings-wasm/build.sh first"
+        );
+        return EXIT_USAGE;
+    };
+    let cfg = crate::hub::HubConfig {
+        listen,
+        static_dir: Some(dir),
+        ..crate::hub::HubConfig::default()
+    };
+    let handle = match crate::hub::Hub::start(cfg).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("sockline demo --web: cannot listen on {listen}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    println!(
+        "sockline demo: open http://{}/demo/websocket (two windows show typing and presence); Ctrl-C stops",
         handle.local_addr()
     );
     stop_requested().await;
@@ -285,7 +330,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Connect(args) => connect(args).await,
         Command::Replay { trace } => replay(&trace),
         Command::Hub(args) => hub(args).await,
-        Command::Demo => crate::demo::run().await,
+        Command::Demo { web: false, .. } => crate::demo::run().await,
+        Command::Demo { web: true, listen } => demo_web(listen).await,
     }
 }
 

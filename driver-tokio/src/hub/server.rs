@@ -555,7 +555,11 @@ fn not_found() -> Vec<u8> {
 /// Maps a URL path into `dir`, refusing anything that could leave it.
 fn resolve(dir: &Path, path: &str) -> Option<PathBuf> {
     let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "index.html" } else { rel };
+    // The demo page lives at the seed's address, `/demo/websocket`, and at `/`.
+    let rel = match rel.trim_end_matches('/') {
+        "" | "demo/websocket" => "index.html",
+        _ => rel,
+    };
     if rel
         .split('/')
         .any(|p| p == ".." || p.is_empty() || p.starts_with('.'))

@@ -1,0 +1,184 @@
+// The seed's /demo/websocket page, built on sockline/react: connection status, a live message
+// log with a send box, a project panel (version, presence), typing indicators and an agent answer
+// streaming in. Query parameters (for trying things out, and for the browser tests):
+// `user`, `project`, `heartbeat` (ms), `reconnectMs`, `strict=1` (React.StrictMode), `url`.
+
+import { StrictMode, useEffect, useState, type FormEvent } from "react";
+import { createRoot } from "react-dom/client";
+import {
+  ConnectionStatus,
+  StreamingResponse,
+  TypingIndicator,
+  WebSocketProvider,
+  useProjectWebSocket,
+  useRealtimeMessaging,
+  useTypingIndicators,
+  useWebSocket,
+} from "../js/react.js";
+
+const params = new URLSearchParams(location.search);
+const user = params.get("user") ?? `guest-${Math.floor(Math.random() * 9000 + 1000)}`;
+const project = Number(params.get("project") ?? 1);
+const heartbeat = params.get("heartbeat");
+const url = params.get("url") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+
+const reconnectMs = params.get("reconnectMs");
+const options = {
+  url,
+  userId: user,
+  ...(heartbeat !== null && { heartbeat: { intervalMs: Number(heartbeat) } }),
+  ...(reconnectMs !== null && {
+    reconnect: { initialMs: Number(reconnectMs), maxMs: Math.max(Number(reconnectMs), 1000) },
+  }),
+};
+
+/** Keeps every event on `window.socklineEvents` (the browser tests read the page's history). */
+function EventRecorder() {
+  const client = useWebSocket();
+  useEffect(() => {
+    if (client === null) return;
+    const w = window as unknown as { socklineEvents?: unknown[] };
+    w.socklineEvents ??= [];
+    return client.onEvent((e) => {
+      if (e.kind !== "message") w.socklineEvents!.push(e);
+    });
+  }, [client]);
+  return null;
+}
+
+function MessageLog() {
+  const { sendMessage, messages } = useRealtimeMessaging(["chat"]);
+  const { typingUsers, startTyping, stopTyping } = useTypingIndicators(project);
+  const [text, setText] = useState("");
+  const send = (e: FormEvent) => {
+    e.preventDefault();
+    if (text.trim() === "") return;
+    // at-least-once: a message written while offline waits in the outbox (and across a reload).
+    sendMessage({ type: "chat", data: { text, from: user }, projectId: project, delivery: "at_least_once" });
+    stopTyping();
+    setText("");
+  };
+  return (
+    <section className="panel log">
+      <h2>Messages</h2>
+      <ol className="messages" data-testid="messages">
+        {messages.map((m, i) => {
+          const d = m.data as { text?: string; from?: string };
+          return (
+            <li key={m.id ?? i} className={d.from === user ? "mine" : ""}>
+              <span className="from">{d.from ?? "?"}</span> <span className="text">{d.text}</span>
+            </li>
+          );
+        })}
+      </ol>
+      <TypingIndicator projectId={project} />
+      <form onSubmit={send} className="send">
+        <input
+          data-testid="send-input"
+          value={text}
+          placeholder="Say something…"
+          onChange={(e) => {
+            setText(e.target.value);
+            if (e.target.value === "") stopTyping();
+            else startTyping();
+          }}
+        />
+        <button type="submit" data-testid="send">
+          Send
+        </button>
+      </form>
+      <p className="hint" hidden={typingUsers.length > 0}>
+        Open this page in a second window to see typing and presence.
+      </p>
+    </section>
+  );
+}
+
+function ProjectPanel() {
+  const { version, syncState, presence, sendUpdate } = useProjectWebSocket(project);
+  return (
+    <section className="panel project">
+      <h2>Project {project}</h2>
+      <dl>
+        <dt>Version</dt>
+        <dd data-testid="version">{version ?? "—"}</dd>
+        <dt>State</dt>
+        <dd data-testid="sync">{syncState}</dd>
+      </dl>
+      <h3>Here now</h3>
+      <ul className="presence" data-testid="presence">
+        {presence.map((p) => (
+          <li key={p} className={p === user ? "me" : ""}>
+            {p}
+            {p === user ? " (you)" : ""}
+          </li>
+        ))}
+      </ul>
+      <button onClick={() => sendUpdate({ editedBy: user, at: new Date().toISOString() })}>Edit project</button>
+    </section>
+  );
+}
+
+function AgentPanel() {
+  const client = useWebSocket();
+  const [streamId, setStreamId] = useState<string | null>(null);
+  const [prompt, setPrompt] = useState("How does sockline reconnect?");
+  const ask = (e: FormEvent) => {
+    e.preventDefault();
+    if (client === null) return;
+    const id = `answer-${Date.now().toString(36)}`;
+    client.sendMessage({ type: "agent_prompt", data: { prompt, streamId: id } });
+    setStreamId(id);
+  };
+  return (
+    <section className="panel agent">
+      <h2>Agent</h2>
+      <form onSubmit={ask} className="send">
+        <input value={prompt} onChange={(e) => setPrompt(e.target.value)} data-testid="prompt" />
+        <button type="submit" data-testid="ask">
+          Ask
+        </button>
+      </form>
+      {streamId !== null && <StreamingResponse key={streamId} streamId={streamId} />}
+    </section>
+  );
+}
+
+function App() {
+  return (
+    <WebSocketProvider {...options}>
+      <EventRecorder />
+      <header>
+        <h1>
+          sockline <small>realtime demo</small>
+        </h1>
+        <span className="who">
+          you are <b data-testid="user">{user}</b>
+        </span>
+        <ConnectionStatus variant="compact" />
+      </header>
+      <main>
+        <aside>
+          <section className="panel status">
+            <h2>Connection</h2>
+            <ConnectionStatus variant="detailed" />
+          </section>
+          <ProjectPanel />
+        </aside>
+        <MessageLog />
+        <AgentPanel />
+      </main>
+    </WebSocketProvider>
+  );
+}
+
+const root = createRoot(document.getElementById("root")!);
+root.render(
+  params.get("strict") === "1" ? (
+    <StrictMode>
+      <App />
+    </StrictMode>
+  ) : (
+    <App />
+  ),
+);
