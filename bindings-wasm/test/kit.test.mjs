@@ -212,6 +212,30 @@ test("delays keep each link's order, a drop fault cuts the link", async () => {
   hub.free();
 });
 
+test("the hub's own chaos reaches the sockets: an abrupt drop, a close code, a stall", async () => {
+  await ready();
+  const abrupt = new VirtualHub({ chaos: { dropMs: [40, 40] } }, 13);
+  const a = member(abrupt, "ann");
+  abrupt.advance(100);
+  // Accepted at 5, dropped by the hub at 45, heard by the socket at 50.
+  assert.deepEqual(a.log.at(-1), [50, "close 1006  false"]);
+  assert.equal(abrupt.connectionsOpen, 0);
+  abrupt.free();
+  const coded = new VirtualHub({ chaos: { dropMs: [40, 40], closeCode: 1012 } }, 13);
+  const c = member(coded, "cat");
+  coded.advance(100);
+  assert.deepEqual(closes(c), ["close 1012 chaos: dropped true"]);
+  coded.free();
+  const stalled = new VirtualHub({ chaos: { stallMs: [40, 40] } }, 13);
+  const s = member(stalled, "sam");
+  stalled.advance(100);
+  s.ws.send(JSON.stringify({ type: "ping", data: { nonce: 1 } }));
+  stalled.advance(100);
+  assert.equal(s.of("pong").length, 0, "half-open: no answer");
+  assert.equal(s.ws.readyState, 1);
+  stalled.free();
+});
+
 test("a close handshake, offline, and what the hub refuses", async () => {
   await ready();
   const hub = new VirtualHub({ maxFrameBytes: 300 }, 6);
