@@ -14,6 +14,8 @@
 mod convert;
 #[cfg(feature = "testing")]
 mod network;
+#[cfg(target_arch = "wasm32")]
+mod weburl;
 
 use serde_json::Value;
 use sockline_core::{Config, Input, Outcome, Output, SendRequest, StreamState, SubscriptionId};
