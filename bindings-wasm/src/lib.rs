@@ -16,6 +16,8 @@ mod convert;
 mod hub;
 #[cfg(feature = "testing")]
 mod network;
+#[cfg(target_arch = "wasm32")]
+mod weburl;
 
 use serde_json::Value;
 use sockline_core::{Config, Input, Outcome, Output, SendRequest, StreamState, SubscriptionId};
@@ -342,10 +344,18 @@ pub fn is_final_stream_state(name: &str) -> Result<bool> {
 /// `sockline replay` prints them.
 #[wasm_bindgen(js_name = replayTrace)]
 pub fn replay_trace(trace_json: &str) -> Result<String> {
-    let mut out = Vec::new();
-    sockline_core::replay_text(trace_json, &mut out)
+    // What `replay_text` prints, collected without `std::io` (whose error texts and buffered
+    // writer the module would otherwise carry).
+    let mut out = String::new();
+    sockline_core::Trace::from_json(trace_json)
+        .and_then(|trace| {
+            sockline_core::replay(&trace, |line| {
+                out.push_str(&line);
+                out.push('\n');
+            })
+        })
         .map_err(|e| Failure::new("invalid_trace", e.to_string()))?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(out)
 }
 
 fn outcome_json(o: &Outcome) -> String {

@@ -423,8 +423,8 @@ fn validate_url(raw: &str, require_tls: bool) -> Result<(), ConfigError> {
     if raw.is_empty() {
         return Err(bad("is required".into()));
     }
-    let url = url::Url::parse(raw).map_err(|e| bad(format!("{raw:?} is not a URL: {e}")))?;
-    match url.scheme() {
+    let url = crate::weburl::parse(raw).map_err(|e| bad(format!("{raw:?} is not a URL: {e}")))?;
+    match url.scheme.as_str() {
         "wss" => {}
         "ws" if require_tls => {
             return Err(bad(
@@ -438,18 +438,15 @@ fn validate_url(raw: &str, require_tls: bool) -> Result<(), ConfigError> {
             )))
         }
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    if url.host.is_empty() {
         return Err(bad("has no host".into()));
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    if !url.username.is_empty() || !url.password.is_empty() {
         return Err(bad(
             "must not carry credentials; use the `token` key instead".into(),
         ));
     }
-    if url
-        .query_pairs()
-        .any(|(k, _)| k.eq_ignore_ascii_case("token") || k.eq_ignore_ascii_case("access_token"))
-    {
+    if crate::weburl::query_has_token(&url.query) {
         return Err(bad(
             "must not carry a token in its query; use the `token` key instead".into(),
         ));

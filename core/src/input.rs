@@ -209,16 +209,38 @@ pub enum Input {
 }
 
 impl Input {
-    /// The canonical `kind` name: the serde tag itself, so it cannot drift from the JSON form.
+    /// The canonical `kind` name: the serde tag (a test checks every variant against it).
     pub fn kind(&self) -> String {
-        // Only used on cold paths (refused inputs), so serializing once is cheap enough.
-        match serde_json::to_value(self) {
-            Ok(Value::Object(mut map)) => match map.remove("kind") {
-                Some(Value::String(kind)) => kind,
-                _ => String::new(),
-            },
-            _ => String::new(),
+        // A match, not a round trip through `serde_json::to_value`: that instantiated the whole
+        // `Value` serializer for every input type, some 6 KB of the wasm for a cold path.
+        match self {
+            Input::Connect => "connect",
+            Input::Disconnect => "disconnect",
+            Input::TransportOpened => "transport_opened",
+            Input::TransportClosed { .. } => "transport_closed",
+            Input::TransportLost => "transport_lost",
+            Input::TransportError { .. } => "transport_error",
+            Input::Frame { .. } => "frame",
+            Input::BinaryFrame { .. } => "binary_frame",
+            Input::Send(_) => "send",
+            Input::Subscribe { .. } => "subscribe",
+            Input::Unsubscribe { .. } => "unsubscribe",
+            Input::Online => "online",
+            Input::Offline => "offline",
+            Input::Visible => "visible",
+            Input::Hidden => "hidden",
+            Input::StartTyping { .. } => "start_typing",
+            Input::StopTyping { .. } => "stop_typing",
+            Input::InterruptStream { .. } => "interrupt_stream",
+            Input::JoinProject { .. } => "join_project",
+            Input::LeaveProject { .. } => "leave_project",
+            Input::SetToken { .. } => "set_token",
+            Input::RestoreOutbox { .. } => "restore_outbox",
+            Input::Timeout => "timeout",
+            Input::Suspend { .. } => "suspend",
+            Input::Buffered { .. } => "buffered",
         }
+        .to_string()
     }
 }
 
@@ -274,6 +296,60 @@ mod tests {
             serde_json::from_str::<Input>(r#"{"kind":"transport_closed","code":"x"}"#).is_err()
         );
         assert!(serde_json::from_str::<Input>(r#"{"kind":"buffered"}"#).is_err());
+    }
+
+    #[test]
+    fn every_kind_is_its_serde_tag() {
+        let every = [
+            Input::Connect,
+            Input::Disconnect,
+            Input::TransportOpened,
+            Input::TransportClosed {
+                code: Some(1000),
+                reason: String::new(),
+            },
+            Input::TransportLost,
+            Input::TransportError {
+                message: String::new(),
+            },
+            Input::Frame {
+                text: String::new(),
+            },
+            Input::BinaryFrame { len: 1 },
+            Input::Send(SendRequest::new("chat", Value::Null)),
+            Input::Subscribe {
+                pattern: "*".into(),
+                project_id: None,
+            },
+            Input::Unsubscribe {
+                id: SubscriptionId(1),
+            },
+            Input::Online,
+            Input::Offline,
+            Input::Visible,
+            Input::Hidden,
+            Input::StartTyping { project_id: 1 },
+            Input::StopTyping { project_id: 1 },
+            Input::InterruptStream {
+                stream_id: "s".into(),
+            },
+            Input::JoinProject { project_id: 1 },
+            Input::LeaveProject { project_id: 1 },
+            Input::SetToken {
+                token: Secret::new("t"),
+                expires_at: None,
+            },
+            Input::RestoreOutbox {
+                snapshot: Value::Null,
+            },
+            Input::Timeout,
+            Input::Suspend { ms: 1 },
+            Input::Buffered { bytes: 1 },
+        ];
+        for input in &every {
+            let tag = serde_json::to_value(input).unwrap()["kind"].clone();
+            assert_eq!(Value::from(input.kind()), tag, "{input:?}");
+        }
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod testing;
 mod timer;
 mod trace;
 mod typing;
+mod weburl;
 mod wire;
 
 pub use config::{
@@ -63,4 +64,5 @@ pub use session::{Session, MAX_PROJECTS};
 pub use subscription::SubscriptionId;
 pub use timer::{Deadline, TimerKind, Timestamp};
 pub use trace::{TimedInput, Trace, TraceError};
+pub use weburl::{set_url_parser, UrlParser, UrlParts};
 pub use wire::{Envelope, WireError, PROTOCOL_VERSION};
