@@ -24,4 +24,5 @@ done
 step "node tests (bindings-wasm/test, against the real hub binary)"
 cargo build -q -p sockline-tokio --features cli --bin sockline
 # Node 20 has a WebSocket (undici's) behind a flag; later versions have it on by default.
-node --experimental-websocket --test test/*.test.mjs
+# --test-force-exit: a test that fails midway must not leave a reconnecting client keeping Node alive.
+node --experimental-websocket --test --test-force-exit --test-timeout=120000 test/*.test.mjs
