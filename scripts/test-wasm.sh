@@ -15,6 +15,10 @@ else
   echo "$want" >node_modules/.lock-sha256
 fi
 
+step "wasm-bindgen-test: the bindings compiled to wasm32, run under Node"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test -q -p sockline-wasm --target wasm32-unknown-unknown --test wasm
+
 step "build the package (wasm32, wasm-bindgen, wasm-opt -Oz, esbuild, tsc)"
 ./build.sh
 for f in dist/sockline_wasm_bg.wasm dist/index.js dist/sockline_wasm_testing_bg.wasm dist/testing.js; do

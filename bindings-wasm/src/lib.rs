@@ -30,6 +30,14 @@ pub use hub::Hub;
 #[cfg(feature = "testing")]
 pub use network::{Network, Watchdog};
 
+/// A session config from options already snake-cased, its URL checked by the engine's `URL` on
+/// wasm (the `url` crate on the host).
+pub(crate) fn config(options: Value) -> Result<Config> {
+    #[cfg(target_arch = "wasm32")]
+    weburl::install();
+    Ok(Config::from_json(&options.to_string())?)
+}
+
 /// A deterministic sockline client session, driven by the JS driver.
 #[wasm_bindgen]
 pub struct Session {
@@ -45,8 +53,7 @@ impl Session {
     /// `reconnect: {initialMs, ...}`, ...), seeded with `seed`, at driver time `nowMs`.
     #[wasm_bindgen(constructor)]
     pub fn new(options_json: &str, seed: f64, now_ms: f64) -> Result<Session> {
-        let options = snake_keys_deep(parse("options", options_json)?);
-        let config = Config::from_json(&options.to_string())?;
+        let config = config(snake_keys_deep(parse("options", options_json)?))?;
         // A JS number holds 53 bits; the seed's other bits are zero, which is fine for a PRNG seed.
         let seed = whole("seed", seed)?;
         let inner = sockline_core::Session::new(config, seed, time(now_ms)?)?;
@@ -346,6 +353,8 @@ pub fn is_final_stream_state(name: &str) -> Result<bool> {
 pub fn replay_trace(trace_json: &str) -> Result<String> {
     // What `replay_text` prints, collected without `std::io` (whose error texts and buffered
     // writer the module would otherwise carry).
+    #[cfg(target_arch = "wasm32")]
+    weburl::install();
     let mut out = String::new();
     sockline_core::Trace::from_json(trace_json)
         .and_then(|trace| {

@@ -6,7 +6,7 @@ use sockline_core::hub::{HubSettings, ScriptedAgent};
 use sockline_core::testing::{
     ClientId, LinkFaults, Network as CoreNetwork, Watchdog as CoreWatchdog,
 };
-use sockline_core::{Config, SendRequest};
+use sockline_core::SendRequest;
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{parse, snake_keys_deep, snake_keys_top, time, whole, Failure};
@@ -48,8 +48,7 @@ impl Network {
     /// Adds an idle client (session options as for `Session`, camelCased); returns its number.
     #[wasm_bindgen(js_name = addClient)]
     pub fn add_client(&mut self, options_json: &str) -> Result<f64> {
-        let options = snake_keys_deep(parse("options", options_json)?);
-        let config = Config::from_json(&options.to_string())?;
+        let config = crate::config(snake_keys_deep(parse("options", options_json)?))?;
         Ok(self.inner.add_client(config)?.0 as f64)
     }
 

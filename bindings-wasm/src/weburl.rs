@@ -1,6 +1,6 @@
 //! On wasm, config validation parses URLs with the JavaScript engine's WHATWG `URL`: the parser
 //! the driver's `WebSocket` applies to the same string, so the module carries no copy of its own
-//! (the `url` crate and its IDNA tables were a quarter of the bundle). Registered at start-up.
+//! (the `url` crate and its IDNA tables were a quarter of the bundle).
 
 use sockline_core::UrlParts;
 use wasm_bindgen::prelude::*;
@@ -48,8 +48,10 @@ fn parse(raw: &str) -> Result<UrlParts, String> {
     })
 }
 
-/// Runs when the module is instantiated.
-#[wasm_bindgen(start)]
-fn start() {
-    sockline_core::set_url_parser(parse);
+/// Registers the engine's parser with the core (idempotent). Called by every entry point that
+/// checks a config rather than by a `start` hook, which not every host runs (the
+/// wasm-bindgen test runner does not).
+pub(crate) fn install() {
+    // `false` only means it was registered already.
+    let _ = sockline_core::set_url_parser(parse);
 }
