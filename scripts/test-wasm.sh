@@ -17,7 +17,7 @@ fi
 
 step "wasm-bindgen-test: the bindings compiled to wasm32, run under Node"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test -q -p sockline-wasm --target wasm32-unknown-unknown --test wasm
+  cargo test -p sockline-wasm --target wasm32-unknown-unknown --test wasm 2>&1 | grep -v "^ *Compiling"
 
 step "build the package (wasm32, wasm-bindgen, wasm-opt -Oz, esbuild, tsc)"
 ./build.sh
