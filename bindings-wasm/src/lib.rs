@@ -13,6 +13,8 @@
 
 mod convert;
 #[cfg(feature = "testing")]
+mod hub;
+#[cfg(feature = "testing")]
 mod network;
 
 use serde_json::Value;
@@ -21,6 +23,8 @@ use wasm_bindgen::prelude::*;
 
 pub use convert::Failure;
 use convert::{parse, snake_keys_deep, snake_keys_top, time, whole};
+#[cfg(feature = "testing")]
+pub use hub::Hub;
 #[cfg(feature = "testing")]
 pub use network::{Network, Watchdog};
 

@@ -6,10 +6,11 @@ use sockline_core::hub::{HubSettings, ScriptedAgent};
 use sockline_core::testing::{
     ClientId, LinkFaults, Network as CoreNetwork, Watchdog as CoreWatchdog,
 };
-use sockline_core::{Config, RateLimitConfig, SendRequest};
+use sockline_core::{Config, SendRequest};
 use wasm_bindgen::prelude::*;
 
 use crate::convert::{parse, snake_keys_deep, snake_keys_top, time, whole, Failure};
+use crate::hub::hub_options;
 
 type Result<T> = std::result::Result<T, Failure>;
 
@@ -19,62 +20,27 @@ pub struct Network {
     inner: CoreNetwork,
 }
 
-/// Hub settings a test may set (camelCased), with the hub's defaults for the rest.
-fn settings(options: &Value) -> Result<(HubSettings, Option<ScriptedAgent>, u64)> {
-    let mut s = HubSettings::default();
-    let get = |k: &str| options.get(k).filter(|v| !v.is_null());
-    let number = |k: &str, v: &Value| {
-        v.as_u64()
-            .ok_or_else(|| Failure::new("invalid_argument", format!("{k} must be a whole number")))
-    };
-    if let Some(v) = get("token") {
-        let t = v
-            .as_str()
-            .ok_or_else(|| Failure::new("invalid_argument", "token must be a string"))?;
-        s.token = Some(t.to_string());
-    }
-    if let Some(v) = get("replayCapacity") {
-        s.replay_capacity = usize::try_from(number("replayCapacity", v)?).unwrap_or(usize::MAX);
-    }
-    if let Some(v) = get("sessionTtlMs") {
-        s.session_ttl_ms = number("sessionTtlMs", v)?;
-    }
-    if let Some(v) = get("agentChunkMs") {
-        s.agent_chunk_ms = number("agentChunkMs", v)?;
-    }
-    if let Some(v) = get("idleTimeoutMs") {
-        s.idle_timeout_ms = number("idleTimeoutMs", v)?;
-    }
-    if let Some(v) = get("maxFrameBytes") {
-        s.max_frame_bytes = usize::try_from(number("maxFrameBytes", v)?).unwrap_or(usize::MAX);
-    }
-    if let Some(v) = get("rateLimit") {
-        s.rate_limit = serde_json::from_value::<RateLimitConfig>(snake_keys_deep(v.clone()))
-            .map_err(|e| Failure::new("invalid_argument", format!("rateLimit: {e}")))?;
-    }
-    let agent = match options.get("agentChunks") {
-        None => Some(ScriptedAgent::default()),
-        Some(Value::Null) => None,
-        Some(v) => Some(ScriptedAgent {
-            chunks: u32::try_from(number("agentChunks", v)?).unwrap_or(u32::MAX),
-        }),
-    };
-    let latency = match get("latencyMs") {
-        Some(v) => number("latencyMs", v)?,
+/// Hub settings a test may set (camelCased, as for `Hub`) and the links' latency (`latencyMs`).
+fn settings(options: &Value, seed: u64) -> Result<(HubSettings, Option<ScriptedAgent>, u64)> {
+    let (settings, agent) = hub_options(options, seed, &["latencyMs"])?;
+    let latency = match options.get("latencyMs").filter(|v| !v.is_null()) {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| Failure::new("invalid_argument", "latencyMs must be a whole number"))?,
         None => 5,
     };
-    Ok((s, agent, latency))
+    Ok((settings, agent, latency))
 }
 
 #[wasm_bindgen]
 impl Network {
-    /// A hub (options: `token`, `replayCapacity`, `sessionTtlMs`, `agentChunks` (`null`: no
-    /// agent), `agentChunkMs`, `idleTimeoutMs`, `maxFrameBytes`, `rateLimit`, `latencyMs`) and no
-    /// clients; `seed` fixes session ids, client seeds and every fault.
+    /// A hub (options as for `Hub`, plus `latencyMs`) and no clients; `seed` fixes session ids,
+    /// client seeds and every fault.
     #[wasm_bindgen(constructor)]
     pub fn new(options_json: &str, seed: f64) -> Result<Network> {
-        let (settings, agent, latency) = settings(&parse("options", options_json)?)?;
-        let mut inner = CoreNetwork::new(settings, whole("seed", seed)?).with_agent(agent);
+        let seed = whole("seed", seed)?;
+        let (settings, agent, latency) = settings(&parse("options", options_json)?, seed)?;
+        let mut inner = CoreNetwork::new(settings, seed).with_agent(agent);
         inner.set_latency_ms(latency);
         Ok(Network { inner })
     }
