@@ -737,8 +737,9 @@ export function ConnectionStatus({
       </span>
     );
   }
-  // Reconnecting skips a backoff wait; a terminal state (closed, failed) starts over.
-  const canReconnect = client !== null && (info.status === "reconnecting" || info.terminal);
+  // Only a terminal state (closed, failed) starts over: the core refuses `connect` while it is
+  // reconnecting by itself (`already_active`).
+  const canReconnect = client !== null && info.terminal;
   return (
     <div className={root} role="status" data-status={info.status}>
       <span className="sockline-status-dot" aria-hidden="true" />
