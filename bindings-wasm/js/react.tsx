@@ -463,6 +463,11 @@ export function useRealtimeMessaging(
   const patterns = typeof types === "string" ? [types] : types;
   const patternsKey = patterns.join("\n");
   const [messages, setMessages] = useState<readonly Envelope[]>(NO_MESSAGES);
+  // A new limit applies to what arrives next (and to what is returned now) without resubscribing.
+  const limitRef = useRef(limit);
+  useEffect(() => {
+    limitRef.current = limit;
+  }, [limit]);
   useEffect(() => {
     if (client === null) return;
     let last: Envelope | undefined;
@@ -470,7 +475,7 @@ export function useRealtimeMessaging(
       // One message matched by several of the patterns arrives once per subscription.
       if (message === last) return;
       last = message;
-      setMessages((prev) => [...prev.slice(Math.max(0, prev.length + 1 - limit)), message]);
+      setMessages((prev) => [...prev.slice(Math.max(0, prev.length + 1 - limitRef.current)), message]);
     };
     const offs = patternsKey
       .split("\n")
@@ -478,7 +483,7 @@ export function useRealtimeMessaging(
     return () => {
       for (const off of offs) off();
     };
-  }, [client, patternsKey, projectId, limit]);
+  }, [client, patternsKey, projectId]);
   const { status } = useConnectionStatus();
   const sendMessage = useCallback((message: SendMessage) => requireClient(client).sendMessage(message), [client]);
   return { connectionStatus: status, sendMessage, messages: messages.length > limit ? messages.slice(-limit) : messages };
