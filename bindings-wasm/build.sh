@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the `sockline` npm package into bindings-wasm/dist/: the wasm (cargo for wasm32 with the
 # size profile, wasm-opt -Oz from binaryen, then the wasm-bindgen CLI at the crate's pinned
-# version), the ES module bundled by esbuild, and its .d.ts from tsc. Works with
+# version), the ES modules bundled by esbuild (the client, the test kit, the React bindings and
+# their optional stylesheet), and their .d.ts from tsc. Works with
 # CARGO_TARGET_DIR set or unset.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,4 +33,11 @@ wasm_module js/pkg-testing sockline_wasm_testing_bg.wasm --features testing
 # node:* modules are only imported in Node (to read the .wasm from disk).
 node_modules/.bin/esbuild js/index.ts js/testing.ts --bundle --format=esm --platform=neutral \
   --external:node:* --target=es2022 --outdir=dist --log-level=warning
+# sockline/react imports the client from the package's own entry (kept external), so an
+# application using both loads one wasm; React is the application's. "use client" marks the
+# module for React Server Components frameworks (esbuild drops the source's directive when bundling).
+node_modules/.bin/esbuild js/react.tsx --bundle --format=esm --platform=neutral --jsx=automatic \
+  --external:./index.js --external:react --external:react/jsx-runtime --external:react-dom \
+  --banner:js='"use client";' --target=es2022 --outdir=dist --log-level=warning
+cp js/react.css dist/react.css
 node_modules/.bin/tsc -p tsconfig.json
