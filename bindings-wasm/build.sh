@@ -41,3 +41,6 @@ node_modules/.bin/esbuild js/react.tsx --bundle --format=esm --platform=neutral 
   --banner:js='"use client";' --target=es2022 --outdir=dist --log-level=warning
 cp js/react.css dist/react.css
 node_modules/.bin/tsc -p tsconfig.json
+# The /demo/websocket page and the browser benchmark page, each with the client's wasm beside it.
+./demo/build.sh
+./bench/build.sh

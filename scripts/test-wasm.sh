@@ -30,3 +30,6 @@ cargo build -q -p sockline-tokio --features cli --bin sockline
 # Node 20 has a WebSocket (undici's) behind a flag; later versions have it on by default.
 # --test-force-exit: a test that fails midway must not leave a reconnecting client keeping Node alive.
 node --experimental-websocket --test --test-force-exit --test-timeout=120000 test/*.test.mjs
+
+step "headless Chromium: the demo page against the real hub (screenshots in target/browser/)"
+node --test --test-force-exit --test-timeout=180000 browser/*.test.mjs

@@ -11,7 +11,6 @@ import {
   TypingIndicator,
   WebSocketProvider,
   useProjectWebSocket,
-  useRealtimeMessaging,
   useTypingIndicators,
   useWebSocket,
 } from "../js/react.js";
@@ -46,15 +45,57 @@ function EventRecorder() {
   return null;
 }
 
+/** One line of the log: a received message, or one of ours with its delivery state. */
+interface Line {
+  key: string;
+  from: string;
+  text: string;
+  state?: "sending" | "delivered" | "dropped";
+}
+
+/** The project's chat as one list: what arrives, and what we sent (acked by the hub, or not). */
+function useChatLog(): [Line[], (text: string) => void] {
+  const client = useWebSocket();
+  const [lines, setLines] = useState<Line[]>([]);
+  useEffect(() => {
+    if (client === null) return;
+    const add = (line: Line) => setLines((l) => [...l, line].slice(-200));
+    const mark = (id: string, state: Line["state"]) =>
+      setLines((l) => l.map((x) => (x.key === id ? { ...x, state } : x)));
+    const offMessages = client.subscribe(
+      "chat",
+      (m) => {
+        const d = m.data as { text?: string; from?: string };
+        add({ key: m.id ?? `r${Math.random()}`, from: d.from ?? "?", text: d.text ?? "" });
+      },
+      { projectId: project },
+    );
+    const offEvents = client.onEvent((e) => {
+      if (e.kind === "acked") mark(String(e["id"]), "delivered");
+      if (e.kind === "dropped") mark(String(e["id"]), "dropped");
+    });
+    return () => {
+      offMessages();
+      offEvents();
+    };
+  }, [client]);
+  const send = (text: string) => {
+    if (client === null) return;
+    // at-least-once: a message written while offline waits in the outbox (and across a reload).
+    const id = client.sendMessage({ type: "chat", data: { text, from: user }, projectId: project, delivery: "at_least_once" });
+    setLines((l) => [...l, { key: id, from: user, text, state: "sending" as const }].slice(-200));
+  };
+  return [lines, send];
+}
+
 function MessageLog() {
-  const { sendMessage, messages } = useRealtimeMessaging(["chat"]);
-  const { typingUsers, startTyping, stopTyping } = useTypingIndicators(project);
+  const [lines, send] = useChatLog();
+  const { startTyping, stopTyping } = useTypingIndicators(project);
   const [text, setText] = useState("");
-  const send = (e: FormEvent) => {
+  const submit = (e: FormEvent) => {
     e.preventDefault();
     if (text.trim() === "") return;
-    // at-least-once: a message written while offline waits in the outbox (and across a reload).
-    sendMessage({ type: "chat", data: { text, from: user }, projectId: project, delivery: "at_least_once" });
+    send(text);
     stopTyping();
     setText("");
   };
@@ -62,17 +103,15 @@ function MessageLog() {
     <section className="panel log">
       <h2>Messages</h2>
       <ol className="messages" data-testid="messages">
-        {messages.map((m, i) => {
-          const d = m.data as { text?: string; from?: string };
-          return (
-            <li key={m.id ?? i} className={d.from === user ? "mine" : ""}>
-              <span className="from">{d.from ?? "?"}</span> <span className="text">{d.text}</span>
-            </li>
-          );
-        })}
+        {lines.map((m) => (
+          <li key={m.key} className={m.from === user ? "mine" : ""}>
+            <span className="from">{m.from}</span> <span className="text">{m.text}</span>
+            {m.state !== undefined && <span className="state">{m.state === "delivered" ? "✓" : m.state}</span>}
+          </li>
+        ))}
       </ol>
       <TypingIndicator projectId={project} />
-      <form onSubmit={send} className="send">
+      <form onSubmit={submit} className="send">
         <input
           data-testid="send-input"
           value={text}
@@ -87,9 +126,7 @@ function MessageLog() {
           Send
         </button>
       </form>
-      <p className="hint" hidden={typingUsers.length > 0}>
-        Open this page in a second window to see typing and presence.
-      </p>
+      <p className="hint">Open this page in a second window to see typing and presence.</p>
     </section>
   );
 }
