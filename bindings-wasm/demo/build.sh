@@ -10,5 +10,5 @@ node_modules/.bin/tsc -p demo/tsconfig.json
 node_modules/.bin/esbuild demo/app.tsx --bundle --format=esm --platform=browser --target=es2022 \
   --minify --jsx=automatic --define:process.env.NODE_ENV='"production"' --external:node:* \
   --outfile=dist/demo/app.js --log-level=warning
-cp demo/index.html demo/demo.css dist/demo/
+cp demo/index.html demo/demo.css js/react.css dist/demo/
 cp dist/sockline_wasm_bg.wasm dist/demo/
