@@ -15,9 +15,9 @@ impl Rng {
         self.0.u64(0..=max)
     }
 
-    /// A uniformly distributed 32-bit value.
-    pub fn next_u32(&mut self) -> u32 {
-        self.0.u32(..)
+    /// A uniformly distributed 64-bit value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.u64(..)
     }
 }
 

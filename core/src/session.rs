@@ -88,7 +88,10 @@ impl Session {
     pub fn new(config: Config, seed: u64, now: Timestamp) -> Result<Session, ConfigError> {
         config.validate()?;
         let mut rng = Rng::new(seed);
-        let id_prefix = format!("{:08x}", rng.next_u32());
+        // Receivers drop repeats by id whoever sent them, so two sessions must not share a
+        // prefix: 64 bits make that unlikely among billions of sessions (32 bits did not, among
+        // tens of thousands).
+        let id_prefix = format!("{:016x}", rng.next_u64());
         Ok(Session {
             seed,
             clock: Clock::new(now),
