@@ -74,6 +74,7 @@ export class SocklineClient {
   #onEvent = new Set<EventHandler>();
   #onStatus = new Set<StatusHandler>();
   #detach: (() => void)[] = [];
+  #freed = false;
 
   /** A client for `options` (idle until `connect()`); `await ready()` first. */
   constructor(options: ClientOptions) {
@@ -110,6 +111,22 @@ export class SocklineClient {
     this.#call((s, now) => s.disconnect(now));
   }
 
+  /** Closes (code 1000) and releases everything at once, the wasm session's memory included;
+   *  the client is unusable afterwards (every call throws `SocklineError` `freed`). */
+  free(): void {
+    if (this.#freed) return;
+    if (!isTerminalState(this.#session.state)) this.close();
+    this.#detachSignals();
+    this.#drop();
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = this.#timerAt = undefined;
+    this.#handlers.clear();
+    this.#onEvent.clear();
+    this.#onStatus.clear();
+    this.#session.free();
+    this.#freed = true;
+  }
+
   /** Reconnects now (after `failed`, `closed`, or to skip a backoff wait). */
   reconnect(): void {
     this.#attachSignals();
@@ -118,7 +135,7 @@ export class SocklineClient {
 
   /** The connection state: `idle`, `connecting`, `open`, `reconnecting`, `unauthorized`, `closing`, `closed` or `failed`. */
   get connectionStatus(): string {
-    return this.#session.state;
+    return this.#live().state;
   }
 
   /** Calls `handler` on every status change; returns a function that stops it. */
@@ -166,12 +183,12 @@ export class SocklineClient {
 
   /** The last applied version of a joined project, if any. */
   projectVersion(projectId: number): number | undefined {
-    return this.#session.projectVersion(projectId);
+    return this.#live().projectVersion(projectId);
   }
 
   /** Who is present in a joined project, sorted. */
   presence(projectId: number): string[] {
-    return this.#session.presence(projectId);
+    return this.#live().presence(projectId);
   }
 
   // ---- typing ----------------------------------------------------------------------------
@@ -188,19 +205,19 @@ export class SocklineClient {
 
   /** The remote users typing in a project now, sorted. */
   typingUsers(projectId: number): string[] {
-    return this.#session.typingUsers(projectId);
+    return this.#live().typingUsers(projectId);
   }
 
   // ---- agent streams ---------------------------------------------------------------------
 
   /** The text of an agent stream so far. */
   streamContent(streamId: string): string | undefined {
-    return this.#session.streamContent(streamId);
+    return this.#live().streamContent(streamId);
   }
 
   /** The state of an agent stream (`started`, `delta`, `done`, `interrupted`, `failed`, ...). */
   streamState(streamId: string): string | undefined {
-    return this.#session.streamState(streamId);
+    return this.#live().streamState(streamId);
   }
 
   /** Stops an agent stream. */
@@ -221,12 +238,12 @@ export class SocklineClient {
 
   /** Counters describing the session so far (frames, messages, queue depth, reconnects, ...). */
   stats(): Record<string, number | null> {
-    return this.#session.stats();
+    return this.#live().stats();
   }
 
   /** The outbox (messages not yet delivered) in its canonical JSON form. */
   snapshotOutbox(): unknown {
-    return this.#session.snapshotOutbox();
+    return this.#live().snapshotOutbox();
   }
 
   /** Puts back messages from `snapshotOutbox()`; returns how many were restored. */
@@ -245,12 +262,19 @@ export class SocklineClient {
 
   // ---- the driver ------------------------------------------------------------------------
 
+  /** The session, unless the client was freed. */
+  #live(): Session {
+    if (this.#freed) throw new SocklineError("freed", "this client was freed");
+    return this.#session;
+  }
+
   #now(): number {
     return this.#clock.now();
   }
 
   /** Runs one call into the session, then carries out what it asked. */
   #call<T>(f: (s: Session, now: number) => T): T {
+    if (this.#freed) throw new SocklineError("freed", "this client was freed");
     try {
       return f(this.#session, this.#now());
     } finally {

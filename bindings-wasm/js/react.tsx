@@ -228,7 +228,8 @@ class ClientHolder {
       if (this.#users > 0 || store === null) return;
       this.#publish({ store: null, error: null });
       store.dispose();
-      store.client.close();
+      // Closes (1000) and frees the wasm session: a remount with new options leaks nothing.
+      store.client.free();
     });
   }
 
@@ -742,9 +743,9 @@ export function ConnectionStatus({
       </span>
     );
   }
-  // Only a terminal state (closed, failed) starts over: the core refuses `connect` while it is
-  // reconnecting by itself (`already_active`).
-  const canReconnect = client !== null && info.terminal;
+  // `reconnect()` starts over from a terminal state (closed, failed) and, while reconnecting,
+  // opens the waiting attempt now (the core's `connect`); elsewhere it has nothing to do.
+  const canReconnect = client !== null && (info.terminal || info.status === "reconnecting");
   return (
     <div className={root} role="status" data-status={info.status}>
       <span className="sockline-status-dot" aria-hidden="true" />

@@ -121,3 +121,33 @@ test("the outbox survives a reload through storage, restored exactly once", () =
   const third = client(hub, "ann", { storage });
   assert.equal(third.stats().queue_depth, 0);
 });
+
+test("free() closes with 1000 and releases everything at once; the client refuses further calls", () => {
+  const hub = new VirtualHub({}, 5);
+  const ann = client(hub, "ann");
+  ann.onEvent(() => {});
+  ann.connect();
+  hub.until(() => ann.connectionStatus === "open", 1_000);
+  assert.equal(hub.connectionsOpen, 1);
+  ann.free();
+  assert.deepEqual(ann.resources, { listeners: 0, timers: 0, sockets: 0 });
+  for (const call of [() => ann.connectionStatus, () => ann.sendMessage({ type: "note" }), () => ann.connect()]) {
+    assert.throws(call, (e) => e.code === "freed");
+  }
+  ann.free(); // twice is harmless
+  hub.advance(100);
+  assert.equal(hub.connectionsOpen, 0, "the hub saw the close");
+});
+
+test("reconnect() while reconnecting opens the waiting attempt now", () => {
+  const hub = new VirtualHub({}, 6);
+  const ann = client(hub, "ann", { reconnect: { initialMs: 10_000, jitter: "none" } });
+  ann.connect();
+  hub.until(() => ann.connectionStatus === "open", 1_000);
+  hub.dropLinks();
+  hub.until(() => ann.connectionStatus === "reconnecting", 100);
+  const t = hub.now;
+  ann.reconnect();
+  hub.until(() => ann.connectionStatus === "open", 1_000);
+  assert.ok(hub.now - t < 100, `reconnected in ${hub.now - t} ms, not after the 10 s backoff`);
+});

@@ -184,12 +184,24 @@ test("connect on mount; a dropped link shows Reconnecting with the attempt and a
   advance(hub, 1000);
   assert.equal(view.$(".sockline-status-label").textContent, "Reconnecting (attempt 1, in 1 s)");
 
-  assert.equal(view.$(".sockline-status-reconnect"), null, "no button while the core reconnects by itself");
   advance(hub, 1000);
   assert.equal(status.current.status, "connecting");
   assert.equal(view.$(".sockline-status-label").textContent, "Reconnecting (attempt 1)");
   until(hub, () => status.current.status === "open", 100);
   assert.equal(view.$(".sockline-status-label").textContent, "Connected");
+
+  // While reconnecting, the button opens the waiting attempt now instead of after its backoff.
+  act(() => hub.dropLinks());
+  until(hub, () => status.current.status === "reconnecting");
+  const waited = status.current.nextRetry.delayMs;
+  assert.ok(waited >= 1000, `a backoff to skip: ${waited} ms`);
+  const button = view.$(".sockline-status-reconnect");
+  assert.notEqual(button, null, "a reconnect-now button while reconnecting");
+  const pressedAt = hub.now;
+  act(() => button.click());
+  until(hub, () => status.current.status === "open", 100);
+  assert.ok(hub.now - pressedAt < waited, "connected before the backoff was over");
+  assert.equal(view.$(".sockline-status-reconnect"), null, "no button once open");
   await view.unmount();
 });
 
@@ -459,8 +471,9 @@ test("unmount cleans up everything: no handler left, the client closed, no timer
   const c = client.current;
   await view.unmount();
   assert.deepEqual(live, before, "every subscribe and onEvent undone");
-  until(hub, () => c.connectionStatus === "closed", 10_000);
+  // Unmounted: the client closed (1000) and freed its wasm session at once.
   assert.deepEqual(c.resources, { listeners: 0, timers: 0, sockets: 0 });
+  assert.throws(() => c.connectionStatus, (e) => e.code === "freed");
   advance(hub, 100);
   assert.equal(hub.connectionsOpen, 0);
 });
@@ -501,8 +514,10 @@ test("React.StrictMode: one connection, one client, and a clean unmount", async 
   await view.unmount();
   assert.deepEqual(live, before);
   const [c] = clients;
-  until(hub, () => c.connectionStatus === "closed", 10_000);
   assert.deepEqual(c.resources, { listeners: 0, timers: 0, sockets: 0 });
+  assert.throws(() => c.connectionStatus, (e) => e.code === "freed");
+  advance(hub, 100);
+  assert.equal(hub.connectionsOpen, 0);
 });
 
 test("a new token prop reaches the live client without a new connection", async () => {

@@ -134,22 +134,7 @@ impl Reconnect {
         if !reconnecting || !self.waiting_online {
             return None;
         }
-        self.waiting_online = false;
-        if let Some(attempt) = self.pending_attempt {
-            // Announced before the host went offline: its delay is over now.
-            return Some(Decision::Open {
-                attempt,
-                announce: false,
-            });
-        }
-        // The hint stays for a later delay: there is no delay to replace here.
-        Some(match self.backoff.next(&mut self.rng, None) {
-            NextAttempt::After { attempt, .. } => Decision::Open {
-                attempt,
-                announce: true,
-            },
-            NextAttempt::Exhausted { attempts } => Decision::GiveUp { attempts },
-        })
+        Some(self.open_after_network())
     }
 
     /// The page is back in view (shown, resumed, restored from the back/forward cache): while
@@ -158,12 +143,44 @@ impl Reconnect {
         if !reconnecting || !self.online {
             return None;
         }
+        self.open_pending()
+    }
+
+    /// The user asked to reconnect while reconnecting: the attempt waiting for its backoff, or
+    /// for the network (the host's idea of being offline can be wrong), opens now.
+    pub(crate) fn on_retry_now(&mut self) -> Option<Decision> {
+        self.open_pending()
+            .or_else(|| self.waiting_online.then(|| self.open_after_network()))
+    }
+
+    /// The attempt announced and waiting for its backoff, opened now.
+    fn open_pending(&mut self) -> Option<Decision> {
         let attempt = self.pending_attempt?;
         self.backoff_at.take()?;
         Some(Decision::Open {
             attempt,
             announce: false,
         })
+    }
+
+    /// The reconnect that waited for the network, opened now.
+    fn open_after_network(&mut self) -> Decision {
+        self.waiting_online = false;
+        if let Some(attempt) = self.pending_attempt {
+            // Announced before the host went offline: its delay is over now.
+            return Decision::Open {
+                attempt,
+                announce: false,
+            };
+        }
+        // The hint stays for a later delay: there is no delay to replace here.
+        match self.backoff.next(&mut self.rng, None) {
+            NextAttempt::After { attempt, .. } => Decision::Open {
+                attempt,
+                announce: true,
+            },
+            NextAttempt::Exhausted { attempts } => Decision::GiveUp { attempts },
+        }
     }
 
     /// The host went offline; while `reconnecting` a scheduled attempt waits for the network.

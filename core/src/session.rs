@@ -334,13 +334,20 @@ impl Session {
 
     // ---- user commands -------------------------------------------------------------------
 
-    /// Opens the connection (from `idle`, `closed` or `failed`).
+    /// Opens the connection (from `idle`, `closed` or `failed`); while `reconnecting`, opens the
+    /// attempt that waits for its backoff or for the network now (a "reconnect now" button).
     pub fn connect(&mut self, now: Timestamp) -> Result<(), SessionError> {
         let now = self.enter(now, || Input::Connect);
         match self.state {
             State::Idle | State::Closed | State::Failed => {
                 self.reconnect.restart();
                 self.start_attempt(now, 0);
+                Ok(())
+            }
+            State::Reconnecting => {
+                if let Some(decision) = self.reconnect.on_retry_now() {
+                    self.reconnect_decided(now, decision, "reconnect requested");
+                }
                 Ok(())
             }
             state => Err(SessionError::AlreadyActive { state }),

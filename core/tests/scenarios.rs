@@ -921,6 +921,35 @@ fn a_lost_transport_and_a_close_without_code_are_named_by_the_core() {
 }
 
 #[test]
+fn connect_while_reconnecting_opens_the_waiting_attempt_now() {
+    let mut c = config();
+    c.reconnect.initial_ms = 5_000;
+    let mut h = open(c);
+    h.with(|s, n| s.transport_lost(n));
+    h.advance(100);
+    h.with(|s, n| s.connect(n)).unwrap();
+    assert_eq!(h.server.opens(), 2, "the button skips the backoff");
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(
+        scheduled(&h),
+        vec![(1, 5_000)],
+        "the same attempt, announced once"
+    );
+    // Waiting for the network: the user knows better than the host's offline flag.
+    h.with(|s, n| s.offline(n));
+    h.with(|s, n| s.transport_lost(n));
+    h.advance(30_000);
+    assert_eq!(h.server.opens(), 2);
+    h.with(|s, n| s.connect(n)).unwrap();
+    assert_eq!(h.server.opens(), 3);
+    // Open already: connect is still refused.
+    assert!(matches!(
+        h.with(|s, n| s.connect(n)),
+        Err(SessionError::AlreadyActive { .. })
+    ));
+}
+
+#[test]
 fn becoming_visible_while_reconnecting_opens_the_waiting_attempt_at_once() {
     let mut c = config();
     c.reconnect.initial_ms = 5_000;
