@@ -459,7 +459,8 @@ export class SocklineClient {
 
   #attachSignals(): void {
     if (!this.#signals || this.#detach.length > 0) return;
-    const win = globalThis as unknown as EventTarget;
+    // A page's `window` (in a browser, `globalThis` itself); a worker's global scope otherwise.
+    const win = ((globalThis as { window?: EventTarget }).window ?? globalThis) as EventTarget;
     const doc = (globalThis as { document?: EventTarget & { visibilityState?: string } }).document;
     const on = (target: EventTarget | undefined, type: string, f: (ev: Event) => void) => {
       if (target === undefined || typeof target.addEventListener !== "function") return;
