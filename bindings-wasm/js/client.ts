@@ -13,6 +13,10 @@ import {
   type Output,
   type SessionEvent,
   type SessionOptions,
+  type State,
+  type Stats,
+  type StatusEvent,
+  type StreamState,
 } from "./session.js";
 
 /** Where the outbox snapshot is kept across a reload (the browser's `localStorage` by default). */
@@ -43,7 +47,7 @@ export interface ClientOptions extends SessionOptions {
 export type MessageHandler = (message: Envelope) => void;
 
 /** A status change: the new state and the core's `status` event. */
-export type StatusHandler = (state: string, event: SessionEvent) => void;
+export type StatusHandler = (state: State, event: StatusEvent) => void;
 
 /** An event of the client: every core event in its canonical form, plus `handler_error`. */
 export type EventHandler = (event: SessionEvent) => void;
@@ -134,7 +138,7 @@ export class SocklineClient {
   }
 
   /** The connection state: `idle`, `connecting`, `open`, `reconnecting`, `unauthorized`, `closing`, `closed` or `failed`. */
-  get connectionStatus(): string {
+  get connectionStatus(): State {
     return this.#live().state;
   }
 
@@ -216,7 +220,7 @@ export class SocklineClient {
   }
 
   /** The state of an agent stream (`started`, `delta`, `done`, `interrupted`, `failed`, ...). */
-  streamState(streamId: string): string | undefined {
+  streamState(streamId: string): StreamState | undefined {
     return this.#live().streamState(streamId);
   }
 
@@ -237,7 +241,7 @@ export class SocklineClient {
   }
 
   /** Counters describing the session so far (frames, messages, queue depth, reconnects, ...). */
-  stats(): Record<string, number | null> {
+  stats(): Stats {
     return this.#live().stats();
   }
 
@@ -293,6 +297,8 @@ export class SocklineClient {
     try {
       let deadline: number | null | undefined;
       do {
+        // A handler may have freed the client mid-batch: nothing is left to carry out.
+        if (this.#freed) return;
         this.#dirty = false;
         for (const out of this.#session.drain()) {
           if (out.kind === "timeout") {
@@ -425,8 +431,7 @@ export class SocklineClient {
         if (handler !== undefined) this.#isolated("subscribe", () => handler(message));
       }
     } else if (event.kind === "status") {
-      const to = String(event["to"]);
-      for (const h of [...this.#onStatus]) this.#isolated("on_status_change", () => h(to, event));
+      for (const h of [...this.#onStatus]) this.#isolated("on_status_change", () => h(event.to, event));
     }
     for (const h of [...this.#onEvent]) {
       this.#isolated("on_event", () => h(event), h);

@@ -3,7 +3,19 @@
 // page signals in, and carries out what the core asks.
 
 export { ready, Session, SocklineError, isTerminalState, isFinalStreamState, replayTrace } from "./session.js";
-export type { SessionOptions, OutgoingMessage, Envelope, SessionEvent, Output } from "./session.js";
+export type { ErrorCode } from "./session.js";
+export type {
+  SessionOptions,
+  OutgoingMessage,
+  Envelope,
+  SessionEvent,
+  StatusEvent,
+  State,
+  StreamState,
+  DropReason,
+  Stats,
+  Output,
+} from "./session.js";
 export { SocklineClient, getWebSocketService } from "./client.js";
 export type {
   ClientOptions,

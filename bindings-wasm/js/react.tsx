@@ -341,7 +341,7 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
 
 function ofProject(projectId: number) {
   return (e: SessionEvent) =>
-    e["project_id"] === projectId ||
+    ("project_id" in e && e.project_id === projectId) ||
     (e.kind === "message" && (e["message"] as Envelope | undefined)?.projectId === projectId);
 }
 

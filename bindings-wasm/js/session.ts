@@ -9,6 +9,7 @@ import init, * as raw from "./pkg/sockline_wasm.js";
 import { SocklineError, WasmModule } from "./wasm.js";
 
 export { SocklineError };
+export type { ErrorCode } from "./wasm.js";
 
 const wasm = new WasmModule(init, new URL("./sockline_wasm_bg.wasm", import.meta.url));
 
@@ -75,11 +76,68 @@ export interface Envelope {
   seq?: number;
 }
 
-/** An event of the session, in its canonical JSON form (snake_case keys). */
-export interface SessionEvent {
-  kind: string;
-  [key: string]: unknown;
-}
+/** A connection state (terminal ones: `idle`, `closed`, `failed`; see `isTerminalState`). */
+export type State = "idle" | "connecting" | "open" | "reconnecting" | "unauthorized" | "closing" | "closed" | "failed";
+
+/** Why a message was dropped. */
+export type DropReason =
+  | "queue_full"
+  | "coalesced"
+  | "expired"
+  | "not_connected"
+  | "disconnected"
+  | "rejected"
+  | "backpressure";
+
+/** What happened to an agent stream (final ones: `done`, `interrupted`, `failed`). */
+export type StreamState = "started" | "delta" | "done" | "interrupted" | "failed" | "stalled";
+
+/** The connection state changed. */
+export type StatusEvent = { kind: "status"; from: State; to: State; reason: string; attempt: number };
+
+/** An event in its canonical JSON form (snake_case keys), as in docs/session-json.md: the core's
+ *  events, and the driver's `handler_error`. */
+export type SessionEvent =
+  | StatusEvent
+  | { kind: "reconnect_scheduled"; attempt: number; delay_ms: number }
+  | { kind: "ready"; session_id: string; resumed: boolean }
+  | { kind: "message"; subscriptions: number[]; message: Envelope }
+  | { kind: "acked"; id: string }
+  | { kind: "dropped"; id: string; type: string; reason: DropReason }
+  | { kind: "ack_timeout"; id: string }
+  | { kind: "protocol_error"; reason: string }
+  | { kind: "server_error"; code: string; message: string; retry_after_ms?: number; id?: string }
+  | { kind: "token_required"; reason: string }
+  | { kind: "token_refresh_due"; expires_at: number }
+  | { kind: "gap"; project_id?: number; from: number; to: number }
+  | { kind: "typing"; project_id: number; users: string[] }
+  | { kind: "stream"; stream_id: string; state: StreamState; delta?: string; len: number; error?: string }
+  | { kind: "project"; project_id: number; version: number; state: "stale" | "synced" }
+  | { kind: "presence"; project_id: number; members: string[] }
+  | { kind: "backpressure"; blocked: boolean; buffered_bytes: number }
+  | { kind: "handler_error"; handler: string; message: string };
+
+/** The session's counters (`stats()`), snake_case as in its canonical JSON. */
+export type Stats = {
+  frames_in: number;
+  frames_out: number;
+  bytes_in: number;
+  bytes_out: number;
+  messages_sent: number;
+  messages_delivered: number;
+  messages_unrouted: number;
+  duplicates: number;
+  dropped: number;
+  resent: number;
+  acked: number;
+  reconnects: number;
+  protocol_errors: number;
+  stale_versions: number;
+  last_rtt_ms: number | null;
+  queue_depth: number;
+  queue_bytes: number;
+  [counter: string]: number | null;
+};
 
 /** What the session asks of its driver, in canonical JSON form. */
 export type Output =
@@ -184,8 +242,8 @@ export class Session {
   streamContent(streamId: string): string | undefined {
     return wasm.call(() => this.#raw.streamContent(streamId));
   }
-  streamState(streamId: string): string | undefined {
-    return wasm.call(() => this.#raw.streamState(streamId));
+  streamState(streamId: string): StreamState | undefined {
+    return wasm.call(() => this.#raw.streamState(streamId)) as StreamState | undefined;
   }
   setToken(nowMs: number, token: string, expiresAtMs?: number): void {
     wasm.call(() => this.#raw.setToken(nowMs, token, expiresAtMs));
@@ -203,11 +261,11 @@ export class Session {
     wasm.call(() => this.#raw.hidden(nowMs));
   }
   /** The connection state (`idle`, `connecting`, `open`, ...). */
-  get state(): string {
-    return wasm.call(() => this.#raw.state());
+  get state(): State {
+    return wasm.call(() => this.#raw.state()) as State;
   }
-  stats(): Record<string, number | null> {
-    return JSON.parse(wasm.call(() => this.#raw.stats())) as Record<string, number | null>;
+  stats(): Stats {
+    return JSON.parse(wasm.call(() => this.#raw.stats())) as Stats;
   }
   snapshotOutbox(): unknown {
     return JSON.parse(wasm.call(() => this.#raw.snapshotOutbox()));

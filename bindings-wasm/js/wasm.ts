@@ -1,12 +1,42 @@
 // What the package's entry points share: loading a wasm module once, and turning what the wasm
 // throws (`{code, message}` JSON text) into `SocklineError`s carrying the core's code.
 
+/** The codes a `SocklineError` carries: the core's (the same in Rust and Python), the binding's
+ *  for arguments JS cannot have meant, and the JS layer's own (`not_ready`, `freed`, `timeout`,
+ *  and the test kit's sockets' `invalid_state`). */
+export type ErrorCode =
+  | "already_active"
+  | "invalid_type"
+  | "reserved_type"
+  | "invalid_key"
+  | "duplicate_id"
+  | "too_large"
+  | "queue_full"
+  | "invalid_pattern"
+  | "unknown_subscription"
+  | "no_user_id"
+  | "unknown_stream"
+  | "stream_finished"
+  | "too_many_projects"
+  | "invalid_token"
+  | "invalid_snapshot"
+  | "invalid_config"
+  | "invalid_argument"
+  | "invalid_input"
+  | "invalid_message"
+  | "invalid_trace"
+  | "livelock"
+  | "timeout"
+  | "not_ready"
+  | "freed"
+  | "invalid_state";
+
 /** A call the core refused: `code` is the core's error code (`reserved_type`, `invalid_config`, ...). */
 export class SocklineError extends Error {
   /** Machine-readable, the same in every runtime. */
-  readonly code: string;
+  readonly code: ErrorCode;
 
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super(message);
     this.name = "SocklineError";
     this.code = code;
@@ -67,7 +97,7 @@ function toError(e: unknown): Error {
         parsed !== null &&
         typeof (parsed as { code?: unknown }).code === "string"
       ) {
-        const { code, message } = parsed as { code: string; message?: unknown };
+        const { code, message } = parsed as { code: ErrorCode; message?: unknown };
         return new SocklineError(code, String(message ?? code));
       }
     } catch {

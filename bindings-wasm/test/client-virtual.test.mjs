@@ -151,3 +151,18 @@ test("reconnect() while reconnecting opens the waiting attempt now", () => {
   hub.until(() => ann.connectionStatus === "open", 1_000);
   assert.ok(hub.now - t < 100, `reconnected in ${hub.now - t} ms, not after the 10 s backoff`);
 });
+
+test("a handler that frees the client mid-dispatch ends the batch cleanly", () => {
+  const hub = new VirtualHub({}, 7);
+  const ann = client(hub, "ann");
+  let statuses = 0;
+  ann.onStatusChange((s) => {
+    statuses += 1;
+    if (s === "open") ann.free();
+  });
+  ann.connect();
+  hub.until(() => statuses >= 2, 1_000);
+  hub.advance(1_000);
+  assert.deepEqual(ann.resources, { listeners: 0, timers: 0, sockets: 0 });
+  assert.equal(hub.connectionsOpen, 0);
+});
