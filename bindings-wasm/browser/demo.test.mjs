@@ -215,3 +215,38 @@ test("under React.StrictMode the page opens one socket", async () => {
   await context.close();
   await hub.kill();
 });
+
+test("sockline demo --web serves the page at /demo/websocket and /, with the scripted agent", async () => {
+  const { spawn } = await import("node:child_process");
+  const { SOCKLINE } = await import("../test/hub.mjs");
+  const child = spawn(SOCKLINE, ["demo", "--web", "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+  try {
+    const url = await new Promise((resolve, reject) => {
+      let out = "";
+      child.stdout.on("data", (c) => {
+        out += c;
+        const m = /open (http:\/\/\S+\/demo\/websocket)/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      child.on("exit", (code) => reject(new Error(`demo --web exited with ${code}: ${out}`)));
+    });
+    const base = url.replace(/\/demo\/websocket$/, "");
+    for (const path of ["/demo/websocket", "/"]) {
+      const res = await fetch(base + path);
+      assert.equal(res.status, 200, path);
+      assert.match(await res.text(), /<script type="module" src="\/app.js">/, path);
+    }
+    assert.equal((await fetch(`${base}/app.js`)).headers.get("content-type"), "text/javascript; charset=utf-8");
+    assert.equal((await fetch(`${base}/sockline_wasm_bg.wasm`)).headers.get("content-type"), "application/wasm");
+    assert.equal((await fetch(`${base}/nothing-here`)).status, 404);
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${url}?user=ann`);
+    await waitText(compact(page), "Connected");
+    await page.getByTestId("ask").click();
+    await page.waitForFunction(() => (document.querySelector(".sockline-stream")?.textContent ?? "").length > 20);
+    await context.close();
+  } finally {
+    child.kill("SIGTERM");
+  }
+});

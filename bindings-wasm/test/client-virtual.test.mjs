@@ -12,6 +12,8 @@ before(async () => {
   await kitReady();
 });
 
+// A seed per client: message ids come from it, and receivers drop repeated ids.
+let seeds = 0;
 function client(hub, userId, extra = {}) {
   return new SocklineClient({
     url: "ws://hub.test/ws",
@@ -20,7 +22,7 @@ function client(hub, userId, extra = {}) {
     clock: hub.clock,
     signals: false,
     storage: null,
-    seed: 3,
+    seed: ++seeds,
     ...extra,
   });
 }
