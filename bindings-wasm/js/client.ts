@@ -258,8 +258,24 @@ export class SocklineClient {
     }
   }
 
-  /** Drains the session's outputs and carries them out, then sets the one timer. */
-  #pump(): void {
+  /** A text frame arrived: fed and drained in one call, then carried out. */
+  #frame(text: string): void {
+    if (this.#pumping) {
+      // Fed from inside a handler: the outer loop drains it, after what is already queued.
+      this.#call((s, now) => s.frame(now, text));
+      return;
+    }
+    let outputs: Output[] | undefined;
+    try {
+      outputs = this.#session.receive(this.#now(), text);
+    } finally {
+      this.#pump(outputs);
+    }
+  }
+
+  /** Drains the session's outputs (`first`: already drained) and carries them out, then sets
+   *  the one timer. */
+  #pump(first?: Output[]): void {
     if (this.#pumping) {
       // A handler called back into the client: the outer loop drains again when it is done.
       this.#dirty = true;
@@ -270,7 +286,9 @@ export class SocklineClient {
       let deadline: number | null | undefined;
       do {
         this.#dirty = false;
-        for (const out of this.#session.drain()) {
+        const outputs = first ?? this.#session.drain();
+        first = undefined;
+        for (const out of outputs) {
           if (out.kind === "timeout") {
             deadline = (out as { deadline: number | null }).deadline;
           } else {
@@ -327,7 +345,7 @@ export class SocklineClient {
       if (!current()) return;
       const data = ev.data;
       if (typeof data === "string") {
-        this.#call((s, now) => s.frame(now, data));
+        this.#frame(data);
       } else {
         const len = (data as { byteLength?: number; size?: number }).byteLength ?? (data as { size?: number }).size ?? 0;
         this.#call((s, now) => s.binaryFrame(now, len));
