@@ -145,7 +145,8 @@ export class Session {
    *  `drain` would (the same input reaches the core). Faster: the frame is encoded straight into
    *  the wasm memory, and the envelope of the message it carries is parsed once, here, from the
    *  text, instead of being serialized by the core and parsed again. */
-  receive(nowMs: number, text: string): Output[] {
+  receive(nowMs: number, text: string, bufferedAmount = 0): Output[] {
+    this.bufferedReport = undefined;
     if (!(text as { isWellFormed?: () => boolean }).isWellFormed?.()) {
       // A lone surrogate (never from a real WebSocket, whose text is UTF-8) reaches the core
       // as U+FFFD, which a parse here would not see: the envelope comes from the core.
@@ -161,7 +162,7 @@ export class Session {
         input = this.#input = new Uint8Array(exports!.memory.buffer, at, room);
       }
       const { written } = encoder.encodeInto(text, input);
-      const n = this.#raw.receive(nowMs, written);
+      const n = this.#raw.receive(nowMs, written, bufferedAmount);
       if (n < 0) {
         const outs = JSON.parse(this.#raw.takeReceived()) as Output[];
         for (const o of outs) {
@@ -175,12 +176,17 @@ export class Session {
       const at = this.#resultAt;
       const d = mem[at]!;
       const timeout: Output = { kind: "timeout", deadline: Number.isNaN(d) ? null : d };
+      this.bufferedReport = mem[at + 1] === 1;
       if (n === 0) return [timeout];
       const subscriptions: number[] = [];
-      for (let i = 1; i <= n; i++) subscriptions.push(mem[at + i]!);
+      for (let i = 2; i < n + 2; i++) subscriptions.push(mem[at + i]!);
       return [{ kind: "message", subscriptions, message: envelopeOf(text) }, timeout];
     });
   }
+
+  /** After `receive` returned only the frame's message (or nothing) and the timeout:
+   *  `shouldReportBuffered(bufferedAmount)` once they were drained; otherwise `undefined`. */
+  bufferedReport: boolean | undefined = undefined;
 
   /** When `handleTimeout` is next needed, or `undefined`. */
   pollTimeout(): number | undefined {

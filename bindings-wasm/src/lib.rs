@@ -41,7 +41,8 @@ pub struct Session {
     /// and no copy loop in JS.
     input: Vec<u8>,
     /// What `receive` drained, in its common shapes, as numbers the JS layer reads in place:
-    /// the deadline (NaN: none), then the ids of the subscriptions of the frame's message.
+    /// the deadline (NaN: none), whether `shouldReportBuffered` holds (1 or 0), then the ids of
+    /// the subscriptions of the frame's message.
     /// Its length never changes, so its address (`resultBuffer`) does not either.
     result: Vec<f64>,
     /// What `receive` drained in any other shape, as JSON (`takeReceived`).
@@ -51,7 +52,7 @@ pub struct Session {
 /// An input buffer larger than this is given back once a smaller frame asks for room.
 const KEEP_INPUT_BYTES: usize = 64 * 1024;
 
-/// The deadline and up to this many subscription ids fit `Session::result`.
+/// The deadline, the buffered flag and up to this many subscription ids fit `Session::result`.
 const RESULT_SUBSCRIPTIONS: usize = 15;
 
 /// `Ok(T)` or the refusal wasm-bindgen throws.
@@ -71,7 +72,7 @@ impl Session {
         Ok(Session {
             inner,
             input: Vec::new(),
-            result: vec![0.0; 1 + RESULT_SUBSCRIPTIONS],
+            result: vec![0.0; 2 + RESULT_SUBSCRIPTIONS],
             received: String::new(),
         })
     }
@@ -116,13 +117,16 @@ impl Session {
     /// `frame`, then every output up to the next deadline, as `drain` would return them. The
     /// common outcomes come back as numbers in `resultBuffer`, and the return value says which:
     /// `n >= 0`: the outputs are one `message` event of this frame for the `n` subscriptions
-    /// whose ids follow the deadline (none if `n` is 0), then the `timeout` with that deadline;
-    /// `-1`: anything else, as `drain`'s JSON array in `takeReceived`. Either way the `message`
+    /// whose ids follow the deadline and the flag (none if `n` is 0), then the `timeout` with
+    /// that deadline; the flag is `shouldReportBuffered(buffered)` once they are drained (a
+    /// driver that carries these out without sending anything saves a call); `-1`: anything
+    /// else, as `drain`'s JSON array in `takeReceived`. Either way the `message`
     /// event of this frame (there is at most one) comes without its envelope: that is the
     /// canonical envelope of the very text the JS layer just passed in, which it builds from
     /// its own `JSON.parse` of the text instead of the core serializing it to be parsed again.
-    pub fn receive(&mut self, now_ms: f64, len: usize) -> Result<f64> {
+    pub fn receive(&mut self, now_ms: f64, len: usize, buffered: f64) -> Result<f64> {
         let now = time(now_ms)?;
+        let buffered = whole("buffered", buffered)?;
         let text = self
             .input
             .get(..len)
@@ -136,6 +140,7 @@ impl Session {
             match &first {
                 Output::Timeout(deadline) => {
                     self.result[0] = deadline_number(*deadline);
+                    self.result[1] = self.buffered_flag(buffered);
                     return Ok(0.0);
                 }
                 Output::Event(Event::Message { subscriptions, .. })
@@ -144,7 +149,8 @@ impl Session {
                     let second = self.inner.poll_output();
                     if let Output::Timeout(deadline) = second {
                         self.result[0] = deadline_number(deadline);
-                        for (slot, id) in self.result[1..].iter_mut().zip(subscriptions) {
+                        self.result[1] = self.buffered_flag(buffered);
+                        for (slot, id) in self.result[2..].iter_mut().zip(subscriptions) {
                             *slot = id.0 as f64;
                         }
                         return Ok(subscriptions.len() as f64);
@@ -449,6 +455,15 @@ pub fn replay_trace(trace_json: &str) -> Result<String> {
 }
 
 impl Session {
+    /// `should_report_buffered(bytes)` as `receive` leaves it.
+    fn buffered_flag(&self, bytes: u64) -> f64 {
+        if self.inner.should_report_buffered(bytes) {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
     /// The outputs up to the next deadline as a JSON array.
     fn drain_json(&mut self) -> String {
         let first = self.inner.poll_output();

@@ -159,3 +159,48 @@ test("receive gives exactly what frame + drain give, key order included, and rec
   a.free();
   b.free();
 });
+
+test("the client's receive path reports a blocked socket as the drain-then-ask path did", async () => {
+  await ready();
+  class Fed {
+    static last;
+    readyState = 0;
+    bufferedAmount = 0;
+    binaryType = "blob";
+    onopen = null;
+    onmessage = null;
+    onclose = null;
+    onerror = null;
+    sent = [];
+    constructor() {
+      Fed.last = this;
+    }
+    send(text) {
+      this.sent.push(text);
+    }
+    close() {}
+  }
+  const { SocklineClient } = sockline;
+  const client = new SocklineClient({ url: "ws://x/ws", userId: "ann", maxBufferedBytes: 1000, WebSocket: Fed, signals: false, storage: null, seed: 1 });
+  const events = [];
+  const got = [];
+  client.onEvent((e) => events.push(e.kind === "backpressure" ? `backpressure:${e.blocked}` : e.kind));
+  client.subscribe("chat", (m) => got.push(m.data));
+  client.connect();
+  const ws = Fed.last;
+  ws.readyState = 1;
+  ws.onopen({});
+  ws.onmessage({ data: '{"type":"welcome","data":{"sessionId":"s1"}}' });
+  ws.onmessage({ data: '{"type":"chat","data":1}' });
+  ws.bufferedAmount = 5000;
+  ws.onmessage({ data: '{"type":"chat","data":2}' });
+  ws.onmessage({ data: '{"type":"chat","data":3}' });
+  ws.bufferedAmount = 0;
+  ws.onmessage({ data: '{"type":"chat","data":4}' });
+  assert.deepEqual(got, [1, 2, 3, 4]);
+  assert.deepEqual(
+    events.filter((k) => k.startsWith("backpressure")),
+    ["backpressure:true", "backpressure:false"],
+  );
+  client.close();
+});
