@@ -286,8 +286,26 @@ export class SocklineClient {
     }
   }
 
-  /** Drains the session's outputs and carries them out, then sets the one timer. */
-  #pump(): void {
+  /** A text frame arrived: fed and drained in one call, then carried out. */
+  #frame(text: string): void {
+    if (this.#pumping) {
+      // Fed from inside a handler: the outer loop drains it, after what is already queued.
+      this.#call((s, now) => s.frame(now, text));
+      return;
+    }
+    let outputs: Output[] | undefined;
+    const bytes = this.#ws?.bufferedAmount ?? 0;
+    try {
+      outputs = this.#session.receive(this.#now(), text, bytes);
+    } finally {
+      this.#pump(outputs, this.#session.bufferedReport);
+    }
+  }
+
+  /** Drains the session's outputs (`first`: already drained; `firstReport`: whether the
+   *  session then wanted `buffered` reported, when it said) and carries them out, then sets
+   *  the one timer. */
+  #pump(first?: Output[], firstReport?: boolean): void {
     if (this.#pumping) {
       // A handler called back into the client: the outer loop drains again when it is done.
       this.#dirty = true;
@@ -300,14 +318,20 @@ export class SocklineClient {
         // A handler may have freed the client mid-batch: nothing is left to carry out.
         if (this.#freed) return;
         this.#dirty = false;
-        for (const out of this.#session.drain()) {
+        const outputs = first ?? this.#session.drain();
+        // Only messages and the timeout, and no handler called back into the client: the
+        // socket has sent nothing since `receive` read its bufferedAmount, and the session has
+        // had no input since it answered for that amount.
+        const known = first === undefined ? undefined : firstReport;
+        first = undefined;
+        for (const out of outputs) {
           if (out.kind === "timeout") {
             deadline = (out as { deadline: number | null }).deadline;
           } else {
             this.#carryOut(out);
           }
         }
-        this.#reportBuffered();
+        this.#reportBuffered(this.#dirty ? undefined : known);
       } while (this.#dirty);
       this.#arm(deadline ?? null);
     } finally {
@@ -357,7 +381,7 @@ export class SocklineClient {
       if (!current()) return;
       const data = ev.data;
       if (typeof data === "string") {
-        this.#call((s, now) => s.frame(now, data));
+        this.#frame(data);
       } else {
         const len = (data as { byteLength?: number; size?: number }).byteLength ?? (data as { size?: number }).size ?? 0;
         this.#call((s, now) => s.binaryFrame(now, len));
@@ -391,11 +415,12 @@ export class SocklineClient {
     }
   }
 
-  #reportBuffered(): void {
+  /** Feeds `buffered` if the session wants it (`known`: its answer, if it already gave it). */
+  #reportBuffered(known?: boolean): void {
     const ws = this.#ws;
     if (ws === null) return;
     const bytes = ws.bufferedAmount;
-    if (this.#session.shouldReportBuffered(bytes)) {
+    if (known ?? this.#session.shouldReportBuffered(bytes)) {
       this.#session.buffered(this.#now(), bytes);
       this.#dirty = true;
     }
@@ -428,11 +453,18 @@ export class SocklineClient {
       const { subscriptions, message } = event as unknown as { subscriptions: number[]; message: Envelope };
       for (const id of subscriptions) {
         const handler = this.#handlers.get(id);
-        if (handler !== undefined) this.#isolated("subscribe", () => handler(message));
+        if (handler === undefined) continue;
+        // As #isolated, without a closure per message (the receive path).
+        try {
+          handler(message);
+        } catch (e) {
+          this.#reportThrow("subscribe", e);
+        }
       }
     } else if (event.kind === "status") {
       for (const h of [...this.#onStatus]) this.#isolated("on_status_change", () => h(event.to, event));
     }
+    if (this.#onEvent.size === 0) return;
     for (const h of [...this.#onEvent]) {
       this.#isolated("on_event", () => h(event), h);
     }
@@ -444,18 +476,23 @@ export class SocklineClient {
     try {
       f();
     } catch (e) {
-      const report: SessionEvent = {
-        kind: "handler_error",
-        handler: where,
-        message: e instanceof Error ? e.message : String(e),
-      };
-      for (const h of [...this.#onEvent]) {
-        if (h === self) continue;
-        try {
-          h(report);
-        } catch {
-          // A reporter that throws too is not reported again (no loop).
-        }
+      this.#reportThrow(where, e, self);
+    }
+  }
+
+  /** Reports a handler's throw as a `handler_error` event to every event handler but `self`. */
+  #reportThrow(where: string, e: unknown, self?: EventHandler): void {
+    const report: SessionEvent = {
+      kind: "handler_error",
+      handler: where,
+      message: e instanceof Error ? e.message : String(e),
+    };
+    for (const h of [...this.#onEvent]) {
+      if (h === self) continue;
+      try {
+        h(report);
+      } catch {
+        // A reporter that throws too is not reported again (no loop).
       }
     }
   }

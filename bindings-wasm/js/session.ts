@@ -11,7 +11,38 @@ import { SocklineError, WasmModule } from "./wasm.js";
 export { SocklineError };
 export type { ErrorCode } from "./wasm.js";
 
-const wasm = new WasmModule(init, new URL("./sockline_wasm_bg.wasm", import.meta.url));
+// The instance's exports, kept for its memory: `receive` encodes a frame straight into it and
+// reads its outcome from it.
+let exports: { memory: WebAssembly.Memory } | undefined;
+const wasm = new WasmModule(async (input) => {
+  exports = (await init(input)) as { memory: WebAssembly.Memory };
+  return exports;
+}, new URL("./sockline_wasm_bg.wasm", import.meta.url));
+const encoder = new TextEncoder();
+// The numbers `receive` leaves, as a view of the whole wasm memory; a memory that grows
+// detaches its old buffer (every view of it then has length 0) and the view is made again.
+let memNumbers = new Float64Array(0);
+function numbers(): Float64Array {
+  if (memNumbers.length === 0) memNumbers = new Float64Array(exports!.memory.buffer);
+  return memNumbers;
+}
+/** An input buffer larger than this is given back once a smaller frame asks for room (as the binding's KEEP_INPUT_BYTES). */
+const KEEP_INPUT_BYTES = 64 * 1024;
+
+/** The canonical envelope of a frame the core accepted (its `Envelope` serialized: `type`,
+ *  `data` (null when absent), then `timestamp`, `id`, `projectId`, `seq` where not null; other
+ *  keys dropped), built from the frame's own `JSON.parse`. The core parsed the same text with
+ *  the same JSON rules, so these are the values its canonical JSON would have carried: `data`
+ *  is kept as the exact text received, and the other fields are strings and whole numbers. */
+function envelopeOf(text: string): Envelope {
+  const p = JSON.parse(text) as Partial<Envelope> & { type: string };
+  const m: Envelope = { type: p.type, data: p.data === undefined ? null : p.data };
+  if (p.timestamp != null) m.timestamp = p.timestamp;
+  if (p.id != null) m.id = p.id;
+  if (p.projectId != null) m.projectId = p.projectId;
+  if (p.seq != null) m.seq = p.seq;
+  return m;
+}
 
 /** Loads and instantiates the wasm, once (browser or Node >= 20); every call returns the same promise. */
 export function ready(): Promise<void> {
@@ -150,16 +181,70 @@ export type Output =
 /** The deterministic session: inputs in (with the driver's time), outputs out. */
 export class Session {
   readonly #raw: raw.Session;
+  /** Where `receive` encodes frames: this session's input buffer in the wasm memory (length 0
+   *  until the first frame, and again whenever the memory grows, which detaches the view: the
+   *  buffer itself moves only when `frameBuffer` is called). */
+  #input = new Uint8Array(0);
+  /** Where `receive`'s numbers are, counted in f64s. */
+  readonly #resultAt: number;
 
   /** A session for `options`, seeded with `seed` (a whole number), at driver time `nowMs`. */
   constructor(options: SessionOptions, seed: number, nowMs: number) {
     this.#raw = wasm.call(() => new raw.Session(JSON.stringify(options), seed, nowMs));
+    this.#resultAt = this.#raw.resultBuffer() / 8;
   }
 
   /** Every output up to the next deadline, the final `timeout` included. */
   drain(): Output[] {
     return JSON.parse(wasm.call(() => this.#raw.drain())) as Output[];
   }
+
+  /** A text frame arrived; returns every output up to the next deadline, as `frame` then
+   *  `drain` would (the same input reaches the core). Faster: the frame is encoded straight into
+   *  the wasm memory, and the envelope of the message it carries is parsed once, here, from the
+   *  text, instead of being serialized by the core and parsed again. */
+  receive(nowMs: number, text: string, bufferedAmount = 0): Output[] {
+    this.bufferedReport = undefined;
+    if (!(text as { isWellFormed?: () => boolean }).isWellFormed?.()) {
+      // A lone surrogate (never from a real WebSocket, whose text is UTF-8) reaches the core
+      // as U+FFFD, which a parse here would not see: the envelope comes from the core.
+      this.frame(nowMs, text);
+      return this.drain();
+    }
+    return wasm.call(() => {
+      // At most 3 UTF-8 bytes per UTF-16 unit.
+      const room = text.length * 3;
+      let input = this.#input;
+      if (room > input.length || (input.length > KEEP_INPUT_BYTES && room <= KEEP_INPUT_BYTES)) {
+        const at = this.#raw.frameBuffer(room);
+        input = this.#input = new Uint8Array(exports!.memory.buffer, at, room);
+      }
+      const { written } = encoder.encodeInto(text, input);
+      const n = this.#raw.receive(nowMs, written, bufferedAmount);
+      if (n < 0) {
+        const outs = JSON.parse(this.#raw.takeReceived()) as Output[];
+        for (const o of outs) {
+          if (o.kind === "message" && (o as { message?: Envelope }).message === undefined) {
+            (o as { message?: Envelope }).message = envelopeOf(text);
+          }
+        }
+        return outs;
+      }
+      const mem = numbers();
+      const at = this.#resultAt;
+      const d = mem[at]!;
+      const timeout: Output = { kind: "timeout", deadline: Number.isNaN(d) ? null : d };
+      this.bufferedReport = mem[at + 1] === 1;
+      if (n === 0) return [timeout];
+      const subscriptions: number[] = [];
+      for (let i = 2; i < n + 2; i++) subscriptions.push(mem[at + i]!);
+      return [{ kind: "message", subscriptions, message: envelopeOf(text) }, timeout];
+    });
+  }
+
+  /** After `receive` returned only the frame's message (or nothing) and the timeout:
+   *  `shouldReportBuffered(bufferedAmount)` once they were drained; otherwise `undefined`. */
+  bufferedReport: boolean | undefined = undefined;
 
   /** When `handleTimeout` is next needed, or `undefined`. */
   pollTimeout(): number | undefined {

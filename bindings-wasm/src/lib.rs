@@ -20,7 +20,9 @@ mod network;
 mod weburl;
 
 use serde_json::Value;
-use sockline_core::{Config, Input, Outcome, Output, SendRequest, StreamState, SubscriptionId};
+use sockline_core::{
+    Config, Event, Input, Outcome, Output, SendRequest, StreamState, SubscriptionId,
+};
 use wasm_bindgen::prelude::*;
 
 pub use convert::Failure;
@@ -42,7 +44,24 @@ pub(crate) fn config(options: Value) -> Result<Config> {
 #[wasm_bindgen]
 pub struct Session {
     inner: sockline_core::Session,
+    /// The next frame's UTF-8 bytes, written in place by the JS layer (`frameBuffer`, then
+    /// `receive`): a frame crosses the boundary with one `TextEncoder.encodeInto`, no allocation
+    /// and no copy loop in JS.
+    input: Vec<u8>,
+    /// What `receive` drained, in its common shapes, as numbers the JS layer reads in place:
+    /// the deadline (NaN: none), whether `shouldReportBuffered` holds (1 or 0), then the ids of
+    /// the subscriptions of the frame's message.
+    /// Its length never changes, so its address (`resultBuffer`) does not either.
+    result: Vec<f64>,
+    /// What `receive` drained in any other shape, as JSON (`takeReceived`).
+    received: String,
 }
+
+/// An input buffer larger than this is given back once a smaller frame asks for room.
+const KEEP_INPUT_BYTES: usize = 64 * 1024;
+
+/// The deadline, the buffered flag and up to this many subscription ids fit `Session::result`.
+const RESULT_SUBSCRIPTIONS: usize = 15;
 
 /// `Ok(T)` or the refusal wasm-bindgen throws.
 type Result<T> = std::result::Result<T, Failure>;
@@ -57,7 +76,12 @@ impl Session {
         // A JS number holds 53 bits; the seed's other bits are zero, which is fine for a PRNG seed.
         let seed = whole("seed", seed)?;
         let inner = sockline_core::Session::new(config, seed, time(now_ms)?)?;
-        Ok(Session { inner })
+        Ok(Session {
+            inner,
+            input: Vec::new(),
+            result: vec![0.0; 2 + RESULT_SUBSCRIPTIONS],
+            received: String::new(),
+        })
     }
 
     /// Applies any input in its canonical JSON form; returns the outcome as JSON
@@ -73,19 +97,91 @@ impl Session {
     /// Every output up to the next deadline, as a JSON array of canonical objects (the final
     /// `timeout` included, so the driver knows when to come back).
     pub fn drain(&mut self) -> String {
-        let mut out = String::from("[");
-        loop {
-            let o = self.inner.poll_output();
-            if out.len() > 1 {
-                out.push(',');
-            }
-            out.push_str(&o.to_json());
-            if matches!(o, Output::Timeout(_)) {
-                break;
+        self.drain_json()
+    }
+
+    /// Room for `len` bytes of frame in this session's input buffer; returns its address in the
+    /// wasm memory, where the JS layer encodes frames for `receive` (valid until the next call
+    /// of this method: a large buffer is given back when a small one is asked for).
+    #[wasm_bindgen(js_name = frameBuffer)]
+    pub fn frame_buffer(&mut self, len: usize) -> usize {
+        if self.input.len() > KEEP_INPUT_BYTES && len <= KEEP_INPUT_BYTES {
+            self.input = Vec::new();
+        }
+        if self.input.len() < len {
+            self.input.resize(len, 0);
+        }
+        self.input.as_mut_ptr() as usize
+    }
+
+    /// The address of the numbers `receive` leaves (fixed for the session's life).
+    #[wasm_bindgen(js_name = resultBuffer)]
+    pub fn result_buffer(&self) -> usize {
+        self.result.as_ptr() as usize
+    }
+
+    /// A text frame arrived, its `len` UTF-8 bytes written at `frameBuffer`: the same input as
+    /// `frame`, then every output up to the next deadline, as `drain` would return them. The
+    /// common outcomes come back as numbers in `resultBuffer`, and the return value says which:
+    /// `n >= 0`: the outputs are one `message` event of this frame for the `n` subscriptions
+    /// whose ids follow the deadline and the flag (none if `n` is 0), then the `timeout` with
+    /// that deadline; the flag is `shouldReportBuffered(buffered)` once they are drained (a
+    /// driver that carries these out without sending anything saves a call); `-1`: anything
+    /// else, as `drain`'s JSON array in `takeReceived`. Either way the `message`
+    /// event of this frame (there is at most one) comes without its envelope: that is the
+    /// canonical envelope of the very text the JS layer just passed in, which it builds from
+    /// its own `JSON.parse` of the text instead of the core serializing it to be parsed again.
+    pub fn receive(&mut self, now_ms: f64, len: usize, buffered: f64) -> Result<f64> {
+        let now = time(now_ms)?;
+        let buffered = whole("buffered", buffered)?;
+        let text = self
+            .input
+            .get(..len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| Failure::new("invalid_argument", "frame buffer is not UTF-8"))?;
+        // Outputs still queued from earlier inputs come first and keep their envelopes.
+        let earlier = self.inner.pending_outputs();
+        self.inner.frame(now, text);
+        let first = self.inner.poll_output();
+        if earlier == 0 {
+            match &first {
+                Output::Timeout(deadline) => {
+                    self.result[0] = deadline_number(*deadline);
+                    self.result[1] = self.buffered_flag(buffered);
+                    return Ok(0.0);
+                }
+                Output::Event(Event::Message { subscriptions, .. })
+                    if subscriptions.len() <= RESULT_SUBSCRIPTIONS =>
+                {
+                    let second = self.inner.poll_output();
+                    if let Output::Timeout(deadline) = second {
+                        self.result[0] = deadline_number(deadline);
+                        self.result[1] = self.buffered_flag(buffered);
+                        for (slot, id) in self.result[2..].iter_mut().zip(subscriptions) {
+                            *slot = id.0 as f64;
+                        }
+                        return Ok(subscriptions.len() as f64);
+                    }
+                    let mut out = String::from("[");
+                    push_output(&mut out, &first, true);
+                    out.push(',');
+                    push_output(&mut out, &second, true);
+                    self.received = self.drain_rest(out, &second, Some(0));
+                    return Ok(-1.0);
+                }
+                _ => {}
             }
         }
-        out.push(']');
-        out
+        let mut out = String::from("[");
+        push_output(&mut out, &first, earlier == 0);
+        self.received = self.drain_rest(out, &first, Some(earlier.saturating_sub(1)));
+        Ok(-1.0)
+    }
+
+    /// The JSON array of `receive`'s outputs when it returned -1 (taken: empty afterwards).
+    #[wasm_bindgen(js_name = takeReceived)]
+    pub fn take_received(&mut self) -> String {
+        std::mem::take(&mut self.received)
     }
 
     /// When `handleTimeout` is next needed (driver ms), or `undefined`.
@@ -365,6 +461,72 @@ pub fn replay_trace(trace_json: &str) -> Result<String> {
         })
         .map_err(|e| Failure::new("invalid_trace", e.to_string()))?;
     Ok(out)
+}
+
+impl Session {
+    /// `should_report_buffered(bytes)` as `receive` leaves it.
+    fn buffered_flag(&self, bytes: u64) -> f64 {
+        if self.inner.should_report_buffered(bytes) {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// The outputs up to the next deadline as a JSON array.
+    fn drain_json(&mut self) -> String {
+        let first = self.inner.poll_output();
+        let mut out = String::from("[");
+        push_output(&mut out, &first, false);
+        self.drain_rest(out, &first, None)
+    }
+
+    /// Appends the outputs after `last` (already written to `out`) up to the next deadline and
+    /// closes the array; with `Some(earlier)`, a `message` event after `earlier` more outputs
+    /// (the one the frame just fed produced) is written without its envelope.
+    fn drain_rest(
+        &mut self,
+        mut out: String,
+        last: &Output,
+        frame_message: Option<usize>,
+    ) -> String {
+        let mut earlier = frame_message.unwrap_or(usize::MAX);
+        if !matches!(last, Output::Timeout(_)) {
+            loop {
+                let o = self.inner.poll_output();
+                out.push(',');
+                push_output(&mut out, &o, earlier == 0);
+                earlier = earlier.saturating_sub(1);
+                if matches!(o, Output::Timeout(_)) {
+                    break;
+                }
+            }
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// Appends an output's canonical JSON; with `strip`, a `message` event without its envelope.
+fn push_output(out: &mut String, o: &Output, strip: bool) {
+    match o {
+        Output::Event(Event::Message { subscriptions, .. }) if strip => {
+            out.push_str(r#"{"kind":"message","subscriptions":["#);
+            for (i, id) in subscriptions.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&id.0.to_string());
+            }
+            out.push_str("]}");
+        }
+        _ => out.push_str(&o.to_json()),
+    }
+}
+
+/// A deadline as `receive` leaves it: driver milliseconds, NaN for none.
+fn deadline_number(deadline: Option<sockline_core::Timestamp>) -> f64 {
+    deadline.map_or(f64::NAN, |d| d.as_millis() as f64)
 }
 
 fn outcome_json(o: &Outcome) -> String {

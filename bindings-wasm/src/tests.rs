@@ -210,3 +210,54 @@ fn recording_gives_a_trace_that_replays() {
         "{replayed}"
     );
 }
+
+/// Writes `text` where the JS layer would (`frameBuffer`), then `receive`s it.
+fn receive(s: &mut Session, now: f64, text: &str) -> f64 {
+    s.frame_buffer(text.len() * 3);
+    s.input[..text.len()].copy_from_slice(text.as_bytes());
+    s.receive(now, text.len(), 0.0).unwrap()
+}
+
+#[test]
+fn receive_is_frame_then_drain_with_the_frames_message_as_numbers() {
+    let mut a = open_session();
+    let mut b = open_session();
+    for s in [&mut a, &mut b] {
+        s.subscribe(11.0, "*", None).unwrap();
+        s.subscribe(11.0, "chat", None).unwrap();
+    }
+    let text = r#"{"type":"chat","data":{"x":1},"seq":1}"#;
+    a.frame(12.0, text).unwrap();
+    let want = outputs(&mut a);
+    assert_eq!(kinds(&want), ["message", "timeout"]);
+    assert_eq!(receive(&mut b, 12.0, text), 2.0);
+    assert_eq!(b.result[0], want[1]["deadline"].as_f64().unwrap());
+    assert_eq!(b.result[1], 0.0, "nothing to report");
+    assert_eq!(&b.result[2..4], &[1.0, 2.0]);
+
+    // A duplicate: only the timeout.
+    assert_eq!(receive(&mut b, 13.0, text), 0.0);
+    // Anything else comes as JSON, the frame's message without its envelope.
+    let gap = r#"{"type":"chat","data":2,"seq":3}"#;
+    a.frame(14.0, text).unwrap();
+    a.drain();
+    a.frame(14.0, gap).unwrap();
+    let mut want = outputs(&mut a);
+    assert_eq!(receive(&mut b, 14.0, gap), -1.0);
+    let got: Vec<Value> = serde_json::from_str(&b.take_received()).unwrap();
+    assert_eq!(kinds(&got), ["gap", "message", "timeout"]);
+    want[1].as_object_mut().unwrap().remove("message");
+    assert_eq!(got, want);
+    assert_eq!(b.take_received(), "", "taken");
+    assert_eq!(b.inner.stats(), a.inner.stats());
+}
+
+#[test]
+fn receive_gives_a_large_input_buffer_back() {
+    let mut s = open_session();
+    let text = format!(r#"{{"type":"chat","data":"{}"}}"#, "x".repeat(100_000));
+    receive(&mut s, 11.0, &text);
+    assert!(s.input.len() >= text.len());
+    receive(&mut s, 12.0, r#"{"type":"chat","data":1}"#);
+    assert!(s.input.len() <= KEEP_INPUT_BYTES);
+}

@@ -100,3 +100,107 @@ test("the .wasm imports nothing from env", async () => {
   assert.deepEqual(imports.filter((i) => i.module === "env"), []);
   assert.ok(imports.every((i) => i.module === "./sockline_wasm_bg.js"), JSON.stringify(imports));
 });
+
+test("receive gives exactly what frame + drain give, key order included, and records the same trace", async () => {
+  await ready();
+  const open = () => {
+    const s = new Session({ url: "ws://127.0.0.1:9/ws", userId: "ann", dedupeWindow: 4 }, 3, 0);
+    s.startRecording();
+    s.subscribe(0, "*");
+    s.subscribe(0, "chat", 7);
+    s.subscribe(0, "agent_stream_*");
+    s.joinProject(0, 7);
+    s.connect(0);
+    s.transportOpened(1);
+    s.frame(2, JSON.stringify({ type: "welcome", data: { sessionId: "s1" } }));
+    s.drain();
+    return s;
+  };
+  const big = "y".repeat(70_000); // past the input buffer's keep size, then small again
+  const frames = [
+    '{"type":"chat","projectId":7,"seq":1,"data":{"text":"hi","n":[1,2.50,-0,1e400]},"extra":{"x":1}}',
+    '{"type":"chat","projectId":7,"seq":1,"data":{"text":"again"}}', // duplicate seq
+    '{"seq":2,"type":"chat","timestamp":null,"id":null,"projectId":null}', // no data, nulls
+    '{"type":"chat","seq":5,"data":"gap"}', // a gap event first, then the message
+    '{ "type" : "note" , "id" : "m1", "data" : { "a" : "\\u00e9\\ud83d\\ude00\\n" } , "timestamp":"2026-12-01T00:00:00Z"}',
+    '{"type":"note","id":"m1","data":1}', // duplicate id
+    '{"type":"note","id":"m2","data":{"__proto__":{"polluted":true},"k":"é😀"}}',
+    '{"type":"chat","seq":18446744073709551615,"data":0}',
+    '{"type":"chat","seq":6,"seq":7,"data":0}', // duplicate key: a protocol error
+    "not json",
+    '{"type":"bad type","data":1}',
+    '{"type":"ping","data":{"nonce":5}}', // answered with a transmit
+    `{"type":"big","data":"${big}"}`,
+    '{"type":"agent_stream_start","data":{"streamId":"a1"}}',
+    '{"type":"agent_stream_chunk","data":{"streamId":"a1","seq":0,"delta":"x"}}',
+    '{"type":"small","data":[]}',
+    '{"type":"lone","data":"\ud800"}', // a lone surrogate in the JS string itself
+    '{"type":"chat","projectId":8,"data":{}}', // another project
+  ];
+  const a = open();
+  const b = open();
+  let t = 10;
+  for (const text of frames) {
+    t += 7;
+    a.frame(t, text);
+    const want = a.drain();
+    const got = b.receive(t, text);
+    assert.equal(JSON.stringify(got), JSON.stringify(want), text.slice(0, 80));
+  }
+  // Outputs still queued from an earlier input come first and keep their envelopes.
+  a.send(t, { type: "chat", data: 1 });
+  b.send(t, { type: "chat", data: 1 });
+  a.frame(t, '{"type":"chat","data":"after"}');
+  a.frame(t, '{"type":"chat","data":"last"}');
+  const want = a.drain();
+  b.frame(t, '{"type":"chat","data":"after"}');
+  assert.equal(JSON.stringify(b.receive(t, '{"type":"chat","data":"last"}')), JSON.stringify(want));
+  assert.equal(b.trace(), a.trace());
+  a.free();
+  b.free();
+});
+
+test("the client's receive path reports a blocked socket as the drain-then-ask path did", async () => {
+  await ready();
+  class Fed {
+    static last;
+    readyState = 0;
+    bufferedAmount = 0;
+    binaryType = "blob";
+    onopen = null;
+    onmessage = null;
+    onclose = null;
+    onerror = null;
+    sent = [];
+    constructor() {
+      Fed.last = this;
+    }
+    send(text) {
+      this.sent.push(text);
+    }
+    close() {}
+  }
+  const { SocklineClient } = sockline;
+  const client = new SocklineClient({ url: "ws://x/ws", userId: "ann", maxBufferedBytes: 1000, WebSocket: Fed, signals: false, storage: null, seed: 1 });
+  const events = [];
+  const got = [];
+  client.onEvent((e) => events.push(e.kind === "backpressure" ? `backpressure:${e.blocked}` : e.kind));
+  client.subscribe("chat", (m) => got.push(m.data));
+  client.connect();
+  const ws = Fed.last;
+  ws.readyState = 1;
+  ws.onopen({});
+  ws.onmessage({ data: '{"type":"welcome","data":{"sessionId":"s1"}}' });
+  ws.onmessage({ data: '{"type":"chat","data":1}' });
+  ws.bufferedAmount = 5000;
+  ws.onmessage({ data: '{"type":"chat","data":2}' });
+  ws.onmessage({ data: '{"type":"chat","data":3}' });
+  ws.bufferedAmount = 0;
+  ws.onmessage({ data: '{"type":"chat","data":4}' });
+  assert.deepEqual(got, [1, 2, 3, 4]);
+  assert.deepEqual(
+    events.filter((k) => k.startsWith("backpressure")),
+    ["backpressure:true", "backpressure:false"],
+  );
+  client.close();
+});

@@ -43,29 +43,27 @@ impl Features {
         ]
     }
 
-    /// Every feature, read-only, in the same order.
-    fn each(&self) -> [&dyn Feature; 6] {
-        [
-            &self.backpressure,
-            &self.typing,
-            &self.projects,
-            &self.streams,
-            &self.presence,
-            &self.auth,
-        ]
-    }
-
     /// The earliest feature deadline (ties go to the earlier `TimerKind`, as for every timer).
     pub(crate) fn next_deadline(&self) -> Option<Deadline> {
-        self.each()
-            .into_iter()
-            .filter_map(|f| {
-                Some(Deadline {
-                    at: f.due_at()?,
-                    timer: f.timer()?,
-                })
+        // Asked several times per input: each feature called directly rather than through
+        // `each()`'s trait objects; the same earliest deadline.
+        fn deadline(f: &impl Feature) -> Option<Deadline> {
+            Some(Deadline {
+                at: f.due_at()?,
+                timer: f.timer()?,
             })
-            .min()
+        }
+        [
+            deadline(&self.backpressure),
+            deadline(&self.typing),
+            deadline(&self.projects),
+            deadline(&self.streams),
+            deadline(&self.presence),
+            deadline(&self.auth),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fires `timer` in the feature that owns it.

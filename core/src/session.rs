@@ -160,11 +160,12 @@ impl Session {
 
     /// The next output; `Output::Timeout` once there is nothing left to do right now.
     pub fn poll_output(&mut self) -> Output {
+        let mut next = None;
         if self.outputs.is_empty() {
             // A timer an input armed for right now (a zero backoff, a zero TTL) fires here, so
             // the deadline this returns is always in the future.
             let now = self.clock.now();
-            self.run_timers(now);
+            next = self.run_timers(now, None);
         }
         match self.outputs.pop_front() {
             Some(output) => output,
@@ -174,9 +175,15 @@ impl Session {
                 if self.outputs.capacity() > 0 {
                     self.outputs = VecDeque::new();
                 }
-                Output::Timeout(self.poll_timeout().map(|d| d.at))
+                let next = next.unwrap_or_else(|| self.poll_timeout());
+                Output::Timeout(next.map(|d| d.at))
             }
         }
+    }
+
+    /// How many outputs are queued (what `poll_output` returns before it gets to `Timeout`).
+    pub fn pending_outputs(&self) -> usize {
+        self.outputs.len()
     }
 
     /// When `handle_timeout` is next needed, and for which timer.
@@ -302,7 +309,9 @@ impl Session {
     fn enter(&mut self, now: Timestamp, input: impl FnOnce() -> Input) -> Timestamp {
         let last = self.clock.now();
         let now = self.clock.advance(now);
-        let late = now > last && self.poll_timeout().is_some_and(|d| d.at < now);
+        // The deadline before this input, when time moved (`run_timers` starts from it).
+        let next = (now > last).then(|| self.poll_timeout());
+        let late = next.flatten().is_some_and(|d| d.at < now);
         if let (true, Some(rec)) = (late, &mut self.recording) {
             // The driver was late: record the gap as a suspension so a replay fires as late.
             rec.push(TimedInput {
@@ -312,7 +321,7 @@ impl Session {
                 },
             });
         }
-        self.run_timers(now);
+        self.run_timers(now, next);
         if let Some(rec) = &mut self.recording {
             rec.push(TimedInput {
                 at: now,
@@ -323,13 +332,20 @@ impl Session {
     }
 
     /// Fires every timer due at `now`, each once; each firing moves its deadline past `now`.
-    fn run_timers(&mut self, now: Timestamp) {
+    /// `known`: `poll_timeout` as it stands now, if the caller has it. Returns the deadline left
+    /// when it stopped (`poll_timeout` after the firings), unless it stopped at `MAX_FIRINGS`.
+    fn run_timers(
+        &mut self,
+        now: Timestamp,
+        mut known: Option<Option<Deadline>>,
+    ) -> Option<Option<Deadline>> {
         for _ in 0..MAX_FIRINGS {
-            match self.poll_timeout() {
+            match known.take().unwrap_or_else(|| self.poll_timeout()) {
                 Some(d) if d.at <= now => self.fire(now, d.timer),
-                _ => break,
+                next => return Some(next),
             }
         }
+        None
     }
 
     // ---- user commands -------------------------------------------------------------------
