@@ -163,9 +163,8 @@ pub fn decode(text: &str, max_bytes: usize, max_depth: usize) -> Result<Envelope
 /// parser's recursion (and stack) bounded regardless of serde_json's own limit.
 fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
     // Fast path (the common case): with no more openers than `max` in all, nesting cannot pass
-    // it; this count goes a word at a time (compiled for speed with the envelope's decode), the
-    // exact scan below a byte at a time.
-    if sockline_envelope::count_openers(bytes) <= max {
+    // it; this count goes a word at a time, the exact scan below a byte at a time.
+    if count_openers(bytes) <= max {
         return false;
     }
     let mut depth = 0usize;
@@ -195,6 +194,32 @@ fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
         }
     }
     false
+}
+
+/// How many `{` and `[` bytes there are, eight bytes at a time (SWAR: the same count on every
+/// target, and fast where the compiler does not vectorise, as in a size-optimised wasm).
+fn count_openers(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    /// The high bit of every byte of `x` that is zero, and no other bit (exact, no carries).
+    fn zero_bytes(x: u64) -> u64 {
+        !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    let mut n = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let hits =
+            zero_bytes(w ^ (ONES * u64::from(b'{'))) | zero_bytes(w ^ (ONES * u64::from(b'[')));
+        n += hits.count_ones() as usize;
+    }
+    n + chunks
+        .remainder()
+        .iter()
+        .filter(|&&b| b == b'{' || b == b'[')
+        .count()
 }
 
 /// Shortens `s` to at most `max` bytes on a char boundary.
@@ -500,6 +525,27 @@ mod tests {
                 _ => panic!("{text}: {derived:?} vs {ours:?}"),
             }
         }
+    }
+
+    #[test]
+    fn openers_counted_word_at_a_time_as_byte_at_a_time() {
+        let naive = |b: &[u8]| b.iter().filter(|&&c| c == b'{' || c == b'[').count();
+        // Every byte value next to the openers, at every offset and length around a word.
+        let mut bytes: Vec<u8> = (0..=255u8).collect();
+        bytes.extend(b"{[{[[[{{{x[".iter());
+        bytes.extend((0..=255u8).rev());
+        for start in 0..9 {
+            for end in (start..bytes.len()).step_by(3) {
+                assert_eq!(count_openers(&bytes[start..end]), naive(&bytes[start..end]));
+            }
+        }
+        let all = vec![b'{'; 37];
+        assert_eq!(count_openers(&all), 37);
+        assert_eq!(
+            count_openers(&[0x7b ^ 0x80; 16]),
+            0,
+            "no carry across bytes"
+        );
     }
 
     #[test]
