@@ -435,7 +435,19 @@ async fn run_connection<S>(
                 continue;
             }
         };
-        match write_or_abandon(&mut sink, Message::text(outgoing), &mut fate).await {
+        // What else is queued goes out in the same write: one flush (one syscall, one TCP
+        // segment where it fits) for a burst instead of one per frame.
+        let batch = async {
+            sink.feed(Message::text(outgoing)).await?;
+            for _ in 1..WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(text) => sink.feed(Message::text(text)).await?,
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await
+        };
+        match write_or_abandon(batch, &mut fate).await {
             Written::Ok => {}
             Written::Failed | Written::Abandoned => break Fate::Abort,
         }
@@ -482,21 +494,20 @@ enum Written {
     Abandoned,
 }
 
-/// Writes one frame; a peer that stops reading cannot pin the connection (and its memory)
-/// forever: once its end is decided, the write gets [`CLOSE_GRACE`] to finish.
-async fn write_or_abandon<S>(
-    sink: &mut S,
-    msg: Message,
+/// Frames written before one flush, at most.
+const WRITE_BATCH: usize = 64;
+
+/// Runs one write (a batch of frames and its flush); a peer that stops reading cannot pin the
+/// connection (and its memory) forever: once its end is decided, the write gets
+/// [`CLOSE_GRACE`] to finish.
+async fn write_or_abandon<E>(
+    write: impl std::future::Future<Output = Result<(), E>>,
     fate: &mut watch::Receiver<Fate>,
-) -> Written
-where
-    S: futures_util::Sink<Message> + Unpin,
-{
-    let send = sink.send(msg);
-    tokio::pin!(send);
+) -> Written {
+    tokio::pin!(write);
     if *fate.borrow() == Fate::Live {
         tokio::select! {
-            r = &mut send => return if r.is_ok() { Written::Ok } else { Written::Failed },
+            r = &mut write => return if r.is_ok() { Written::Ok } else { Written::Failed },
             changed = fate.changed() => {
                 if changed.is_err() {
                     return Written::Failed;
@@ -504,7 +515,7 @@ where
             }
         }
     }
-    match tokio::time::timeout(CLOSE_GRACE, &mut send).await {
+    match tokio::time::timeout(CLOSE_GRACE, &mut write).await {
         Ok(Ok(())) => Written::Ok,
         Ok(Err(_)) => Written::Failed,
         Err(_) => Written::Abandoned,
