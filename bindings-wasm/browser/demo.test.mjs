@@ -145,7 +145,9 @@ test("offline shows Offline, and back online reconnects at once", async () => {
   await shot(page, "08-offline");
   const before = Date.now();
   await context.setOffline(false);
-  await waitText(compact(page), "Connected", 5_000);
+  await waitText(compact(page), "Connected", 5_000).catch(async (e) => {
+    throw new Error(`${e.message}\nthe page's events: ${JSON.stringify(await page.evaluate(() => window.socklineEvents))}`);
+  });
   // With a 20 s backoff, only the online signal can explain a reconnect this fast.
   assert.ok(Date.now() - before < 5_000);
   await shot(page, "09-back-online");

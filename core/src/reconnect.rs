@@ -49,6 +49,10 @@ pub(crate) struct Reconnect {
     backoff_at: Option<Timestamp>,
     /// When the open link has lasted long enough to forget past failures.
     stable_at: Option<Timestamp>,
+    /// The link (or the attempt in flight) lived through an offline period and nothing has
+    /// been heard on it since the network came back: its loss is the outage's, not the
+    /// server's, so the first reconnect needs no backoff.
+    through_outage: bool,
 }
 
 impl Reconnect {
@@ -64,6 +68,7 @@ impl Reconnect {
             pending_attempt: None,
             backoff_at: None,
             stable_at: None,
+            through_outage: false,
         }
     }
 
@@ -117,6 +122,17 @@ impl Reconnect {
             // Attempts would only fail: do not spend them while the host is offline.
             self.waiting_online = true;
             return Decision::WaitForNetwork;
+        }
+        if std::mem::take(&mut self.through_outage) {
+            // Lost after the network came back, before a word on it: broken by the outage (a
+            // browser may report the socket's end only now). Retry at once, as `online` does.
+            return match self.backoff.next(&mut self.rng, None) {
+                NextAttempt::After { attempt, .. } => Decision::Open {
+                    attempt,
+                    announce: true,
+                },
+                NextAttempt::Exhausted { attempts } => Decision::GiveUp { attempts },
+            };
         }
         match self.backoff.next(&mut self.rng, self.hint.take()) {
             NextAttempt::After { attempt, delay_ms } => {
@@ -186,14 +202,23 @@ impl Reconnect {
     /// The host went offline; while `reconnecting` a scheduled attempt waits for the network.
     pub(crate) fn on_offline(&mut self, reconnecting: bool) {
         self.online = false;
+        self.through_outage = !reconnecting;
         if reconnecting && self.backoff_at.is_some() {
             self.backoff_at = None;
             self.waiting_online = true;
         }
     }
 
+    /// A frame arrived: once the network is back, the link that lived through the outage works.
+    pub(crate) fn on_inbound(&mut self) {
+        if self.online {
+            self.through_outage = false;
+        }
+    }
+
     /// An attempt is opening: nothing is pending any more.
     pub(crate) fn on_attempt(&mut self) {
+        self.through_outage = false;
         self.pending_attempt = None;
         self.backoff_at = None;
     }

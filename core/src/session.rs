@@ -830,6 +830,7 @@ impl Session {
         self.stats.frames_in += 1;
         self.stats.bytes_in = self.stats.bytes_in.saturating_add(text.len() as u64);
         self.heartbeat.on_inbound();
+        self.reconnect.on_inbound();
         match wire::decode(text, self.cfg.max_frame_bytes, self.cfg.max_json_depth) {
             Ok(env) => self.dispatch(now, env),
             Err(e) => self.protocol_error(e.to_string()),
@@ -845,6 +846,7 @@ impl Session {
         self.stats.frames_in += 1;
         self.stats.bytes_in = self.stats.bytes_in.saturating_add(len as u64);
         self.heartbeat.on_inbound();
+        self.reconnect.on_inbound();
         self.protocol_error(wire::WireError::Binary { len }.to_string());
     }
 

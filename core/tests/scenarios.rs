@@ -670,6 +670,33 @@ fn offline_pauses_reconnect_and_online_reconnects_at_once() {
 }
 
 #[test]
+fn a_link_lost_right_after_the_network_came_back_is_retried_at_once() {
+    let mut c = config();
+    c.reconnect.initial_ms = 20_000;
+    let mut h = open(c);
+    // A browser may report the socket's end only after `online`: the outage broke it.
+    h.with(|s, n| s.offline(n));
+    h.advance(2_000);
+    h.with(|s, n| s.online(n));
+    h.with(|s, n| s.transport_lost(n));
+    assert_eq!(
+        scheduled(&h),
+        vec![(1, 0)],
+        "no backoff for a loss the outage explains"
+    );
+    assert_eq!(h.server.opens(), 2);
+    assert_eq!(h.state(), State::Open);
+    // A link that has been heard from since the network came back is lost for another reason.
+    h.with(|s, n| s.offline(n));
+    h.with(|s, n| s.online(n));
+    h.inject(r#"{"type":"note","data":1}"#);
+    h.with(|s, n| s.transport_lost(n));
+    let (attempt, delay) = *scheduled(&h).last().unwrap();
+    assert_eq!(attempt, 2, "not yet stable: the count goes on");
+    assert!(delay >= 10_000, "the backoff applies: {:?}", scheduled(&h));
+}
+
+#[test]
 fn loss_while_offline_waits_for_network() {
     let mut h = open(config());
     h.with(|s, n| s.offline(n));
