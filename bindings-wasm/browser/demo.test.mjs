@@ -66,13 +66,25 @@ async function waitText(locator, text, timeout = 10_000) {
   await locator.filter({ hasText: text }).first().waitFor({ timeout });
 }
 
+/** Waits until the page's session is open and its compact status reads exactly `Connected`
+ *  (a text match alone would also accept "Not connected"). */
+async function waitConnected(page, timeout = 10_000) {
+  const open = page.locator('header .sockline-status[data-status="open"]');
+  await open.waitFor({ timeout });
+  await page.waitForFunction(
+    () => document.querySelector('header .sockline-status .sockline-status-label')?.textContent === "Connected",
+    null,
+    { timeout },
+  );
+}
+
 test("the page connects and shows Connected; a second person's typing shows as an indicator", async () => {
   const hub = await startHub(hubArgs);
   const ann = await open(hub, "ann");
-  await waitText(compact(ann.page), "Connected");
+  await waitConnected(ann.page);
   await shot(ann.page, "01-connected");
   const bob = await open(hub, "bob");
-  await waitText(compact(bob.page), "Connected");
+  await waitConnected(bob.page);
   await waitText(ann.page.getByTestId("presence"), "bob");
   await bob.page.getByTestId("send-input").pressSequentially("hello from bob", { delay: 20 });
   await waitText(ann.page.locator(".sockline-typing"), "bob");
@@ -93,7 +105,7 @@ test("the page connects and shows Connected; a second person's typing shows as a
 test("an agent answer streams in with auto-scroll, and interrupt stops it", async () => {
   const hub = await startHub(hubArgs);
   const { context, page } = await open(hub, "ann");
-  await waitText(compact(page), "Connected");
+  await waitConnected(page);
   await page.getByTestId("ask").click();
   const stream = page.locator(".sockline-stream");
   await stream.waitFor();
@@ -122,8 +134,8 @@ test("the hub killed and restarted: Reconnecting, then Connected, and a message 
   await ann.page.getByTestId("send-input").fill("sent during the outage");
   await ann.page.getByTestId("send").click();
   hub = await startHub(hubArgs, addr);
-  await waitText(compact(bob.page), "Connected");
-  await waitText(compact(ann.page), "Connected", 15_000);
+  await waitConnected(bob.page);
+  await waitConnected(ann.page, 15_000);
   await waitText(bob.page.getByTestId("messages"), "sent during the outage");
   await bob.page.waitForTimeout(300);
   const copies = await bob.page.getByTestId("messages").locator("li", { hasText: "sent during the outage" }).count();
@@ -139,13 +151,13 @@ test("the hub killed and restarted: Reconnecting, then Connected, and a message 
 test("offline shows Offline, and back online reconnects at once", async () => {
   const hub = await startHub(hubArgs);
   const { context, page } = await open(hub, "ann", "&reconnectMs=20000");
-  await waitText(compact(page), "Connected");
+  await waitConnected(page);
   await context.setOffline(true);
   await waitText(compact(page), "Offline", 15_000);
   await shot(page, "08-offline");
   const before = Date.now();
   await context.setOffline(false);
-  await waitText(compact(page), "Connected", 5_000).catch(async (e) => {
+  await waitConnected(page, 5_000).catch(async (e) => {
     throw new Error(`${e.message}\nthe page's events: ${JSON.stringify(await page.evaluate(() => window.socklineEvents))}`);
   });
   // With a 20 s backoff, only the online signal can explain a reconnect this fast.
@@ -188,7 +200,7 @@ test("a reload during an outage loses no queued message", async () => {
 test("a page stopped for 20 s (as a frozen tab) resumes without a false death", async () => {
   const hub = await startHub(hubArgs);
   const { context, page } = await open(hub, "ann", "&heartbeat=5000");
-  await waitText(compact(page), "Connected");
+  await waitConnected(page);
   const cdp = await context.newCDPSession(page);
   await cdp.send("Debugger.enable");
   await cdp.send("Debugger.pause");
@@ -201,7 +213,7 @@ test("a page stopped for 20 s (as a frozen tab) resumes without a false death", 
     [],
     `no reconnect after the pause: ${JSON.stringify(seen)}`,
   );
-  await waitText(compact(page), "Connected");
+  await waitConnected(page);
   await shot(page, "12-after-freeze");
   await context.close();
   await hub.kill();
@@ -210,7 +222,7 @@ test("a page stopped for 20 s (as a frozen tab) resumes without a false death", 
 test("under React.StrictMode the page opens one socket", async () => {
   const hub = await startHub(hubArgs);
   const { context, page, errors } = await open(hub, "ann", "&strict=1");
-  await waitText(compact(page), "Connected");
+  await waitConnected(page);
   await page.waitForTimeout(500);
   assert.equal(await page.evaluate(() => window.socketsOpened), 1);
   assert.deepEqual(errors, []);
@@ -244,7 +256,7 @@ test("sockline demo --web serves the page at /demo/websocket and /, with the scr
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(`${url}?user=ann`);
-    await waitText(compact(page), "Connected");
+    await waitConnected(page);
     await page.getByTestId("ask").click();
     await page.waitForFunction(() => (document.querySelector(".sockline-stream")?.textContent ?? "").length > 20);
     await context.close();

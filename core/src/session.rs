@@ -861,7 +861,16 @@ impl Session {
     fn fire(&mut self, now: Timestamp, timer: TimerKind) {
         match timer {
             TimerKind::ConnectTimeout => {
-                if self.timers.take_due(timer, now) {
+                let late = self.timers.at(timer).is_some_and(|at| {
+                    at <= now && now.ms_since(at) > self.cfg.heartbeat.suspend_detect_ms
+                });
+                if late {
+                    // The deadline passed while the host was suspended (a frozen tab, a sleeping
+                    // laptop): the transport may have opened meanwhile, its news not delivered
+                    // yet. A fresh window, as the heartbeat probes, instead of a false death.
+                    let again = now.add_ms(self.cfg.connect_timeout_ms);
+                    self.timers.set(timer, again);
+                } else if self.timers.take_due(timer, now) {
                     self.abandon(now, "connect timeout", "connect timeout".into());
                 }
             }

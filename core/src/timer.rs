@@ -150,6 +150,11 @@ impl TimerSet {
         self.slots.insert(kind, at);
     }
 
+    /// When `kind` is armed for, if it is.
+    pub(crate) fn at(&self, kind: TimerKind) -> Option<Timestamp> {
+        self.slots.get(&kind).copied()
+    }
+
     /// Disarms `kind`.
     pub(crate) fn clear(&mut self, kind: TimerKind) {
         self.slots.remove(&kind);

@@ -591,6 +591,28 @@ fn connect_timeout_counts_as_a_failed_attempt() {
 }
 
 #[test]
+fn a_connect_timeout_that_fell_due_during_a_suspension_gives_the_attempt_a_fresh_window() {
+    let mut h = harness(config());
+    h.server.accept = Accept::Hang;
+    h.connect().unwrap();
+    h.suspend(20_000); // a tab frozen while connecting, past its 10 s connect timeout
+    assert_eq!(
+        h.state(),
+        State::Connecting,
+        "the transport's news may be on its way"
+    );
+    h.advance(9_999);
+    assert_eq!(h.state(), State::Connecting);
+    h.advance(1);
+    assert_eq!(
+        h.state(),
+        State::Reconnecting,
+        "a whole window without news: timed out"
+    );
+    assert_eq!(last_status(&h).2, "connect timeout");
+}
+
+#[test]
 fn late_transport_closed_for_an_abandoned_transport_is_ignored() {
     let mut h = harness(config());
     h.server.accept = Accept::Hang;
