@@ -199,7 +199,7 @@ impl PySession {
         })
     }
 
-    /// Opens the connection (from idle, closed or failed).
+    /// Opens the connection (from idle, closed or failed); while reconnecting, opens the waiting attempt now.
     fn connect(&self, py: Python<'_>, now_ms: u64) -> PyResult<()> {
         self.apply(py, now_ms, Input::Connect).map(|_| ())
     }

@@ -197,7 +197,7 @@ impl Session {
         Ok(())
     }
 
-    /// Opens the connection (from idle, closed or failed).
+    /// Opens the connection (from idle, closed or failed); while reconnecting, opens the waiting attempt now.
     pub fn connect(&mut self, now_ms: f64) -> Result<()> {
         Ok(self.inner.connect(time(now_ms)?)?)
     }

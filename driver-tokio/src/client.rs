@@ -386,7 +386,7 @@ impl Client {
     }
 
     /// Connects: an idle client (`idle_observed`) for the first time, or again after the
-    /// session gave up (`failed`) or was closed.
+    /// session gave up (`failed`) or was closed; while reconnecting, the waiting attempt opens now.
     pub async fn reconnect(&self) -> Result<(), ClientError> {
         self.try_call(|s, now| s.connect(now)).await
     }

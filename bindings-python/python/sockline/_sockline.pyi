@@ -45,7 +45,7 @@ class SessionError(Exception):
     """The core's stable snake_case code, e.g. ``queue_full``."""
 
 class AlreadyActiveError(SessionError):
-    """``connect`` while a connection is in progress or open."""
+    """``connect`` while connecting, open, closing or unauthorized (while reconnecting it opens the waiting attempt now)."""
 
 class InvalidTypeError(SessionError):
     """The message type is empty, too long or has characters outside [A-Za-z0-9_.:-]."""
@@ -113,7 +113,7 @@ class Session:
     ) -> Self:
         """Creates an idle session; config keys are keyword arguments."""
     def connect(self, now_ms: int) -> None:
-        """Opens the connection (from idle, closed or failed)."""
+        """Opens the connection (from idle, closed or failed); while reconnecting, opens the waiting attempt now."""
     def disconnect(self, now_ms: int) -> None:
         """Closes for good (code 1000)."""
     def send(
