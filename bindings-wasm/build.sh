@@ -30,8 +30,10 @@ wasm_module() { # $1: output dir, $2: dist name, $3...: cargo flags
 }
 wasm_module js/pkg sockline_wasm_bg.wasm
 wasm_module js/pkg-testing sockline_wasm_testing_bg.wasm --features testing
-# node:* modules are only imported in Node (to read the .wasm from disk).
-node_modules/.bin/esbuild js/index.ts js/testing.ts --bundle --format=esm --platform=neutral \
+# node:* modules are only imported in Node (to read the .wasm from disk). --splitting puts what both
+# entries share (the loader, SocklineError) in one chunk: an error the test kit throws is the very
+# SocklineError class the application imports from `sockline`.
+node_modules/.bin/esbuild js/index.ts js/testing.ts --bundle --splitting --format=esm --platform=neutral \
   --external:node:* --target=es2022 --outdir=dist --log-level=warning
 # sockline/react imports the client from the package's own entry (kept external), so an
 # application using both loads one wasm; React is the application's. "use client" marks the

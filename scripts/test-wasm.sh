@@ -21,7 +21,7 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 
 step "build the package (wasm32, wasm-bindgen, wasm-opt -Oz, esbuild, tsc)"
 ./build.sh
-for f in dist/sockline_wasm_bg.wasm dist/index.js dist/react.js dist/sockline_wasm_testing_bg.wasm dist/testing.js; do
+for f in dist/sockline_wasm_bg.wasm dist/index.js dist/chunk-*.js dist/react.js dist/sockline_wasm_testing_bg.wasm dist/testing.js; do
   printf '%-28s %8d bytes, %8d gzipped\n' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)"
 done
 

@@ -55,9 +55,6 @@ export type EventHandler = (event: SessionEvent) => void;
 /** Stops what a `subscribe`, `onEvent` or `onStatusChange` started. */
 export type Off = () => void;
 
-/** A message to send, as the seed's `sendMessage` took it. */
-export type SendMessage = OutgoingMessage;
-
 // Options that belong to the driver, not to the core's config.
 const DRIVER_KEYS = ["WebSocket", "clock", "seed", "signals", "storage", "storageKey"] as const;
 
@@ -171,7 +168,7 @@ export class SocklineClient {
   }
 
   /** Sends (or queues, while not connected) a message; returns its id. */
-  sendMessage(message: SendMessage): string {
+  sendMessage(message: OutgoingMessage): string {
     return this.#call((s, now) => s.send(now, message));
   }
 

@@ -25,7 +25,6 @@ export type {
   StatusHandler,
   EventHandler,
   Off,
-  SendMessage,
 } from "./client.js";
 export { browserClock, randomSeed } from "./host.js";
 export type { Clock, WebSocketLike, WebSocketConstructor } from "./host.js";

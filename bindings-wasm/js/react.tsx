@@ -29,7 +29,7 @@ import {
   type Clock,
   type Envelope,
   type Off,
-  type SendMessage,
+  type OutgoingMessage,
   type SessionEvent,
 } from "./index.js";
 
@@ -448,7 +448,7 @@ export interface RealtimeMessaging {
   /** The core's connection state. */
   connectionStatus: string;
   /** Sends (or queues) a message; returns its id. Throws `not_ready` before the client exists. */
-  sendMessage: (message: SendMessage) => string;
+  sendMessage: (message: OutgoingMessage) => string;
   /** The latest messages of the given types, oldest first. */
   messages: readonly Envelope[];
 }
@@ -486,7 +486,7 @@ export function useRealtimeMessaging(
     };
   }, [client, patternsKey, projectId]);
   const { status } = useConnectionStatus();
-  const sendMessage = useCallback((message: SendMessage) => requireClient(client).sendMessage(message), [client]);
+  const sendMessage = useCallback((message: OutgoingMessage) => requireClient(client).sendMessage(message), [client]);
   return { connectionStatus: status, sendMessage, messages: messages.length > limit ? messages.slice(-limit) : messages };
 }
 

@@ -13,6 +13,7 @@ import {
   virtualClock,
 } from "../dist/testing.js";
 import * as sockline from "../dist/index.js";
+import { errorCode } from "./support.mjs";
 
 /** A socket of `hub` that records what it sees, with the virtual time of each event. */
 function socket(hub, url = "ws://hub.test/ws") {
@@ -402,15 +403,7 @@ test("the hub core alone, and refusals as SocklineErrors", async () => {
   assert.deepEqual(outs.at(-1), { kind: "timeout", deadline: null });
   core.free();
 
-  const code = (f) => {
-    try {
-      f();
-    } catch (e) {
-      assert.ok(e instanceof SocklineError, `${e}`);
-      return e.code;
-    }
-    return "no error";
-  };
+  const code = errorCode;
   assert.equal(code(() => new VirtualWebSocket("ws://x")), "invalid_argument");
   assert.equal(code(() => new VirtualHub({ sessionTtl: 5 })), "invalid_argument");
   assert.equal(code(() => new VirtualHub({ latencyMs: -1 })), "invalid_argument");

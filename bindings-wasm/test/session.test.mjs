@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { readFile, readdir } from "node:fs/promises";
 
 import * as sockline from "../dist/index.js";
+import { errorCode, FedWebSocket } from "./support.mjs";
 
 const { ready, Session, SocklineError, replayTrace, isTerminalState, isFinalStreamState } = sockline;
 
@@ -53,17 +54,7 @@ test("a session round trip in canonical JSON", async () => {
 
 test("refusals are SocklineErrors with the core's codes", async () => {
   await ready();
-  const code = (f) => {
-    try {
-      f();
-    } catch (e) {
-      assert.ok(e instanceof SocklineError, `${e}`);
-      assert.ok(e instanceof Error);
-      assert.ok(e.message.length > 0);
-      return e.code;
-    }
-    return "no error";
-  };
+  const code = errorCode;
   assert.equal(code(() => new Session({ url: "ftp://x" }, 1, 0)), "invalid_config");
   assert.equal(code(() => new Session({ url: "ws://x/ws", bogus: 1 }, 1, 0)), "invalid_config");
   assert.equal(code(() => new Session({ url: "ws://x/ws" }, -1, 0)), "invalid_argument");
@@ -162,24 +153,7 @@ test("receive gives exactly what frame + drain give, key order included, and rec
 
 test("the client's receive path reports a blocked socket as the drain-then-ask path did", async () => {
   await ready();
-  class Fed {
-    static last;
-    readyState = 0;
-    bufferedAmount = 0;
-    binaryType = "blob";
-    onopen = null;
-    onmessage = null;
-    onclose = null;
-    onerror = null;
-    sent = [];
-    constructor() {
-      Fed.last = this;
-    }
-    send(text) {
-      this.sent.push(text);
-    }
-    close() {}
-  }
+  const Fed = FedWebSocket;
   const { SocklineClient } = sockline;
   const client = new SocklineClient({ url: "ws://x/ws", userId: "ann", maxBufferedBytes: 1000, WebSocket: Fed, signals: false, storage: null, seed: 1 });
   const events = [];

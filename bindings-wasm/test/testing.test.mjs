@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { ready, Network, SocklineError } from "../dist/testing.js";
+import { errorCode } from "./support.mjs";
 
 function joined(net, users, project) {
   const ids = users.map((u) => net.addClient({ userId: u }));
@@ -53,19 +54,19 @@ test("an agent stream finishes across a hub restart that keeps its state", async
 test("bad arguments and a predicate that never holds are SocklineErrors", async () => {
   await ready();
   const net = new Network({}, 1);
-  const code = (f) => {
-    try {
-      f();
-    } catch (e) {
-      assert.ok(e instanceof SocklineError, `${e}`);
-      return e.code;
-    }
-    return "no error";
-  };
+  const code = errorCode;
   assert.equal(code(() => net.connect(3)), "invalid_argument");
   assert.equal(code(() => net.setFaults({ drop: 2 })), "invalid_argument");
   assert.equal(code(() => new Network({ agentChunkMs: -1 })), "invalid_argument");
   assert.equal(code(() => net.addClient({ url: "ftp://x" })), "invalid_config");
   const c = net.addClient({ userId: "ann" });
   assert.equal(code(() => net.until((n) => n.state(c) === "open", 1_000)), "timeout");
+});
+
+test("the test kit's refusals are the very SocklineError class the package exports", async () => {
+  const index = await import("../dist/index.js");
+  assert.equal(SocklineError, index.SocklineError, "one class across the entry points");
+  await ready();
+  const net = new Network({}, 1);
+  assert.throws(() => net.connect(3), index.SocklineError);
 });
