@@ -2,7 +2,7 @@
 // driver around it. Every protocol decision is the core's; this package moves bytes, time and
 // page signals in, and carries out what the core asks.
 
-export { ready, Session, SocklineError, isTerminalState, isFinalStreamState, replayTrace } from "./session.js";
+export { ready, Session, SocklineError, isTerminalState, isFinalStreamState } from "./session.js";
 export type { ErrorCode } from "./session.js";
 export type {
   SessionOptions,

@@ -251,11 +251,6 @@ export class Session {
     return wasm.call(() => this.#raw.pollTimeout());
   }
 
-  /** Applies any input in its canonical JSON form; returns its outcome. */
-  handleInput(nowMs: number, input: { kind: string; [key: string]: unknown }): unknown {
-    return JSON.parse(wasm.call(() => this.#raw.handleInput(nowMs, JSON.stringify(input))));
-  }
-
   handleTimeout(nowMs: number): void {
     wasm.call(() => this.#raw.handleTimeout(nowMs));
   }
@@ -379,9 +374,4 @@ export function isTerminalState(name: string): boolean {
 /** Whether a stream state is final: no more events for that stream. */
 export function isFinalStreamState(name: string): boolean {
   return wasm.call(() => raw.isFinalStreamState(name));
-}
-
-/** Replays a trace's canonical JSON; returns the lines `sockline replay` prints, joined by newlines. */
-export function replayTrace(traceJson: string): string {
-  return wasm.call(() => raw.replayTrace(traceJson));
 }

@@ -15,6 +15,12 @@ export function ready(): Promise<void> {
   return wasm.ready();
 }
 
+/** Replays a trace's canonical JSON (as `Session.trace()` records it); returns the lines
+ *  `sockline replay` prints, joined by newlines. Needs `ready()` of this module. */
+export function replayTrace(traceJson: string): string {
+  return wasm.call(() => raw.replayTrace(traceJson));
+}
+
 /** The hub's own fault injection (off by default; seeded by the hub's seed unless `seed` is given). */
 export interface ChaosOptions {
   seed?: number;
