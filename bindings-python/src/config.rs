@@ -17,14 +17,30 @@ use crate::errors::{config_error, config_key_error, config_type_error};
 /// Sections whose keys may also be given flattened as `section_key`.
 const SECTIONS: [&str; 5] = ["reconnect", "heartbeat", "outbox", "typing", "streams"];
 
+/// The first positional argument of a session: one URL, or a list of hubs' URLs (`urls`).
+#[derive(FromPyObject)]
+pub enum Urls {
+    /// `url`.
+    One(String),
+    /// `urls`: reconnect attempts rotate through them.
+    Many(Vec<String>),
+}
+
 /// Builds and validates the config for `url` from keyword arguments.
 pub fn config_from_kwargs(
     py: Python<'_>,
-    url: &str,
+    url: &Urls,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Config> {
-    let defaults = serde_json::to_value(Config::new(url))
-        .map_err(|e| config_key_error(py, "url", e.to_string()))?;
+    let base = match url {
+        Urls::One(url) => Config::new(url.as_str()),
+        Urls::Many(urls) => Config {
+            urls: urls.clone(),
+            ..Config::default()
+        },
+    };
+    let defaults =
+        serde_json::to_value(base).map_err(|e| config_key_error(py, "url", e.to_string()))?;
     let mut merged = defaults.clone();
     let mut given: Vec<(String, Vec<String>, Value)> = Vec::new();
     if let Some(kw) = kwargs {
@@ -60,11 +76,13 @@ fn key_path(py: Python<'_>, key: &str, defaults: &Value) -> PyResult<Vec<String>
     let obj = defaults
         .as_object()
         .expect("config serializes to an object");
-    if key == "url" {
+    if key == "url" || key == "urls" {
         return Err(config_key_error(
             py,
             key,
-            "`url` is the first positional argument, not a keyword".into(),
+            format!(
+                "`{key}` is the first positional argument (a URL or a list of them), not a keyword"
+            ),
         ));
     }
     if obj.contains_key(key) {

@@ -10,7 +10,7 @@ use sockline_core::hub::{HubSettings, ScriptedAgent};
 use sockline_core::testing::{ClientId, LinkFaults, Network, Watchdog};
 use sockline_core::{Input, RateLimitConfig, Session};
 
-use crate::config::config_from_kwargs;
+use crate::config::{config_from_kwargs, Urls};
 use crate::convert::{json_to_py, to_py};
 use crate::session::{check, input_from_py, lock, outcome_to_py, send_request};
 
@@ -105,14 +105,17 @@ impl PyNetwork {
 
     /// Adds an idle client for `url` (config keys as keyword arguments, as for `Session`);
     /// returns its number.
-    #[pyo3(signature = (url = "ws://hub.test/ws", **config))]
+    #[pyo3(
+        signature = (url = Urls::One("ws://hub.test/ws".into()), **config),
+        text_signature = "($self, url='ws://hub.test/ws', **config)"
+    )]
     fn add_client(
         &self,
         py: Python<'_>,
-        url: &str,
+        url: Urls,
         config: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<usize> {
-        let cfg = config_from_kwargs(py, url, config)?;
+        let cfg = config_from_kwargs(py, &url, config)?;
         let r = lock(py, &self.inner).add_client(cfg);
         r.map(|id| id.0)
             .map_err(|e| crate::errors::config_error(py, &e))

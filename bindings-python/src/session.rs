@@ -12,7 +12,7 @@ use sockline_core::{
     Timestamp,
 };
 
-use crate::config::config_from_kwargs;
+use crate::config::{config_from_kwargs, Urls};
 use crate::convert::{json_to_py, py_to_value, to_py};
 use crate::errors::session_error;
 use crate::trace::PyTrace;
@@ -182,13 +182,13 @@ impl PySession {
     #[pyo3(signature = (url, *, seed = 0, now_ms = 0, record = false, **config))]
     fn new(
         py: Python<'_>,
-        url: &str,
+        url: Urls,
         seed: u64,
         now_ms: u64,
         record: bool,
         config: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let cfg = config_from_kwargs(py, url, config)?;
+        let cfg = config_from_kwargs(py, &url, config)?;
         let mut session =
             Session::new(cfg, seed, ts(now_ms)).map_err(|e| crate::errors::config_error(py, &e))?;
         if record {
@@ -544,6 +544,10 @@ impl PySession {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let s = self.lock(py);
-        format!("<sockline.Session {} {}>", s.config().url, s.state())
+        format!(
+            "<sockline.Session {} {}>",
+            s.config().endpoints().join(" "),
+            s.state()
+        )
     }
 }

@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyList};
 use sockline_core::testing::{Accept, Harness, ScriptedServer};
 use sockline_core::{Input, Output, SubscriptionId};
 
-use crate::config::config_from_kwargs;
+use crate::config::{config_from_kwargs, Urls};
 use crate::convert::{json_to_py, to_py};
 use crate::session::{
     binary_len, check, input_from_py, lock, outcome_to_py, send_request, snapshot_text, ts,
@@ -252,16 +252,19 @@ impl PyHarness {
     /// A harness at virtual time 0 around a new session for `url` (config keys as keyword
     /// arguments, as for `Session`); `server` configures the scripted peer.
     #[new]
-    #[pyo3(signature = (url = "ws://scripted.test/ws", *, seed = 0, server = None, record = false, **config))]
+    #[pyo3(
+        signature = (url = Urls::One("ws://scripted.test/ws".into()), *, seed = 0, server = None, record = false, **config),
+        text_signature = "(url='ws://scripted.test/ws', *, seed=0, server=None, record=False, **config)"
+    )]
     fn new(
         py: Python<'_>,
-        url: &str,
+        url: Urls,
         seed: u64,
         server: Option<Py<PyScriptedServer>>,
         record: bool,
         config: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let cfg = config_from_kwargs(py, url, config)?;
+        let cfg = config_from_kwargs(py, &url, config)?;
         let mut h = Harness::new(cfg, seed).map_err(|e| crate::errors::config_error(py, &e))?;
         if record {
             h.session.start_recording();

@@ -183,6 +183,21 @@ def test_bad_urls_are_config_errors() -> None:
         Session("ws://h/", require_tls=True)
 
 
+def test_a_list_of_urls_rotates_reconnect_attempts_and_is_checked_url_by_url() -> None:
+    s = Session(["ws://a/ws", "ws://b/ws"], reconnect_jitter="none", reconnect_initial_ms=10)
+    s.connect(0)
+    s.transport_lost(1)
+    s.handle_timeout(20)
+    opens = [o["url"] for o in s.drain() if o["kind"] == "open_transport"]
+    assert opens == ["ws://a/ws", "ws://b/ws"]
+    with pytest.raises(sockline.ConfigError) as info:
+        Session(["ws://a/ws", "http://b/"])
+    assert info.value.key == "urls[1]"
+    with pytest.raises(sockline.ConfigError) as info:
+        Session(URL, urls=["ws://b/ws"])
+    assert info.value.key == "urls"
+
+
 def test_wrong_argument_types_raise_type_error() -> None:
     s = Session(URL)
     with pytest.raises(TypeError):

@@ -92,7 +92,7 @@ export class SocklineClient {
     this.#WebSocket = WS;
     this.#session = new Session(config as unknown as SessionOptions, options.seed ?? randomSeed(), this.#now());
     this.#storage = options.storage === undefined ? defaultStorage() : options.storage;
-    this.#storageKey = options.storageKey ?? `sockline:outbox:${options.url}:${options.userId ?? ""}`;
+    this.#storageKey = options.storageKey ?? `sockline:outbox:${options.urls?.join(" ") ?? options.url}:${options.userId ?? ""}`;
     this.#signals = options.signals ?? typeof window !== "undefined";
     this.#restoreSaved();
   }

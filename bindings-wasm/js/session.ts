@@ -51,7 +51,10 @@ export function ready(): Promise<void> {
 
 /** Session options: the core's config keys, camelCased (see docs/session-json.md). */
 export interface SessionOptions {
-  url: string;
+  /** The hub's `ws://` or `wss://` URL (or `urls`). */
+  url?: string;
+  /** Several hubs' URLs instead of `url`: reconnect attempts rotate through them. */
+  urls?: string[];
   userId?: string;
   token?: string;
   connectTimeoutMs?: number;

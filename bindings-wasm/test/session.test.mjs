@@ -72,6 +72,20 @@ test("refusals are SocklineErrors with the core's codes", async () => {
   assert.equal(isFinalStreamState("done"), true);
 });
 
+test("urls: reconnect attempts rotate through the hubs, and each URL is checked by its key", async () => {
+  await ready();
+  const s = new Session({ urls: ["ws://a/ws", "ws://b/ws"], reconnect: { jitter: "none", initialMs: 10 } }, 1, 0);
+  s.connect(0);
+  s.transportLost(1);
+  s.handleTimeout(20);
+  const opens = s.drain().filter((o) => o.kind === "open_transport").map((o) => o.url);
+  assert.deepEqual(opens, ["ws://a/ws", "ws://b/ws"]);
+  assert.throws(
+    () => new Session({ urls: ["ws://a/ws", "http://b/"] }, 1, 0),
+    (e) => e instanceof SocklineError && e.code === "invalid_config" && e.message.includes("urls[1]"),
+  );
+});
+
 test("golden traces replay through the test kit exactly as the Rust replay prints them", async () => {
   await testing.ready();
   const { replayTrace } = testing;

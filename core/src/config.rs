@@ -8,8 +8,12 @@ use crate::error::ConfigError;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The `ws://` or `wss://` URL to connect to.
+    /// The `ws://` or `wss://` URL to connect to (or set `urls`).
     pub url: String,
+    /// Several hub URLs instead of `url`: the first connect uses the first, and every reconnect
+    /// attempt moves on to the next (wrapping), under the same backoff.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
     /// Reconnect backoff.
     pub reconnect: ReconnectConfig,
     /// How long a transport may take to open and finish the hello/welcome handshake.
@@ -53,6 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             url: String::new(),
+            urls: Vec::new(),
             reconnect: ReconnectConfig::default(),
             connect_timeout_ms: 10_000,
             close_timeout_ms: 5_000,
@@ -294,6 +299,9 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Most URLs `urls` may list.
+pub(crate) const MAX_URLS: usize = 16;
+
 /// Longest user id, token or key the session accepts.
 pub(crate) const MAX_ID_BYTES: usize = 128;
 const MAX_TOKEN_BYTES: usize = 8192;
@@ -320,9 +328,18 @@ impl Config {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The URLs attempts rotate through: `urls`, or `url` alone.
+    pub fn endpoints(&self) -> Vec<&str> {
+        if self.urls.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            self.urls.iter().map(String::as_str).collect()
+        }
+    }
+
     /// Checks every value, naming the first offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_url(&self.url, self.require_tls)?;
+        validate_urls(&self.url, &self.urls, self.require_tls)?;
         let r = &self.reconnect;
         at_least("reconnect.initial_ms", r.initial_ms, 1)?;
         if !(r.factor.is_finite() && (1.0..=100.0).contains(&r.factor)) {
@@ -418,8 +435,38 @@ pub(crate) fn validate_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_url(raw: &str, require_tls: bool) -> Result<(), ConfigError> {
-    let bad = |reason: String| ConfigError::invalid("url", reason);
+/// `url` or `urls` (exactly one of them), each URL checked and named by its key.
+fn validate_urls(url: &str, urls: &[String], require_tls: bool) -> Result<(), ConfigError> {
+    if urls.is_empty() {
+        return validate_url("url", url, require_tls);
+    }
+    if !url.is_empty() {
+        return Err(ConfigError::invalid(
+            "urls",
+            "set `url` or `urls`, not both",
+        ));
+    }
+    if urls.len() > MAX_URLS {
+        return Err(ConfigError::invalid(
+            "urls",
+            format!("at most {MAX_URLS} URLs, got {}", urls.len()),
+        ));
+    }
+    for (i, u) in urls.iter().enumerate() {
+        let field = format!("urls[{i}]");
+        validate_url(&field, u, require_tls)?;
+        if urls[..i].contains(u) {
+            return Err(ConfigError::invalid(
+                &field,
+                format!("{u:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_url(field: &str, raw: &str, require_tls: bool) -> Result<(), ConfigError> {
+    let bad = |reason: String| ConfigError::invalid(field, reason);
     if raw.is_empty() {
         return Err(bad("is required".into()));
     }
@@ -517,6 +564,24 @@ mod tests {
     }
 
     #[test]
+    fn urls_list_the_endpoints_and_one_url_stays_valid() {
+        let one = Config::from_json(r#"{"url":"ws://a/ws"}"#).unwrap();
+        assert_eq!(one.endpoints(), ["ws://a/ws"]);
+        assert!(!one.to_json().contains("urls"), "{}", one.to_json());
+        let many = Config::from_json(r#"{"urls":["ws://a/ws","wss://b/ws"]}"#).unwrap();
+        assert_eq!(many.endpoints(), ["ws://a/ws", "wss://b/ws"]);
+        assert_eq!(Config::from_json(&many.to_json()).unwrap(), many);
+        let sixteen: Vec<String> = (0..MAX_URLS).map(|i| format!("ws://h{i}/")).collect();
+        let mut cfg = Config {
+            urls: sixteen,
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_ok());
+        cfg.urls.push("ws://h99/".into());
+        assert_eq!(cfg.validate().unwrap_err().field(), Some("urls"));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let cases = [
             (r#"{"url":"http://h/"}"#, "url"),
@@ -561,6 +626,14 @@ mod tests {
                 r#"{"url":"ws://h/","rate_limit":{"per_sec":0,"burst":1}}"#,
                 "rate_limit.per_sec",
             ),
+            (r#"{"url":"ws://a/","urls":["ws://b/"]}"#, "urls"),
+            (r#"{"urls":["ws://a/","http://b/"]}"#, "urls[1]"),
+            (r#"{"urls":["ws://a/","ws://a/"]}"#, "urls[1]"),
+            (
+                r#"{"urls":["wss://a/","ws://b/"],"require_tls":true}"#,
+                "urls[1]",
+            ),
+            (r#"{"urls":[]}"#, "url"),
         ];
         for (json, field) in cases {
             let err = Config::from_json(json).unwrap_err();

@@ -67,6 +67,8 @@ pub struct Session {
     clock: Clock,
     state: State,
     link: Link,
+    /// Which of `cfg.endpoints()` the current or last attempt used.
+    endpoint: usize,
     timers: TimerSet,
     reconnect: Reconnect,
     heartbeat: Heartbeat,
@@ -97,6 +99,7 @@ impl Session {
             clock: Clock::new(now),
             state: State::Idle,
             link: Link::Down,
+            endpoint: 0,
             timers: TimerSet::default(),
             // The id prefix is the seed's first draw; every later one is reconnect jitter.
             reconnect: Reconnect::new(config.reconnect.clone(), rng),
@@ -1123,10 +1126,15 @@ impl Session {
             self.stats.reconnects += 1;
         }
         self.link = Link::Opening;
-        self.outputs.push_back(Output::OpenTransport {
-            url: self.cfg.url.clone(),
-            attempt,
-        });
+        let endpoints = self.cfg.endpoints();
+        // Every reconnect follows a failed attempt or a lost link: try the next hub. A fresh
+        // connect stays on the last one used, which is the likeliest to be up.
+        if attempt > 0 {
+            self.endpoint = (self.endpoint + 1) % endpoints.len();
+        }
+        let url = endpoints[self.endpoint % endpoints.len()].to_string();
+        self.outputs
+            .push_back(Output::OpenTransport { url, attempt });
         self.timers.set(
             TimerKind::ConnectTimeout,
             now.add_ms(self.cfg.connect_timeout_ms),

@@ -108,6 +108,62 @@ fn backoff_schedule_is_the_seeds_then_gives_up_after_five() {
     assert_eq!(h.session.stats().reconnects, 5);
 }
 
+fn opened_urls(h: &Harness) -> Vec<String> {
+    h.log()
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Output::OpenTransport { url, .. } => Some(url.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn attempts_rotate_through_urls_under_the_same_backoff() {
+    let mut c = config();
+    c.url.clear();
+    c.urls = vec!["ws://a/ws".into(), "ws://b/ws".into(), "ws://c/ws".into()];
+    let mut h = harness(c);
+    h.server.accept = Accept::Refuse {
+        code: 1006,
+        reason: String::new(),
+    };
+    h.connect().unwrap();
+    h.advance(10_000);
+    // The backoff is the one-URL schedule; only the URL moves on, wrapping.
+    assert_eq!(
+        open_times(&h),
+        vec![(0, 0), (1000, 1), (3000, 2), (7000, 3)]
+    );
+    assert_eq!(
+        opened_urls(&h),
+        ["ws://a/ws", "ws://b/ws", "ws://c/ws", "ws://a/ws"]
+    );
+    // A hub that answers: the session settles on the URL that worked, and a lost link moves on.
+    h.server.accept = Accept::Open;
+    h.advance(10_000);
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(
+        opened_urls(&h).last().map(String::as_str),
+        Some("ws://b/ws")
+    );
+    h.server_close(1001, "going away");
+    h.advance(5_000);
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(
+        opened_urls(&h).last().map(String::as_str),
+        Some("ws://c/ws")
+    );
+    // A user close and connect again stays on the last URL used.
+    h.disconnect();
+    h.advance(10_000);
+    h.connect().unwrap();
+    assert_eq!(
+        opened_urls(&h).last().map(String::as_str),
+        Some("ws://c/ws")
+    );
+}
+
 #[test]
 fn forever_retries_cap_at_max_delay() {
     let mut c = config();

@@ -275,8 +275,9 @@ async fn stop_requested() {
 /// Flags of `sockline connect`.
 #[derive(Debug, clap::Args)]
 pub struct ConnectArgs {
-    /// `ws://` or `wss://` URL.
-    pub url: String,
+    /// `ws://` or `wss://` URL; several hubs' URLs for failover (reconnects rotate through them).
+    #[arg(required = true, num_args = 1.., value_name = "URL")]
+    pub urls: Vec<String>,
     /// Join this project (repeatable).
     #[arg(long = "project", value_name = "N")]
     pub projects: Vec<u64>,
@@ -355,7 +356,10 @@ fn replay(path: &std::path::Path) -> u8 {
 
 /// Builds the session config from flags through the canonical JSON form, so every key works.
 pub fn build_config(args: &ConnectArgs) -> Result<Config, String> {
-    let mut json = serde_json::json!({ "url": args.url });
+    let mut json = match args.urls.as_slice() {
+        [one] => serde_json::json!({ "url": one }),
+        many => serde_json::json!({ "urls": many }),
+    };
     if let Some(u) = &args.user {
         json["user_id"] = u.clone().into();
     }

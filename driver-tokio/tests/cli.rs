@@ -67,6 +67,44 @@ fn giving_up_exits_3() {
 }
 
 #[test]
+fn connect_with_several_urls_moves_on_to_the_next_hub() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hub = rt.block_on(Hub::start(HubConfig::default())).unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("ws://127.0.0.1:{dead}/ws");
+    let mut child = sockline()
+        .args(["connect", &dead, &hub.url(), "--json", "--seed", "1"])
+        .args(["--set", "reconnect.initial_ms=20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    drop(stdin); // EOF: a clean close
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let urls: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["kind"] == "open_transport")
+        .map(|l| l["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls, [dead.as_str(), hub.url().as_str()], "{stdout}");
+    assert!(stdout.contains(r#""to":"open""#), "{stdout}");
+    rt.block_on(hub.shutdown());
+}
+
+#[test]
 fn connect_prints_json_lines_sends_stdin_and_closes_cleanly_on_eof() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hub = rt.block_on(Hub::start(HubConfig::default())).unwrap();

@@ -248,6 +248,54 @@ async fn reconnects_after_hub_restart_and_delivers_what_was_queued() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_two_urls_fails_over_to_the_other_hub_and_loses_nothing_it_queued() {
+    let a = hub_with(|_| {}).await;
+    let b = hub_with(|_| {}).await;
+    let mut ann_cfg = config("", "ann");
+    ann_cfg.url.clear();
+    ann_cfg.urls = vec![a.url(), b.url()];
+    let ann = client(ann_cfg);
+    let bob = client(config(&b.url(), "bob"));
+    for c in [&ann, &bob] {
+        wait_state(c, State::Open).await;
+        c.join_project(5).await.unwrap();
+    }
+    let mut inbox = bob.subscribe("chat", Some(5)).await.unwrap();
+    let mut ann_events = ann.events();
+    assert_eq!(a.connections_open(), 1, "ann starts on the first URL");
+    a.shutdown().await;
+    // Queued while she has no hub (or already on the next one): delivered once, in order.
+    for i in 0..3 {
+        ann.send(SendRequest::new("chat", json!(i)).project(5))
+            .await
+            .unwrap();
+    }
+    wait_event(&mut ann_events, |e| {
+        matches!(e, Event::Ready { .. }).then_some(())
+    })
+    .await;
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = timeout(WAIT, inbox.recv())
+            .await
+            .expect("chat in time")
+            .unwrap();
+        got.push(m.data_value());
+    }
+    assert_eq!(got, vec![json!(0), json!(1), json!(2)]);
+    assert!(
+        timeout(Duration::from_millis(300), inbox.recv())
+            .await
+            .is_err(),
+        "nothing is delivered twice"
+    );
+    assert_eq!(b.connections_open(), 2, "ann is on the second hub with bob");
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_replays_messages_sent_while_away_exactly_once() {
     let hub = hub_with(|c| {
         c.settings.chaos = ChaosConfig {

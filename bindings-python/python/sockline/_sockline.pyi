@@ -1,7 +1,7 @@
 """Type stubs for the compiled extension ``sockline._sockline`` (see the package docstring)."""
 
 from os import PathLike
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Self, final
 
 __all__ = [
@@ -104,7 +104,7 @@ class Session:
 
     def __new__(
         cls,
-        url: str,
+        url: str | Sequence[str],
         *,
         seed: int = 0,
         now_ms: int = 0,
@@ -299,7 +299,7 @@ class Harness:
 
     def __new__(
         cls,
-        url: str = "ws://scripted.test/ws",
+        url: str | Sequence[str] = "ws://scripted.test/ws",
         *,
         seed: int = 0,
         server: ScriptedServer | None = None,
@@ -431,7 +431,7 @@ class Network:
         rate_limit: str | tuple[int, int] | None = None,
     ) -> Network:
         """A hub with these settings and no clients."""
-    def add_client(self, url: str = "ws://hub.test/ws", **config: Any) -> int:
+    def add_client(self, url: str | Sequence[str] = "ws://hub.test/ws", **config: Any) -> int:
         """Adds an idle client; returns its number."""
     @property
     def now_ms(self) -> int:

@@ -40,7 +40,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from ._sockline import Session, Trace, is_final_stream_state, is_terminal_state
@@ -249,12 +249,15 @@ class _Transport:
 class Client:
     """An asyncio client: a :class:`sockline.Session` driven over a real WebSocket.
 
-    ``url`` and the config keywords are those of :class:`sockline.Session`; ``seed`` fixes the
+    ``url`` (one URL, or a list of hubs' URLs to fail over between) and the config keywords are
+    those of :class:`sockline.Session`; ``seed`` fixes the
     session's jitter and id prefix (random when None). Use ``async with Client(...) as c`` or
     ``await c.start()`` ... ``await c.close()``.
     """
 
-    def __init__(self, url: str, *, seed: int | None = None, **config: Any) -> None:
+    def __init__(
+        self, url: str | Sequence[str], *, seed: int | None = None, **config: Any
+    ) -> None:
         self._origin = time.monotonic()
         self._session = Session(
             url, seed=random.getrandbits(63) if seed is None else seed, now_ms=0, **config
