@@ -81,7 +81,7 @@ const MIN_FRAME_BYTES: usize = 256;
 /// The latest a restart may send its clients back, `retryAfterMs + spreadMs`: a client caps
 /// the window at its `max_hint_ms` (300 s by default), so a longer one would not be what the
 /// hub announced.
-const MAX_RESTART_WINDOW_MS: u64 = 300_000;
+pub const MAX_RESTART_WINDOW_MS: u64 = 300_000;
 
 impl HubSettings {
     /// The same settings with every value the hub cannot work with raised to its minimum
