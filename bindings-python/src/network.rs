@@ -67,7 +67,7 @@ impl PyNetwork {
     /// A hub with these settings and no clients; `seed` fixes session ids, client seeds and
     /// every fault. `agent_chunks=None` gives a hub without an agent.
     #[new]
-    #[pyo3(signature = (*, seed = 0, latency_ms = 5, agent_chunks = Some(20), agent_chunk_ms = 50, token = None, replay_capacity = 1024, session_ttl_ms = 300_000, hello_timeout_ms = 10_000, idle_timeout_ms = 120_000, max_frame_bytes = 1 << 20, rate_limit = None))]
+    #[pyo3(signature = (*, seed = 0, latency_ms = 5, agent_chunks = Some(20), agent_chunk_ms = 50, token = None, replay_capacity = 1024, session_ttl_ms = 300_000, hello_timeout_ms = 10_000, idle_timeout_ms = 120_000, max_frame_bytes = 1 << 20, rate_limit = None, restart_retry_after_ms = 0, restart_spread_ms = 3_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         seed: u64,
@@ -81,6 +81,8 @@ impl PyNetwork {
         idle_timeout_ms: u64,
         max_frame_bytes: usize,
         rate_limit: Option<&Bound<'_, PyAny>>,
+        restart_retry_after_ms: u64,
+        restart_spread_ms: u64,
     ) -> PyResult<Self> {
         let mut settings = HubSettings {
             token,
@@ -90,6 +92,8 @@ impl PyNetwork {
             agent_chunk_ms,
             idle_timeout_ms,
             max_frame_bytes,
+            restart_retry_after_ms,
+            restart_spread_ms,
             ..HubSettings::default()
         };
         if let Some(r) = rate_limit {
@@ -301,7 +305,8 @@ impl PyNetwork {
         self.client(py, client, |n, id| n.stall_link(id))
     }
 
-    /// Restarts the hub: 1001 to everyone, refused for `down_ms`, back with its state or not.
+    /// Restarts the hub: 1012 and its restart window to everyone, refused for `down_ms`, back
+    /// with its state or not.
     #[pyo3(signature = (*, keep_state = true, down_ms = 0))]
     fn restart_hub(&self, py: Python<'_>, keep_state: bool, down_ms: u64) {
         lock(py, &self.inner).restart_hub(keep_state, down_ms);

@@ -57,6 +57,27 @@ def test_at_least_once_survives_a_hub_restart_and_drops() -> None:
     assert notes(net, bob) == list(range(30))
 
 
+def test_a_restart_sends_each_client_back_within_the_hubs_window() -> None:
+    def first_delay(**window: int) -> tuple[str, int]:
+        net = Network(seed=5, **window)
+        ann = net.add_client(user_id="ann", reconnect={"jitter": "none"})
+        net.connect(ann)
+        net.until(lambda n: n.state(ann) == "open", 1_000)
+        net.restart_hub(keep_state=True, down_ms=0)
+        net.advance(10)
+        status = [e for e in net.events(ann) if e["kind"] == "status" and e["to"] == "reconnecting"]
+        delays = [e["delay_ms"] for e in net.events(ann) if e["kind"] == "reconnect_scheduled"]
+        return status[0]["reason"], delays[0]
+
+    reason, delay = first_delay(restart_retry_after_ms=2_000, restart_spread_ms=1_000)
+    assert reason == 'closed by peer (1012: {"retryAfterMs":2000,"spreadMs":1000})'
+    assert 2_000 <= delay <= 3_000
+    # Both 0: no window, the client's own schedule (1 s without jitter).
+    reason, delay = first_delay(restart_retry_after_ms=0, restart_spread_ms=0)
+    assert reason == "closed by peer (1012: hub restarting)"
+    assert delay == 1_000
+
+
 def test_an_agent_stream_resumes_across_a_restart_and_fails_on_a_hub_that_lost_it() -> None:
     for keep_state in (True, False):
         net = Network(seed=2, agent_chunks=20, agent_chunk_ms=20)

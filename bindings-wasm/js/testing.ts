@@ -53,6 +53,10 @@ export interface HubOptions {
   maxJsonDepth?: number;
   rateLimit?: "off" | { bucket: { perSec: number; burst: number } };
   chaos?: ChaosOptions;
+  /** A restart tells every client to wait at least this long before reconnecting (`retryAfterMs`, 0 by default). */
+  restartRetryAfterMs?: number;
+  /** ... and to draw its reconnect uniformly over this many ms above that (`spreadMs`, 3000 by default); both 0: no hint. */
+  restartSpreadMs?: number;
   /** One-way delay of every frame (5 ms by default). */
   latencyMs?: number;
 }
@@ -143,7 +147,7 @@ export class Network {
   stallLink(client: number): void {
     wasm.call(() => this.#raw.stallLink(client));
   }
-  /** Restarts the hub: 1001 to everyone, refused for `downMs`, back with its state or not. */
+  /** Restarts the hub: 1012 and its restart window to everyone, refused for `downMs`, back with its state or not. */
   restartHub({ keepState = true, downMs = 0 }: { keepState?: boolean; downMs?: number } = {}): void {
     wasm.call(() => this.#raw.restartHub(keepState, downMs));
   }
@@ -207,7 +211,7 @@ export class HubCore {
   timeout(now: number): void {
     wasm.call(() => this.#raw.timeout(now));
   }
-  /** The hub goes down: every connection gets 1001. */
+  /** The hub goes down: every connection gets 1012 with the restart window as its reason. */
   shutdown(now: number): void {
     wasm.call(() => this.#raw.shutdown(now));
   }
@@ -650,7 +654,7 @@ export class VirtualHub {
     }
     return links;
   }
-  /** Restarts the hub: 1001 to every socket, connections refused (error, then close 1006) for
+  /** Restarts the hub: 1012 to every socket, connections refused (error, then close 1006) for
    *  `downMs`, then back with its sessions (`keepState`) or a fresh hub. */
   restart({ keepState = true, downMs = 0 }: { keepState?: boolean; downMs?: number } = {}): void {
     const now = this.now;

@@ -28,6 +28,8 @@ const HUB_KEYS: &[&str] = &[
     "maxJsonDepth",
     "rateLimit",
     "chaos",
+    "restartRetryAfterMs",
+    "restartSpreadMs",
 ];
 
 /// The chaos options (camelCased `ChaosConfig` fields).
@@ -171,6 +173,12 @@ pub(crate) fn hub_options(
     if let Some(v) = get(map, "chaos") {
         s.chaos = chaos(v, seed)?;
     }
+    if let Some(v) = get(map, "restartRetryAfterMs") {
+        s.restart_retry_after_ms = number("restartRetryAfterMs", v)?;
+    }
+    if let Some(v) = get(map, "restartSpreadMs") {
+        s.restart_spread_ms = number("restartSpreadMs", v)?;
+    }
     let agent = match map.get("agentChunks") {
         None => Some(ScriptedAgent::default()),
         Some(Value::Null) => None,
@@ -193,7 +201,8 @@ pub struct Hub {
 impl Hub {
     /// A hub from options JSON (`token`, `replayCapacity`, `sessionTtlMs`, `helloTimeoutMs`,
     /// `agentChunks` (`null`: no agent), `agentChunkMs`, `dedupeWindow`, `idleTimeoutMs`,
-    /// `maxFrameBytes`, `maxJsonDepth`, `rateLimit`, `chaos`); `seed` fixes session ids and chaos.
+    /// `maxFrameBytes`, `maxJsonDepth`, `rateLimit`, `chaos`, `restartRetryAfterMs`,
+    /// `restartSpreadMs`); `seed` fixes session ids and chaos.
     #[wasm_bindgen(constructor)]
     pub fn new(options_json: &str, seed: f64) -> Result<Hub> {
         let seed = whole("seed", seed)?;
@@ -257,7 +266,7 @@ impl Hub {
         Ok(())
     }
 
-    /// The hub is going down: every connection is told so (1001).
+    /// The hub is going down: every connection is told so (1012, with the restart window).
     pub fn shutdown(&mut self, now_ms: f64) -> Result<()> {
         self.inner.shutdown(time(now_ms)?);
         Ok(())

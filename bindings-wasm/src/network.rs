@@ -175,7 +175,8 @@ impl Network {
         Ok(())
     }
 
-    /// Restarts the hub: 1001 to everyone, refused for `downMs`, back with its state or not.
+    /// Restarts the hub: 1012 and its restart window to everyone, refused for `downMs`, back with
+    /// its state or not.
     #[wasm_bindgen(js_name = restartHub)]
     pub fn restart_hub(&mut self, keep_state: bool, down_ms: f64) -> Result<()> {
         self.inner

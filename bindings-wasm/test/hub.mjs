@@ -41,7 +41,7 @@ export async function startHub(args = [], listen = "127.0.0.1:0") {
       await exited;
       running.delete(child);
     },
-    /** Stops the hub cleanly (SIGTERM: 1001 to every client). */
+    /** Stops the hub cleanly (SIGTERM: 1012 and the restart window to every client). */
     async stop() {
       child.kill("SIGTERM");
       await exited;

@@ -131,13 +131,13 @@ test("a dropped link is 1006 on the socket, closed at the hub, and the session r
   hub.free();
 });
 
-test("a restart closes with 1001, refuses while down, then keeps its sessions or not", async () => {
+test("a restart closes with 1012 and its window, refuses while down, then keeps its sessions or not", async () => {
   await ready();
-  const hub = new VirtualHub({}, 4);
+  const hub = new VirtualHub({ restartRetryAfterMs: 50, restartSpreadMs: 1_000 }, 4);
   const ann = member(hub, "ann");
   hub.restart({ keepState: true, downMs: 100 });
   hub.advance(10);
-  assert.deepEqual(closes(ann), ["close 1001 hub shutting down true"]);
+  assert.deepEqual(closes(ann), ['close 1012 {"retryAfterMs":50,"spreadMs":1000} true']);
   const refused = socket(hub);
   hub.advance(50);
   assert.deepEqual(closes(refused), ["error", "close 1006  false"], "refused: error, then close");
@@ -152,7 +152,7 @@ test("a restart closes with 1001, refuses while down, then keeps its sessions or
 
   hub.restart({ keepState: false });
   hub.advance(10);
-  assert.deepEqual(closes(back), ["close 1001 hub shutting down true"]);
+  assert.deepEqual(closes(back), ['close 1012 {"retryAfterMs":50,"spreadMs":1000} true']);
   const fresh = socket(hub);
   hub.advance(5);
   assert.equal(fresh.ws.readyState, 1, "downMs 0: accepted at once");

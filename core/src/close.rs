@@ -2,7 +2,7 @@
 
 /// Normal closure: a user close, a session taken over by a newer connection.
 pub const NORMAL: u16 = 1000;
-/// Going away: the hub shuts down or closes an idle connection (the client reconnects).
+/// Going away: the hub closes an idle connection (the client reconnects).
 pub const GOING_AWAY: u16 = 1001;
 /// A binary frame: protocol v1 is text only.
 pub const UNSUPPORTED_DATA: u16 = 1003;
@@ -14,6 +14,8 @@ pub const ABNORMAL: u16 = 1006;
 pub const POLICY: u16 = 1008;
 /// A frame over the size limit.
 pub const TOO_BIG: u16 = 1009;
+/// Service restart: the hub shuts down; its reason says when to come back (the client reconnects).
+pub const SERVICE_RESTART: u16 = 1012;
 /// The client abandons a transport itself (timeouts, transport errors).
 pub const ABANDONED: u16 = 4000;
 /// The hub refuses the credential; the client waits for a new token.

@@ -2,7 +2,7 @@
 //! transport.
 //!
 //! It owns every input to that decision: the attempt counter and its delays (`Backoff`), server
-//! `retryAfterMs` hints, whether the host is online, the fatal close codes, the stable period that
+//! `retryAfterMs` hints and `spreadMs` windows, whether the host is online, the fatal close codes, the stable period that
 //! forgives past failures, and the backoff and stable timers. It returns `Decision`s; the session
 //! turns them into state changes and events.
 
@@ -11,7 +11,7 @@ use crate::close::UNAUTHORIZED as CLOSE_UNAUTHORIZED;
 use crate::config::ReconnectConfig;
 use crate::rng::Rng;
 use crate::timer::{take_due, Deadline, TimerKind, Timestamp};
-use crate::wire;
+use crate::wire::{self, RetryHint};
 
 /// What the session should do about reconnecting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +38,8 @@ pub(crate) struct Reconnect {
     /// Draws the jitter; only reconnect decisions consume it.
     rng: Rng,
     stable_ms: u64,
-    /// Server hint for the next reconnect delay.
-    hint: Option<u64>,
+    /// Server hint for the next reconnect delay (or the window to draw it in).
+    hint: Option<RetryHint>,
     online: bool,
     /// A reconnect is due but the host is offline.
     waiting_online: bool,
@@ -88,16 +88,17 @@ impl Reconnect {
         self.backoff.reset();
     }
 
-    /// The peer's close reason may carry `{"retryAfterMs":N}` for the next delay.
+    /// The peer's close reason may carry `{"retryAfterMs":A,"spreadMs":W}`: the next delay is
+    /// drawn in `[A, A+W]` instead of by the session's own jitter.
     pub(crate) fn on_close_reason(&mut self, reason: &str) {
-        if let Some(hint) = wire::retry_after_from_reason(reason) {
+        if let Some(hint) = wire::retry_hint_from_reason(reason) {
             self.hint = Some(hint);
         }
     }
 
     /// A server `error` named how long to wait before the next reconnect.
     pub(crate) fn on_server_hint(&mut self, retry_after_ms: u64) {
-        self.hint = Some(retry_after_ms);
+        self.hint = Some(RetryHint::after(retry_after_ms));
     }
 
     /// The transport is gone (`code`: its close code, `None` if the session abandoned it).
@@ -390,6 +391,56 @@ mod tests {
             Decision::Retry {
                 attempt: 4,
                 delay_ms: 8_000
+            }
+        );
+    }
+
+    #[test]
+    fn a_spread_reason_draws_the_next_delay_in_its_window_once() {
+        let mut firsts = std::collections::BTreeSet::new();
+        for seed in 0..50 {
+            let mut r = Reconnect::new(
+                ReconnectConfig {
+                    max_attempts: Some(2),
+                    ..ReconnectConfig::default()
+                },
+                Rng::new(seed),
+            );
+            r.on_close_reason(r#"{"retryAfterMs":4000,"spreadMs":3000}"#);
+            let Decision::Retry { attempt, delay_ms } = fail_once(&mut r, t(0)) else {
+                panic!("scheduled");
+            };
+            assert_eq!(attempt, 1);
+            assert!((4_000..=7_000).contains(&delay_ms), "{delay_ms}");
+            firsts.insert(delay_ms);
+            // The window was for one attempt: the next is the equal-jittered 2 s again.
+            let Decision::Retry { attempt, delay_ms } = fail_once(&mut r, t(0)) else {
+                panic!("scheduled");
+            };
+            assert_eq!(attempt, 2);
+            assert!((1_000..=2_000).contains(&delay_ms), "{delay_ms}");
+            assert_eq!(fail_once(&mut r, t(0)), Decision::GiveUp { attempts: 2 });
+        }
+        assert!(firsts.len() > 40, "drawn per seed: {firsts:?}");
+    }
+
+    #[test]
+    fn the_latest_server_word_wins() {
+        let mut r = reconnect(None);
+        // An `error{retryAfterMs}`, then the close that followed it with a window.
+        r.on_server_hint(9_000);
+        r.on_close_reason(r#"{"spreadMs":1000}"#);
+        let Decision::Retry { delay_ms, .. } = fail_once(&mut r, t(0)) else {
+            panic!("scheduled");
+        };
+        assert!(delay_ms <= 1_000, "{delay_ms}");
+        r.on_close_reason(r#"{"spreadMs":1000}"#);
+        r.on_server_hint(9_000);
+        assert_eq!(
+            fail_once(&mut r, t(0)),
+            Decision::Retry {
+                attempt: 2,
+                delay_ms: 9_000
             }
         );
     }

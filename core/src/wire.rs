@@ -436,19 +436,53 @@ pub struct PresenceDiff {
     pub leaves: Vec<String>,
 }
 
-/// A close reason of the form `{"retryAfterMs": N}`.
-pub(crate) fn retry_after_from_reason(reason: &str) -> Option<u64> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Hint {
-        retry_after_ms: u64,
+/// A server's direction for the next reconnect: at least `after_ms`, drawn over `spread_ms` more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RetryHint {
+    /// The earliest delay (`retryAfterMs`).
+    pub(crate) after_ms: u64,
+    /// The window above it the delay is drawn in (`spreadMs`; 0: exactly `after_ms`).
+    pub(crate) spread_ms: u64,
+}
+
+impl RetryHint {
+    /// Exactly `ms` (an `error`'s `retryAfterMs`, or a close reason without `spreadMs`).
+    pub(crate) fn after(ms: u64) -> Self {
+        RetryHint {
+            after_ms: ms,
+            spread_ms: 0,
+        }
     }
+
+    /// The close reason that carries it, `{"retryAfterMs":A,"spreadMs":W}`: at most 69 bytes
+    /// (two 20-digit numbers), well within the 123 a close frame leaves for its reason.
+    pub(crate) fn to_reason(self) -> String {
+        format!(
+            r#"{{"retryAfterMs":{},"spreadMs":{}}}"#,
+            self.after_ms, self.spread_ms
+        )
+    }
+}
+
+/// A close reason of the form `{"retryAfterMs": A, "spreadMs": W}`: either key may be absent (0),
+/// other keys are ignored, and a key whose value is not a whole number counts as absent; `None`
+/// when neither key is usable (a plain-text reason, `{}`, a negative number).
+pub(crate) fn retry_hint_from_reason(reason: &str) -> Option<RetryHint> {
     if !reason.trim_start().starts_with('{') {
         return None;
     }
-    serde_json::from_str::<Hint>(reason)
-        .ok()
-        .map(|h| h.retry_after_ms)
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(reason) else {
+        return None;
+    };
+    let after = map.get("retryAfterMs").and_then(Value::as_u64);
+    let spread = map.get("spreadMs").and_then(Value::as_u64);
+    if after.is_none() && spread.is_none() {
+        return None;
+    }
+    Some(RetryHint {
+        after_ms: after.unwrap_or(0),
+        spread_ms: spread.unwrap_or(0),
+    })
 }
 
 /// Formats a Unix time in milliseconds as RFC 3339 UTC with milliseconds (`...T12:00:00.000Z`).
@@ -597,12 +631,81 @@ mod tests {
 
     #[test]
     fn close_reason_hint() {
+        let hint = |after_ms, spread_ms| {
+            Some(RetryHint {
+                after_ms,
+                spread_ms,
+            })
+        };
         assert_eq!(
-            retry_after_from_reason(r#"{"retryAfterMs": 2500}"#),
-            Some(2500)
+            retry_hint_from_reason(r#"{"retryAfterMs": 2500}"#),
+            hint(2500, 0)
         );
-        assert_eq!(retry_after_from_reason("going away"), None);
-        assert_eq!(retry_after_from_reason(r#"{"retryAfterMs": -1}"#), None);
+        assert_eq!(retry_hint_from_reason("going away"), None);
+        assert_eq!(retry_hint_from_reason(r#"{"retryAfterMs": -1}"#), None);
+        assert_eq!(retry_hint_from_reason("{}"), None);
+        assert_eq!(retry_hint_from_reason(r#"{"retryAfterMs": 2500"#), None);
+        assert_eq!(retry_hint_from_reason("[1000]"), None);
+    }
+
+    #[test]
+    fn close_reason_spread() {
+        let hint = |after_ms, spread_ms| {
+            Some(RetryHint {
+                after_ms,
+                spread_ms,
+            })
+        };
+        assert_eq!(
+            retry_hint_from_reason(r#"{"retryAfterMs": 500, "spreadMs": 3000}"#),
+            hint(500, 3000)
+        );
+        assert_eq!(
+            retry_hint_from_reason(r#" {"spreadMs":3000,"node":"b"}"#),
+            hint(0, 3000),
+            "retryAfterMs absent: 0; unknown keys ignored"
+        );
+        assert_eq!(
+            retry_hint_from_reason(r#"{"retryAfterMs": 500, "spreadMs": "3000"}"#),
+            hint(500, 0),
+            "a bad spread counts as absent"
+        );
+        assert_eq!(
+            retry_hint_from_reason(r#"{"retryAfterMs": 1.5, "spreadMs": 3000}"#),
+            hint(0, 3000),
+            "a bad delay counts as absent"
+        );
+        assert_eq!(
+            retry_hint_from_reason(r#"{"retryAfterMs": -1, "spreadMs": null}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn a_spread_reason_round_trips_and_fits_a_close_frame() {
+        for h in [
+            RetryHint::after(0),
+            RetryHint {
+                after_ms: 250,
+                spread_ms: 3000,
+            },
+            RetryHint {
+                after_ms: u64::MAX,
+                spread_ms: u64::MAX,
+            },
+        ] {
+            let reason = h.to_reason();
+            assert!(reason.len() <= 123, "{} bytes: {reason}", reason.len());
+            assert_eq!(retry_hint_from_reason(&reason), Some(h));
+        }
+        assert_eq!(
+            RetryHint {
+                after_ms: 0,
+                spread_ms: 3000
+            }
+            .to_reason(),
+            r#"{"retryAfterMs":0,"spreadMs":3000}"#
+        );
     }
 
     #[test]

@@ -704,6 +704,30 @@ fn close_codes_decide_what_happens() {
 }
 
 #[test]
+fn a_service_restart_reconnects_within_the_announced_window_once() {
+    // Default config: 1012 is not fatal, and the window replaces the equal jitter's [500, 1000].
+    let mut h = open(Config::new("ws://127.0.0.1:9000/ws"));
+    h.advance(10_000); // stable: the restart is attempt 1 of a fresh schedule
+    let closed_at = h.now().as_millis();
+    h.server_close(1012, r#"{"retryAfterMs":2000,"spreadMs":3000}"#);
+    assert_eq!(h.state(), State::Reconnecting);
+    let [(1, delay)] = scheduled(&h)[..] else {
+        panic!("one attempt scheduled: {:?}", scheduled(&h));
+    };
+    assert!((2_000..=5_000).contains(&delay), "{delay}");
+    h.advance(delay - 1);
+    assert_eq!(open_times(&h).len(), 1, "not before its draw");
+    h.advance(1);
+    assert_eq!(open_times(&h)[1], (closed_at + delay, 1));
+    assert_eq!(h.state(), State::Open);
+    // A close without a window right away: the session's own schedule (attempt 2: [1, 2] s).
+    h.server_close(1012, "hub restarting");
+    let (attempt, delay) = scheduled(&h)[1];
+    assert_eq!(attempt, 2);
+    assert!((1_000..=2_000).contains(&delay), "{delay}");
+}
+
+#[test]
 fn server_error_hint_sets_next_delay_and_unauthorized_error_waits_for_token() {
     let mut h = open(config());
     h.inject(

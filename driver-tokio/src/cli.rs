@@ -75,6 +75,14 @@ pub struct HubArgs {
     /// Close a welcomed connection silent this long (1001 "idle timeout", the client may reconnect); 0 = never.
     #[arg(long, default_value_t = 120_000)]
     pub idle_timeout_ms: u64,
+    /// On shutdown (Ctrl-C, SIGTERM), tell clients to wait at least this long before reconnecting
+    /// (the 1012 close's `retryAfterMs`): about how long a restart takes.
+    #[arg(long, default_value_t = 0)]
+    pub restart_retry_after_ms: u64,
+    /// ... and to spread their reconnects uniformly over this many ms above that (`spreadMs`),
+    /// so they do not all arrive at once; both 0: no hint, clients keep their own backoff.
+    #[arg(long, default_value_t = 3_000)]
+    pub restart_spread_ms: u64,
     /// Chunks per agent stream.
     #[arg(long, default_value_t = 20)]
     pub agent_chunks: u32,
@@ -158,6 +166,15 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             args.chaos_corrupt
         ));
     }
+    let window = args
+        .restart_retry_after_ms
+        .saturating_add(args.restart_spread_ms);
+    if window > sockline_core::hub::MAX_RESTART_WINDOW_MS {
+        return Err(format!(
+            "--restart-retry-after-ms + --restart-spread-ms: {window} ms is past {} ms, the latest a client honours",
+            sockline_core::hub::MAX_RESTART_WINDOW_MS
+        ));
+    }
     let chaos = sockline_core::hub::ChaosConfig {
         seed: args.chaos_seed,
         drop_ms: args
@@ -185,6 +202,8 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             idle_timeout_ms: args.idle_timeout_ms,
             max_frame_bytes: args.max_frame_bytes,
             chaos,
+            restart_retry_after_ms: args.restart_retry_after_ms,
+            restart_spread_ms: args.restart_spread_ms,
             ..sockline_core::hub::HubSettings::default()
         },
         agent: Some(sockline_core::hub::ScriptedAgent {

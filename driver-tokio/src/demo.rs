@@ -1,6 +1,7 @@
 //! `sockline demo`: a live story in the terminal. An embedded hub and two clients on loopback:
-//! connect, join a project, an edit, typing, an agent answer streaming in, the hub killed and
-//! restarted mid-stream (backoff, a message sent during the outage, the stream resuming), stats.
+//! connect, join a project, an edit, typing, an agent answer streaming in, the hub shut down and
+//! restarted mid-stream (the window it tells its clients to come back in, a message sent during
+//! the outage, the stream resuming), stats.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -146,6 +147,9 @@ async fn story() -> Result<(), String> {
     };
     let mut cfg = HubConfig::default();
     cfg.settings.agent_chunk_ms = 120;
+    // The story's hub is back after about 1.6 s: its clients come back in the 0.7 s after 1.8 s.
+    cfg.settings.restart_retry_after_ms = 1_800;
+    cfg.settings.restart_spread_ms = 700;
     cfg.agent = Some(sockline_core::hub::ScriptedAgent { chunks: CHUNKS });
     let hub = Hub::start(cfg.clone())
         .await
@@ -224,7 +228,9 @@ async fn story() -> Result<(), String> {
     });
     sleep(Duration::from_millis(1_300)).await;
 
-    p.step("The hub is killed mid-stream");
+    p.step(
+        "The hub shuts down mid-stream, telling its clients to come back in 1.8-2.5 s (close 1012)",
+    );
     let state = hub.state();
     hub.shutdown().await;
     p.line("hub", "down");

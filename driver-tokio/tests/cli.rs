@@ -322,3 +322,91 @@ fn connect_prints_every_message_by_default_and_subscribe_narrows_it() {
     assert!(kinds.iter().filter(|k| *k == "frame").count() >= 2);
     rt.block_on(hub.shutdown());
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_hub_stopped_by_sigterm_tells_its_clients_the_restart_window_from_its_flags() {
+    let out = sockline()
+        .args([
+            "hub",
+            "--listen",
+            "127.0.0.1:0",
+            "--restart-spread-ms",
+            "400000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--restart-spread-ms"), "{err}");
+
+    let mut hub = Killed(
+        sockline()
+            .args(["hub", "--listen", "127.0.0.1:0"])
+            .args([
+                "--restart-retry-after-ms",
+                "250",
+                "--restart-spread-ms",
+                "1500",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(hub.0.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    // "sockline hub listening on ws://127.0.0.1:PORT/ws (demo page at ...)"
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (code, reason) = rt.block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        ws.send(Message::text(r#"{"type":"hello","data":{"protocol":1}}"#))
+            .await
+            .unwrap();
+        let welcome = ws.next().await.unwrap().unwrap();
+        assert!(
+            welcome.to_text().unwrap().contains("welcome"),
+            "{welcome:?}"
+        );
+        let killed = Command::new("kill")
+            .args(["-TERM", &hub.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let wait = std::time::Duration::from_secs(10);
+        tokio::time::timeout(wait, async {
+            while let Some(msg) = ws.next().await {
+                if let Ok(Message::Close(Some(f))) = msg {
+                    return (u16::from(f.code), f.reason.to_string());
+                }
+            }
+            panic!("the stream ended without a close frame");
+        })
+        .await
+        .expect("a close frame in time")
+    });
+    assert_eq!(code, 1012);
+    assert_eq!(reason, r#"{"retryAfterMs":250,"spreadMs":1500}"#);
+    assert_eq!(hub.0.wait().unwrap().code(), Some(0), "a clean exit");
+}

@@ -177,7 +177,8 @@ async fn project_updates_typing_and_presence_between_two_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_after_hub_restart_and_delivers_what_was_queued() {
-    let hub = hub_with(|_| {}).await;
+    // No restart window (the next test has one): the clients' own schedule is what is observed.
+    let hub = hub_with(|c| c.settings.restart_spread_ms = 0).await;
     let addr = hub.local_addr();
     let url = hub.url();
     let ann = client(config(&url, "ann"));
@@ -293,6 +294,116 @@ async fn a_client_with_two_urls_fails_over_to_the_other_hub_and_loses_nothing_it
     ann.close().await.unwrap();
     bob.close().await.unwrap();
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_hub_sees_200_clients_come_back_spread_over_its_window() {
+    const CLIENTS: u64 = 200;
+    const AFTER_MS: u64 = 300;
+    const SPREAD_MS: u64 = 2_000;
+    const SLACK_MS: u64 = 1_500;
+    let window = |c: &mut HubConfig| {
+        c.settings.restart_retry_after_ms = AFTER_MS;
+        c.settings.restart_spread_ms = SPREAD_MS;
+    };
+    let hub = hub_with(window).await;
+    let addr = hub.local_addr();
+    // Their own schedule would bring every one of them back 100 ms after the close, together.
+    let clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            Client::connect_with(
+                config(&hub.url(), &format!("u{i}")),
+                ClientOptions {
+                    seed: Some((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                    ..ClientOptions::default()
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    for c in &clients {
+        wait_state(c, State::Open).await;
+    }
+    let mut events: Vec<_> = clients.iter().map(Client::events).collect();
+    // The CLI's SIGTERM path: `HubHandle::shutdown`.
+    let t0 = tokio::time::Instant::now();
+    hub.shutdown().await;
+    let hub = hub_with(|c| {
+        c.listen = addr;
+        window(c);
+    })
+    .await;
+    let back_at = t0.elapsed();
+    // The new hub's accepts, timed from the shutdown (every 5 ms).
+    let mut accepts: Vec<u64> = Vec::new();
+    let deadline = Duration::from_millis(AFTER_MS + SPREAD_MS + SLACK_MS);
+    while (accepts.len() as u64) < CLIENTS && t0.elapsed() < deadline {
+        let ms = t0.elapsed().as_millis() as u64;
+        let n = hub.connections_accepted() as usize;
+        accepts.resize(n.max(accepts.len()), ms);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let per_200ms: Vec<usize> = {
+        let mut h = vec![0; ((AFTER_MS + SPREAD_MS + SLACK_MS) / 200) as usize + 1];
+        for &a in &accepts {
+            h[(a / 200) as usize] += 1;
+        }
+        h
+    };
+    println!(
+        "new hub listening {} ms after the shutdown began; accepts per 200 ms from it: {per_200ms:?}",
+        back_at.as_millis()
+    );
+    assert_eq!(
+        accepts.len() as u64,
+        CLIENTS,
+        "every client is back within A+W plus {SLACK_MS} ms: {per_200ms:?}"
+    );
+    // Each client drew its delay in the window announced in the 1012's reason.
+    for e in &mut events {
+        let (reason, delay) = (
+            reconnect_reason(e).await,
+            wait_event(e, |e| match e {
+                Event::ReconnectScheduled {
+                    attempt: 1,
+                    delay_ms,
+                } => Some(*delay_ms),
+                _ => None,
+            })
+            .await,
+        );
+        assert!(reason.starts_with("closed by peer (1012: "), "{reason}");
+        assert!(
+            (AFTER_MS..=AFTER_MS + SPREAD_MS).contains(&delay),
+            "{delay} ms"
+        );
+    }
+    // None before A; spread over the window, not bunched at its start (uniform: 10% in its
+    // first tenth, half in its second half, about 7 clients' standard deviation).
+    assert!(accepts[0] >= AFTER_MS, "{accepts:?}");
+    let first_tenth = accepts
+        .iter()
+        .filter(|&&a| a < AFTER_MS + SPREAD_MS / 10)
+        .count();
+    let second_half = accepts
+        .iter()
+        .filter(|&&a| a >= AFTER_MS + SPREAD_MS / 2)
+        .count();
+    assert!(
+        first_tenth <= 60,
+        "{first_tenth} in the first tenth: {per_200ms:?}"
+    );
+    assert!(
+        second_half >= 60,
+        "{second_half} in the second half: {per_200ms:?}"
+    );
+    for c in &clients {
+        wait_state(c, State::Open).await;
+    }
+    for c in clients {
+        c.close().await.unwrap();
+    }
+    hub.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

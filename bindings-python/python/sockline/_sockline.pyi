@@ -429,8 +429,12 @@ class Network:
         idle_timeout_ms: int = 120_000,
         max_frame_bytes: int = 1 << 20,
         rate_limit: str | tuple[int, int] | None = None,
+        restart_retry_after_ms: int = 0,
+        restart_spread_ms: int = 3_000,
     ) -> Network:
-        """A hub with these settings and no clients."""
+        """A hub with these settings and no clients; a restart tells each client to reconnect
+        ``restart_retry_after_ms`` plus a uniform draw over ``restart_spread_ms`` after it (both 0:
+        no hint)."""
     def add_client(self, url: str | Sequence[str] = "ws://hub.test/ws", **config: Any) -> int:
         """Adds an idle client; returns its number."""
     @property

@@ -107,7 +107,7 @@ fn shutdown_timeouts_and_transport_limits_come_from_the_core() {
     let outs = outputs(&mut h);
     assert_eq!(
         outs[0],
-        json!({"kind": "close", "conn": a as u64, "code": 1001, "reason": "hub shutting down"})
+        json!({"kind": "close", "conn": a as u64, "code": 1012, "reason": r#"{"retryAfterMs":0,"spreadMs":3000}"#})
     );
     let c = h.accept(1002.0).unwrap();
     h.binary_frame(1002.0, c, 4.0).unwrap();
@@ -172,6 +172,15 @@ fn options_reach_the_core_settings() {
         outputs(&mut h)[0],
         json!({"kind": "stall", "conn": c as u64})
     );
+    // The restart window a shutdown announces.
+    let mut h = hub(json!({"restartRetryAfterMs": 500, "restartSpreadMs": 1500}));
+    let c = h.accept(0.0).unwrap();
+    h.shutdown(1.0).unwrap();
+    assert_eq!(
+        outputs(&mut h)[0],
+        json!({"kind": "close", "conn": c as u64, "code": 1012, "reason": r#"{"retryAfterMs":500,"spreadMs":1500}"#})
+    );
+    assert!(Hub::new(r#"{"restartSpreadMs": -1}"#, 0.0).is_err());
 }
 
 #[test]

@@ -250,11 +250,12 @@ fn transport_decisions_binary_oversize_slow_consumer_and_shutdown() {
     h.write_blocked(t(2), ConnId(3));
     assert!(drain(&mut h).is_empty());
     h.shutdown(t(3));
-    let codes: Vec<(u64, u16)> = closes(&drain(&mut h))
-        .into_iter()
-        .map(|(c, code, _)| (c, code))
-        .collect();
-    assert_eq!(codes, [(4, 1001), (5, 1001)], "only the live ones");
+    let reason = r#"{"retryAfterMs":0,"spreadMs":3000}"#.to_string();
+    assert_eq!(
+        closes(&drain(&mut h)),
+        [(4, 1012, reason.clone()), (5, 1012, reason)],
+        "only the live ones, told the default restart window"
+    );
     // Nothing for connections the hub never saw.
     h.frame(
         t(4),
@@ -455,4 +456,41 @@ fn settings_the_hub_cannot_work_with_are_raised_to_their_minimum() {
         "ack",
         "a small frame still fits"
     );
+}
+
+#[test]
+fn a_shutdown_announces_the_configured_window_bounded_and_none_when_off() {
+    let reason_of = |retry_after, spread| {
+        let mut h = hub_with(HubSettings {
+            restart_retry_after_ms: retry_after,
+            restart_spread_ms: spread,
+            ..HubSettings::default()
+        });
+        join(&mut h, 1, "ann", 1);
+        drain(&mut h);
+        h.shutdown(t(1));
+        let c = closes(&drain(&mut h));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].1, 1012);
+        c[0].2.clone()
+    };
+    assert_eq!(
+        reason_of(250, 2_000),
+        r#"{"retryAfterMs":250,"spreadMs":2000}"#
+    );
+    assert_eq!(
+        reason_of(0, 0),
+        "hub restarting",
+        "no window: the clients' own backoff"
+    );
+    // The window ends by 300 s, the latest a default client would honour.
+    assert_eq!(
+        reason_of(u64::MAX, u64::MAX),
+        r#"{"retryAfterMs":300000,"spreadMs":0}"#
+    );
+    assert_eq!(
+        reason_of(100_000, u64::MAX),
+        r#"{"retryAfterMs":100000,"spreadMs":200000}"#
+    );
+    assert!(reason_of(u64::MAX, u64::MAX).len() <= 123);
 }

@@ -1,8 +1,10 @@
 //! Deterministic test doubles in virtual time: [`Network`] runs client sessions against the
 //! real hub core on in-memory links (with seeded faults and hub restarts); [`Harness`] drives one
 //! session against a [`ScriptedServer`] for tests that need to say exactly what the server does.
-//! The drivers' own tests use real sockets for what only sockets can show.
+//! The drivers' own tests use real sockets for what only sockets can show. [`herd`] times the
+//! reconnects a hub restart sets off across thousands of sessions.
 
+pub mod herd;
 mod network;
 
 pub use network::{ClientId, DriveError, LinkFaults, Network, Watchdog};

@@ -333,8 +333,8 @@ impl Network {
         }
     }
 
-    /// Restarts the hub: it shuts down (every client hears 1001), refuses connections for
-    /// `down_ms`, then comes back with its state (`keep_state`) or a fresh one.
+    /// Restarts the hub: it shuts down (every client hears 1012 and the restart window), refuses
+    /// connections for `down_ms`, then comes back with its state (`keep_state`) or a fresh one.
     pub fn restart_hub(&mut self, keep_state: bool, down_ms: u64) {
         self.hub.shutdown(self.now);
         self.pump_hub();

@@ -259,7 +259,8 @@ impl HubHandle {
         }
     }
 
-    /// Closes every connection (1001), stops listening and releases the port.
+    /// Stops listening, closes every connection (1012, with the settings' restart window as the
+    /// reason) and releases the port.
     pub async fn shutdown(mut self) {
         self.stop().await;
     }
@@ -295,7 +296,8 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
         }
     }
     drop(listener);
-    // The core tells every connection 1001; give them a moment to send it, then cut the rest.
+    // The core tells every connection 1012 (and when to come back); give them a moment to send
+    // it, then cut the rest.
     shared.feed(HubInput::Shutdown);
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while conns.join_next().await.is_some() {}
