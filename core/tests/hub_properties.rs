@@ -21,9 +21,9 @@ enum Op {
 fn frame() -> impl Strategy<Value = String> {
     let project = 1u64..3;
     prop_oneof![
-        Just(r#"{"type":"hello","data":{"protocol":1,"userId":"u"}}"#.to_string()),
+        Just(r#"{"type":"hello","data":{"protocol":2,"userId":"u"}}"#.to_string()),
         (0u64..5).prop_map(|s| format!(
-            r#"{{"type":"hello","data":{{"protocol":1,"sessionId":"s{s}","lastSeq":{s}}}}}"#
+            r#"{{"type":"hello","data":{{"protocol":2,"sessionId":"s{s}","lastSeq":{s}}}}}"#
         )),
         project
             .clone()
@@ -90,7 +90,7 @@ proptest! {
             },
             ..HubSettings::default()
         };
-        let mut hub = HubCore::new(settings, InMemoryBroker::default(), 7)
+        let mut hub = HubCore::new(settings, InMemoryBroker::new(1024, 11), 7)
             .with_agent(Box::new(ScriptedAgent { chunks: 5 }));
         // What the driver has: connections it accepted and not yet reported closed.
         let mut open = BTreeSet::new();
@@ -120,7 +120,7 @@ proptest! {
                 let conn = out.conn().expect("every other output names a connection");
                 prop_assert!(open.contains(&conn), "{out:?} for unknown connection");
                 if let HubOutput::Send { text, .. } = &out {
-                    let v: Value = serde_json::from_str(text).expect("the hub sends JSON");
+                    let v: Value = serde_json::from_str(&text).expect("the hub sends JSON");
                     prop_assert!(v["type"].is_string(), "{text}");
                 }
             }
@@ -131,11 +131,11 @@ proptest! {
 
 #[test]
 fn a_project_message_reaches_each_other_member_once() {
-    let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::default(), 3);
+    let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::new(1024, 11), 3);
     let t = Timestamp::ZERO;
     for (conn, user) in [(1, "ann"), (2, "bob"), (3, "cy")] {
         hub.accepted(t, ConnId(conn));
-        let hello = json!({"type": "hello", "data": {"protocol": 1, "userId": user}});
+        let hello = json!({"type": "hello", "data": {"protocol": 2, "userId": user}});
         hub.frame(t, ConnId(conn), &hello.to_string());
         let join = json!({"type": "project_subscribe", "data": {}, "projectId": 4});
         hub.frame(t, ConnId(conn), &join.to_string());

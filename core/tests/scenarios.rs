@@ -597,7 +597,7 @@ fn hello_goes_first_and_nothing_flushes_before_welcome() {
     h.connect().unwrap();
     h.advance(1_000);
     assert_eq!(h.transmitted().len(), 1);
-    assert!(h.transmitted()[0].starts_with(r#"{"type":"hello","data":{"protocol":1"#));
+    assert!(h.transmitted()[0].starts_with(r#"{"type":"hello","data":{"protocol":2"#));
     assert_eq!(h.state(), State::Connecting);
     h.inject(r#"{"type":"welcome","data":{"sessionId":"x"}}"#);
     assert_eq!(h.state(), State::Open);
