@@ -5,10 +5,10 @@
 //! ```
 //! use sockline_core::hub::{ConnId, HubCore, HubOutput, HubSettings, InMemoryBroker};
 //! use sockline_core::Timestamp;
-//! let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::default(), 1);
+//! let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::new(1024, 7), 1);
 //! let (c, t) = (ConnId(1), Timestamp::ZERO);
 //! hub.accepted(t, c);
-//! hub.frame(t, c, r#"{"type":"hello","data":{"protocol":1,"userId":"ann"}}"#);
+//! hub.frame(t, c, r#"{"type":"hello","data":{"protocol":2,"userId":"ann"}}"#);
 //! match hub.poll_output() {
 //!     HubOutput::Send { conn, text } => assert!(conn == c && text.contains("welcome")),
 //!     other => panic!("{other:?}"),
