@@ -76,8 +76,11 @@ fn the_session_round_trip_in_canonical_json() {
         "data is the application's"
     );
     assert_eq!(text["id"], id);
-    s.frame(6.0, r#"{"type":"chat","data":1,"projectId":2,"epoch":"e","offset":1}"#)
-        .unwrap();
+    s.frame(
+        6.0,
+        r#"{"type":"chat","data":1,"projectId":2,"epoch":"e","offset":1}"#,
+    )
+    .unwrap();
     let got = outputs(&mut s);
     assert_eq!(got[0]["kind"], "message");
     assert_eq!(got[0]["message"]["data"], 1);

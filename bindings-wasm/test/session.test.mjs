@@ -31,7 +31,7 @@ test("a session round trip in canonical JSON", async () => {
   s.transportOpened(3.7);
   const [hello] = s.drain();
   assert.equal(hello.kind, "transmit");
-  assert.deepEqual(JSON.parse(hello.text), { type: "hello", data: { protocol: 1, userId: "ann" } });
+  assert.deepEqual(JSON.parse(hello.text), { type: "hello", data: { protocol: 2, userId: "ann" } });
   s.frame(4, JSON.stringify({ type: "welcome", data: { sessionId: "s1" } }));
   const welcomed = s.drain();
   assert.ok(welcomed.some((o) => o.kind === "status" && o.to === "open"));

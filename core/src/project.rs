@@ -134,7 +134,9 @@ impl Projects {
     /// The project's log position, once a join was answered.
     #[cfg(test)]
     pub(crate) fn position(&self, project_id: u64) -> Option<&Position> {
-        self.joined.get(&project_id).and_then(|t| t.position.as_ref())
+        self.joined
+            .get(&project_id)
+            .and_then(|t| t.position.as_ref())
     }
 
     /// The `project_subscribe` frame that joins `project_id` on this link, from its position if
@@ -425,7 +427,11 @@ mod tests {
         assert_eq!(p.on_offset(1, "e", 1), OffsetVerdict::Untracked);
         p.join(1).unwrap();
         let first = p.subscribe(1, Timestamp::ZERO);
-        assert_eq!(first.data, json!({}), "a first join has no position to recover");
+        assert_eq!(
+            first.data,
+            json!({}),
+            "a first join has no position to recover"
+        );
         assert_eq!(p.on_offset(1, "e", 1), OffsetVerdict::Joining);
         let answer = |offset, recovered: Option<bool>| wire::Joined {
             epoch: "e".into(),
@@ -434,17 +440,40 @@ mod tests {
             replayed: recovered.map(|_| 0),
             reason: None,
         };
-        assert_eq!(p.on_joined(1, answer(4, None)), None, "no rejoined event for a first join");
+        assert_eq!(
+            p.on_joined(1, answer(4, None)),
+            None,
+            "no rejoined event for a first join"
+        );
         assert_eq!(p.on_offset(1, "e", 4), OffsetVerdict::Duplicate);
         assert_eq!(p.on_offset(1, "e", 5), OffsetVerdict::Next);
-        assert_eq!(p.on_offset(1, "e", 7), OffsetVerdict::Gap { from: 5, to: 7 });
-        assert_eq!(p.on_offset(1, "f", 6), OffsetVerdict::Gap { from: 5, to: 6 });
-        assert_eq!(p.position(1).map(|q| q.offset), Some(5), "a hole moves nothing");
+        assert_eq!(
+            p.on_offset(1, "e", 7),
+            OffsetVerdict::Gap { from: 5, to: 7 }
+        );
+        assert_eq!(
+            p.on_offset(1, "f", 6),
+            OffsetVerdict::Gap { from: 5, to: 6 }
+        );
+        assert_eq!(
+            p.position(1).map(|q| q.offset),
+            Some(5),
+            "a hole moves nothing"
+        );
         let again = p.subscribe(1, Timestamp::ZERO);
         assert_eq!(again.data, json!({"epoch": "e", "offset": 5}));
         assert_eq!(p.on_offset(1, "e", 6), OffsetVerdict::Joining);
         let event = p.on_joined(1, answer(5, Some(true)));
-        assert!(matches!(event, Some(Event::Rejoined { recovered: true, .. })), "{event:?}");
+        assert!(
+            matches!(
+                event,
+                Some(Event::Rejoined {
+                    recovered: true,
+                    ..
+                })
+            ),
+            "{event:?}"
+        );
         assert_eq!(p.on_offset(1, "e", 6), OffsetVerdict::Next);
     }
 

@@ -124,7 +124,7 @@ proptest! {
                 let conn = out.conn().expect("every other output names a connection");
                 prop_assert!(open.contains(&conn), "{out:?} for unknown connection");
                 if let HubOutput::Send { text, .. } = &out {
-                    let v: Value = serde_json::from_str(&text).expect("the hub sends JSON");
+                    let v: Value = serde_json::from_str(text).expect("the hub sends JSON");
                     prop_assert!(v["type"].is_string(), "{text}");
                 }
             }

@@ -295,12 +295,32 @@ fn a_project_update_lost_on_the_way_is_recovered_from_the_log_in_order() {
         .collect();
     assert_eq!(versions, [1, 2, 3]);
     let events = net.events(bob);
-    assert!(events.iter().any(|e| matches!(e, Event::Gap { project_id: Some(9), .. })));
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Rejoined { project_id: 9, recovered: true, replayed: 2, .. }
-    )), "{events:?}");
-    assert!(!events.iter().any(|e| matches!(e, Event::Project { state: ProjectState::Stale, .. })));
+        Event::Gap {
+            project_id: Some(9),
+            ..
+        }
+    )));
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Rejoined {
+                project_id: 9,
+                recovered: true,
+                replayed: 2,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| matches!(
+        e,
+        Event::Project {
+            state: ProjectState::Stale,
+            ..
+        }
+    )));
     assert_eq!(net.session(bob).project_version(9), Some(3));
 }
 

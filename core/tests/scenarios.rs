@@ -547,8 +547,16 @@ fn server_resends_and_offset_duplicates_are_delivered_once_and_a_hole_rejoins() 
         from: 1,
         to: 3
     }));
-    let rejoin = h.transmitted().into_iter().rfind(|t| t.contains("project_subscribe")).unwrap().to_string();
-    assert!(rejoin.contains(r#""data":{"epoch":"e1","offset":1}"#), "{rejoin}");
+    let rejoin = h
+        .transmitted()
+        .into_iter()
+        .rfind(|t| t.contains("project_subscribe"))
+        .unwrap()
+        .to_string();
+    assert!(
+        rejoin.contains(r#""data":{"epoch":"e1","offset":1}"#),
+        "{rejoin}"
+    );
     assert_eq!(h.session.stats().duplicates, 2);
 }
 
@@ -577,14 +585,20 @@ fn the_senders_own_message_moves_its_position_through_the_ack() {
         .send(SendRequest::new("note", json!(0)).project(3))
         .unwrap();
     h.inject(&logged(1, "b-1", 1));
-    h.inject(&json!({"type": "ack", "data": {"id": id, "projectId": 3, "epoch": "e1", "offset": 2}}).to_string());
+    h.inject(
+        &json!({"type": "ack", "data": {"id": id, "projectId": 3, "epoch": "e1", "offset": 2}})
+            .to_string(),
+    );
     h.inject(&logged(2, "b-3", 3));
     let delivered = h
         .events()
         .iter()
         .filter(|e| matches!(e, Event::Message { .. }))
         .count();
-    assert_eq!(delivered, 2, "offset 2 is the client's own: no hole before 3");
+    assert_eq!(
+        delivered, 2,
+        "offset 2 is the client's own: no hole before 3"
+    );
     assert!(!h.events().iter().any(|e| matches!(e, Event::Gap { .. })));
 }
 
@@ -904,7 +918,12 @@ fn a_rejoin_replays_the_projects_missed_messages_exactly_once() {
         .any(|e| matches!(e, Event::Ready { resumed: true, .. })));
     assert!(h.events().iter().any(|e| matches!(
         e,
-        Event::Rejoined { project_id: 3, recovered: true, replayed: 2, .. }
+        Event::Rejoined {
+            project_id: 3,
+            recovered: true,
+            replayed: 2,
+            ..
+        }
     )));
     let data: Vec<String> = h
         .events()

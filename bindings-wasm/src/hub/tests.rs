@@ -81,9 +81,11 @@ fn a_closed_connection_s_session_resumes_and_rejoins_from_its_position_with_what
     assert!(epoch.is_string(), "{ack}");
     let again = h.accept(20.0).unwrap();
     assert_eq!(again, 3.0);
-    let resume = json!({"type": "hello", "data": {"protocol": 2, "userId": "bob", "sessionId": bob_sid}});
+    let resume =
+        json!({"type": "hello", "data": {"protocol": 2, "userId": "bob", "sessionId": bob_sid}});
     h.frame(20.0, again, &resume.to_string()).unwrap();
-    let rejoin = json!({"type": "project_subscribe", "data": {"epoch": epoch, "offset": 0}, "projectId": 1});
+    let rejoin =
+        json!({"type": "project_subscribe", "data": {"epoch": epoch, "offset": 0}, "projectId": 1});
     h.frame(20.0, again, &rejoin.to_string()).unwrap();
     let frames = sent_to(&outputs(&mut h), 3);
     assert_eq!(frames[0]["type"], "welcome");

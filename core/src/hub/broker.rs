@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(p1.epoch, empty.epoch);
         assert_eq!(
             &*f1,
-            format!(r#"{{"type":"n","data":1,"projectId":7,"epoch":"{}","offset":1}}"#, p1.epoch)
+            format!(
+                r#"{{"type":"n","data":1,"projectId":7,"epoch":"{}","offset":1}}"#,
+                p1.epoch
+            )
         );
         assert_ne!(b.top(8).epoch, p1.epoch, "each log has its own epoch");
         let again = InMemoryBroker::new(8, 2).top(7).epoch;
@@ -224,7 +227,10 @@ mod tests {
         assert_eq!(b.replay(1, &epoch, 5, 10), Ok(vec![]));
         assert_eq!(b.replay(1, &epoch, 1, 10), Err(Unrecoverable::TooOld));
         assert_eq!(b.replay(1, &epoch, 6, 10), Err(Unrecoverable::Ahead));
-        assert_eq!(b.replay(1, "other", 5, 10), Err(Unrecoverable::EpochChanged));
+        assert_eq!(
+            b.replay(1, "other", 5, 10),
+            Err(Unrecoverable::EpochChanged)
+        );
         assert_eq!(b.replay(1, &epoch, 2, 2), Err(Unrecoverable::TooMany));
     }
 

@@ -694,7 +694,7 @@ impl<B: Broker> HubCore<B> {
                 let msg = Envelope::new("project_updated", &with_version(state, version));
                 let (_, frame) = self.broker.append(p, msg);
                 // Every member hears the new version, the editor included.
-                self.to_members(p, None, &frame);
+                self.send_to_members(p, None, &frame);
             }
             ("project_sync_request", Some(p)) => self.send_snapshot(conn, p),
             ("user_typing_start" | "user_typing_stop", Some(p)) => {
@@ -707,7 +707,7 @@ impl<B: Broker> HubCore<B> {
                     ..Envelope::new(&env.msg_type, &typist).in_project(p)
                 };
                 let frame: Frame = relay.to_json().into();
-                self.to_members(p, Some(conn), &frame);
+                self.send_to_members(p, Some(conn), &frame);
             }
             ("agent_prompt", _) => return self.start_stream(now, conn, sid, &env),
             ("agent_stream_interrupt", _) => {
@@ -743,7 +743,7 @@ impl<B: Broker> HubCore<B> {
                 let (position, frame) = self.broker.append(p, relay);
                 // Encoded once, the same bytes for every other member; the sender learns the
                 // message's place from its ack.
-                self.to_members(p, Some(conn), &frame);
+                self.send_to_members(p, Some(conn), &frame);
                 return Applied::Yes(Some((p, position)));
             }
             _ => {}
@@ -834,7 +834,7 @@ impl<B: Broker> HubCore<B> {
     }
 
     /// Sends one frame to every member connection of a project but `except`.
-    fn to_members(&mut self, project: u64, except: Option<ConnId>, frame: &Frame) {
+    fn send_to_members(&mut self, project: u64, except: Option<ConnId>, frame: &Frame) {
         let Some(members) = self.members.get(&project) else {
             return;
         };

@@ -281,7 +281,10 @@ fn a_rejoin_from_a_position_replays_exactly_what_followed_and_a_takeover_closes_
     let note = json!({"type": "note", "data": "seen", "projectId": 5});
     let out = feed(&mut h, 5, 1, &note.to_string());
     let seen = &sent_to(&out, 2)[0];
-    assert_eq!((seen["epoch"].as_str(), seen["offset"].as_u64()), (Some(epoch.as_str()), Some(1)));
+    assert_eq!(
+        (seen["epoch"].as_str(), seen["offset"].as_u64()),
+        (Some(epoch.as_str()), Some(1))
+    );
     h.closed(t(6), ConnId(2));
     drain(&mut h);
     for i in 0..3 {
@@ -303,7 +306,8 @@ fn a_rejoin_from_a_position_replays_exactly_what_followed_and_a_takeover_closes_
     let hello = json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid}});
     let out = feed(&mut h, 20, 3, &hello.to_string());
     assert_eq!(sent_to(&out, 3)[0]["data"]["resumed"], true);
-    let rejoin = json!({"type": "project_subscribe", "data": {"epoch": epoch, "offset": 1}, "projectId": 5});
+    let rejoin =
+        json!({"type": "project_subscribe", "data": {"epoch": epoch, "offset": 1}, "projectId": 5});
     let out = feed(&mut h, 21, 3, &rejoin.to_string());
     let frames = sent_to(&out, 3);
     assert_eq!(frames[0]["type"], "project_joined");
@@ -311,14 +315,23 @@ fn a_rejoin_from_a_position_replays_exactly_what_followed_and_a_takeover_closes_
     assert_eq!(frames[0]["data"]["replayed"], 3);
     let datas: Vec<&Value> = frames[1..4].iter().map(|v| &v["data"]).collect();
     assert_eq!(datas, [&json!(0), &json!(1), &json!(2)], "{frames:?}");
-    assert_eq!(frames[4]["type"], "presence_state", "no snapshot: the replay rebuilt it");
+    assert_eq!(
+        frames[4]["type"], "presence_state",
+        "no snapshot: the replay rebuilt it"
+    );
     // Another epoch cannot be recovered: the answer says so and the snapshot follows.
     let stale = json!({"type": "project_subscribe", "data": {"epoch": "gone", "offset": 1}, "projectId": 5});
     let out = feed(&mut h, 22, 3, &stale.to_string());
     let frames = sent_to(&out, 3);
     assert_eq!(frames[0]["data"]["recovered"], false);
     assert_eq!(frames[0]["data"]["reason"], "epoch_changed");
-    assert_eq!((frames[0]["data"]["epoch"].as_str(), frames[0]["data"]["offset"].as_u64()), (Some(epoch.as_str()), Some(4)));
+    assert_eq!(
+        (
+            frames[0]["data"]["epoch"].as_str(),
+            frames[0]["data"]["offset"].as_u64()
+        ),
+        (Some(epoch.as_str()), Some(4))
+    );
     assert_eq!(frames[1]["type"], "project_snapshot");
     // The same session on yet another connection: the older one is closed with 1000.
     h.accepted(t(30), ConnId(4));

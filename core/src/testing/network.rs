@@ -686,7 +686,7 @@ fn new_hub(
     seed: u64,
 ) -> HubCore<InMemoryBroker> {
     // Each hub process its own broker: one started afresh draws new epochs.
-    let broker = InMemoryBroker::new(settings.replay_capacity, seed ^ 0x5eed_b20c_e2);
+    let broker = InMemoryBroker::new(settings.replay_capacity, seed ^ 0x5eed_b20c_e200);
     let hub = HubCore::new(settings.clone(), broker, seed);
     match agent {
         Some(a) => hub.with_agent(Box::new(a.clone()) as Box<dyn AgentSource>),
