@@ -2,7 +2,7 @@
 ``json.loads`` + dict dispatch of the same bytes, in the same run.
 
 Every frame is a ~200-byte ``project_updated`` envelope (``type``, ``data`` with 4 fields,
-``timestamp``, ``projectId``, ``seq``), as in the core's Rust bench. The session is open with 10
+``timestamp``, ``projectId``, ``epoch``, ``offset``), as in the core's Rust bench. The session is open with 10
 subscriptions (3 match each message), so every frame yields one ``message`` event as a dict.
 
 The pure-Python baseline is what the binding replaces in a naive QA script: ``json.loads`` of
@@ -28,7 +28,7 @@ URL = "ws://127.0.0.1:9/ws"
 
 
 def frames(n: int) -> list[str]:
-    """``n`` envelopes of about 200 bytes with increasing ``seq``."""
+    """``n`` envelopes of about 200 bytes with increasing ``offset``."""
     out = []
     for seq in range(1, n + 1):
         data = {"version": seq, "title": "Quarterly plan, v2 draft", "editor": "ann", "cursor": seq % 977}
@@ -38,18 +38,23 @@ def frames(n: int) -> list[str]:
             "timestamp": "2026-11-28T17:43:07.123Z",
             "id": f"9f3a61c2-{seq}",
             "projectId": 7,
-            "seq": seq,
+            "epoch": "e1",
+            "offset": seq,
         }
         out.append(json.dumps(env, separators=(",", ":")))
     return out
 
 
 def open_session() -> sockline.Session:
-    """An open session with 10 subscriptions, 3 of which match ``project_updated`` in project 7."""
+    """An open session joined to project 7 with 10 subscriptions, 3 of which match
+    ``project_updated`` in project 7."""
     s = sockline.Session(URL, seed=1, heartbeat_interval_ms=10**9, heartbeat_timeout_ms=10**9)
     s.connect(0)
     s.transport_opened(0)
-    s.frame(0, '{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}')
+    s.frame(0, '{"type":"welcome","data":{"sessionId":"s1"}}')
+    # Joined, so every frame takes the position check a project message takes in real use.
+    s.join_project(0, 7)
+    s.frame(0, '{"type":"project_joined","data":{"epoch":"e1","offset":0},"projectId":7}')
     for pattern, project in [
         ("project_updated", 7),
         ("project_*", None),

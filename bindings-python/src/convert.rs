@@ -234,8 +234,11 @@ pub fn output_to_py<'py>(
             if let Some(p) = message.project_id {
                 env.set_item(intern!(py, "projectId"), int_obj(py, p))?;
             }
-            if let Some(seq) = message.seq {
-                env.set_item(intern!(py, "seq"), int_obj(py, seq))?;
+            if let Some(epoch) = &message.epoch {
+                env.set_item(intern!(py, "epoch"), PyString::new(py, epoch))?;
+            }
+            if let Some(offset) = message.offset {
+                env.set_item(intern!(py, "offset"), int_obj(py, offset))?;
             }
             let subs = PyList::new(py, subscriptions.iter().map(|s| s.0))?;
             let d = PyDict::new(py);
@@ -267,11 +270,11 @@ mod tests {
         s.transport_opened(Timestamp::ZERO);
         s.frame(
             Timestamp::ZERO,
-            r#"{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}"#,
+            r#"{"type":"welcome","data":{"sessionId":"s1"}}"#,
         );
         s.frame(
             Timestamp::ZERO,
-            r#"{"type":"n","data":{"b":[1,2.5,null],"a":"x"},"timestamp":"t","id":"i","projectId":3,"seq":1}"#,
+            r#"{"type":"n","data":{"b":[1,2.5,null],"a":"x"},"timestamp":"t","id":"i","projectId":3,"epoch":"e","offset":1}"#,
         );
         s.send(
             Timestamp::ZERO,

@@ -140,22 +140,29 @@ class ScriptedServer:
         if n > 1:
             welcome["resumed"] = True
         peer.send("welcome", welcome)
-        await peer.expect("project_subscribe")  # the client re-joins project 1 after each welcome
+        # The client re-joins project 1 after each welcome, from its position once it has one:
+        # answered as recovered, with nothing to replay (the script sends each note once).
+        join = await peer.expect("project_subscribe")
+        since = join.get("data", {}).get("offset")
+        joined: dict[str, Any] = {"epoch": "e1", "offset": since or 0}
+        if since is not None:
+            joined.update(recovered=True, replayed=0)
+        peer.send("project_joined", joined, projectId=1)
         if n == 1:
-            peer.send("note", {"n": 1}, projectId=1, seq=1)
-            peer.send("note", {"n": 2}, projectId=1, seq=2)
+            peer.send("note", {"n": 1}, projectId=1, epoch="e1", offset=1)
+            peer.send("note", {"n": 2}, projectId=1, epoch="e1", offset=2)
             await peer.end()  # abrupt: no close frame
         elif n == 2:
-            peer.send("note", {"n": 3}, projectId=1, seq=3)
+            peer.send("note", {"n": 3}, projectId=1, epoch="e1", offset=3)
             peer.send_raw(8, b"")  # a close frame without a status code
             await peer.until_close_frame()
             await peer.end()
         elif n == 3:
-            peer.send("note", {"n": 4}, projectId=1, seq=4)
+            peer.send("note", {"n": 4}, projectId=1, epoch="e1", offset=4)
             await peer.writer.drain()
             await self.released.wait()  # stalled: reads nothing, answers nothing
         else:
-            peer.send("note", {"n": 5}, projectId=1, seq=5)
+            peer.send("note", {"n": 5}, projectId=1, epoch="e1", offset=5)
             payload = await peer.until_close_frame()
             if payload is not None:
                 peer.send_raw(8, payload[:2])  # echo the code, no reason
@@ -163,7 +170,7 @@ class ScriptedServer:
 
 
 def is_last(out: dict[str, Any]) -> bool:
-    return out.get("kind") == "message" and out["message"].get("seq") == 5
+    return out.get("kind") == "message" and out["message"].get("offset") == 5
 
 
 async def run_tokio(url: str, record: Path) -> list[dict[str, Any]]:
@@ -266,5 +273,5 @@ def test_tokio_and_asyncio_drivers_feed_the_same_inputs_and_get_the_same_outputs
     assert kinds[:3] == ["subscribe", "join_project", "connect"]
     assert {"transport_lost", "transport_closed", "timeout"} <= set(kinds)
     assert "transport_error" not in kinds
-    assert [o["message"]["seq"] for o in tokio_out if o["kind"] == "message"] == [1, 2, 3, 4, 5]
+    assert [o["message"]["offset"] for o in tokio_out if o["kind"] == "message"] == [1, 2, 3, 4, 5]
     assert tokio_out[-1] == {"kind": "status", "from": "closing", "to": "closed", "reason": "closed by client", "attempt": 3}

@@ -202,13 +202,13 @@ def test_agent_stream_resumes_after_a_drop_and_assembles_in_order() -> None:
     h.push("agent_stream_chunk", {"streamId": "r1", "seq": 1, "delta": ", "})
     h.server_close(1006, "")
     assert h.state == "reconnecting"
-    # Pushed while the client is away: logged by the server, replayed on resume.
-    h.push("agent_stream_chunk", {"streamId": "r1", "seq": 2, "delta": "world"})
     h.advance(1000)
     assert h.state == "open"
     assert kinds(h.events, "ready")[-1]["resumed"] is True
     resumes = frames_of_type(h, "agent_stream_resume")
     assert [r["data"] for r in resumes] == [{"streamId": "r1", "fromSeq": 2}]
+    # The hub's answer to the resume: the chunks from seq 2 (made while the client was away).
+    h.push("agent_stream_chunk", {"streamId": "r1", "seq": 2, "delta": "world"})
     # A duplicate and an out-of-order chunk, then the end.
     h.push("agent_stream_chunk", {"streamId": "r1", "seq": 1, "delta": ", "})
     h.push("agent_stream_chunk", {"streamId": "r1", "seq": 4, "delta": "."})

@@ -16,7 +16,7 @@ from sockline import Session
 from conftest import replayed_dicts
 
 URL = "ws://127.0.0.1:9/ws"
-WELCOME = '{"type":"welcome","data":{"sessionId":"s1","lastSeq":0}}'
+WELCOME = '{"type":"welcome","data":{"sessionId":"s1"}}'
 
 
 def open_session(**config: Any) -> Session:
@@ -42,7 +42,7 @@ def test_connect_outputs_in_canonical_form_and_order() -> None:
     s.transport_opened(5)
     (hello,) = s.drain()
     assert hello["kind"] == "transmit"
-    assert json.loads(hello["text"]) == {"type": "hello", "data": {"protocol": 1}}
+    assert json.loads(hello["text"]) == {"type": "hello", "data": {"protocol": 2}}
     s.frame(6, WELCOME)
     out = s.drain()
     assert [o["kind"] for o in out] == ["status", "ready"]
@@ -63,9 +63,12 @@ def test_dicts_match_the_core_canonical_json_key_for_key_and_in_order() -> None:
     got += s.drain()
     s.frame(2, WELCOME)
     got += s.drain()
-    s.frame(3, '{"type":"note","data":{"z":1,"a":[1.5,-2,"x",null,true,{"k":{}}]},"id":"m1","projectId":4,"seq":1,"timestamp":"2026-01-01T00:00:00.000Z"}')
+    s.join_project(2, 4)
+    s.frame(2, '{"type":"project_joined","data":{"epoch":"e","offset":0},"projectId":4}')
     got += s.drain()
-    s.frame(4, '{"type":"note","data":7,"seq":3}')
+    s.frame(3, '{"type":"note","data":{"z":1,"a":[1.5,-2,"x",null,true,{"k":{}}]},"id":"m1","projectId":4,"epoch":"e","offset":1,"timestamp":"2026-01-01T00:00:00.000Z"}')
+    got += s.drain()
+    s.frame(4, '{"type":"note","data":7,"projectId":4,"epoch":"e","offset":3}')  # a hole: gap, rejoin
     got += s.drain()
     s.frame(5, "not json")
     got += s.drain()
@@ -233,7 +236,7 @@ def test_invalid_json_huge_and_deep_frames_are_reported_not_raised() -> None:
     assert "exceeds max_frame_bytes" in errors[1]
     assert s.state == "open"
     assert s.stats["protocol_errors"] == 5
-    s.frame(3, '{"type":"x","data":1,"seq":1}')
+    s.frame(3, '{"type":"x","data":1}')
     assert [o["kind"] for o in s.drain()] == ["message"]
 
 
@@ -248,7 +251,7 @@ def test_a_multi_megabyte_frame_is_handled_and_refused() -> None:
 
 
 def test_frame_many_equals_frame_one_by_one() -> None:
-    texts = [json.dumps({"type": "n", "data": i, "seq": i + 1}) for i in range(50)]
+    texts = [json.dumps({"type": "n", "data": i, "id": f"n{i % 40}"}) for i in range(50)]
     a, b = open_session(), open_session()
     a.subscribe(3, "n")
     b.subscribe(3, "n")
@@ -281,11 +284,11 @@ def test_snapshot_and_restore_outbox_between_sessions() -> None:
 def test_stream_typing_presence_and_project_accessors() -> None:
     s = open_session(user_id="ann")
     s.join_project(3, 5)
-    s.frame(4, '{"type":"presence_state","data":{"members":["bob","ann"]},"projectId":5,"seq":1}')
-    s.frame(4, '{"type":"project_snapshot","data":{"version":4},"projectId":5,"seq":2}')
+    s.frame(4, '{"type":"presence_state","data":{"members":["bob","ann"]},"projectId":5}')
+    s.frame(4, '{"type":"project_snapshot","data":{"version":4},"projectId":5}')
     s.frame(4, '{"type":"user_typing_start","data":{"userId":"bob"},"projectId":5}')
-    s.frame(4, '{"type":"agent_stream_start","data":{"streamId":"r"},"seq":3}')
-    s.frame(4, '{"type":"agent_stream_chunk","data":{"streamId":"r","seq":0,"delta":"hi"},"seq":4}')
+    s.frame(4, '{"type":"agent_stream_start","data":{"streamId":"r"}}')
+    s.frame(4, '{"type":"agent_stream_chunk","data":{"streamId":"r","seq":0,"delta":"hi"}}')
     assert s.presence(5) == ["ann", "bob"]
     assert s.project_version(5) == 4
     assert s.typing_users(5) == ["bob"]
@@ -388,7 +391,7 @@ def test_drain_json_is_the_canonical_text_of_drain() -> None:
     a, b = open_session(), open_session()
     for s in (a, b):
         s.subscribe(3, "*")
-        s.frame(4, '{"type":"n","data":{"z":[1,{"y":null}]},"seq":1}')
+        s.frame(4, '{"type":"n","data":{"z":[1,{"y":null}]},"projectId":2,"epoch":"e","offset":1}')
         s.send(4, "chat", {"b": 1})
     texts = a.drain_json()
     assert [json.loads(t) for t in texts] == b.drain()

@@ -11,7 +11,7 @@ const hubUrl = `ws://${location.host}/ws`;
 
 /** A 200-byte chat frame with `seq`. */
 function frame(seq: number): string {
-  const head = `{"type":"chat","projectId":1,"seq":${seq},"data":{"text":"`;
+  const head = `{"type":"chat","projectId":1,"epoch":"e1","offset":${seq},"data":{"text":"`;
   const tail = `"}}`;
   return head + "x".repeat(200 - head.length - tail.length) + tail;
 }

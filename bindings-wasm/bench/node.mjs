@@ -8,7 +8,7 @@ const N = Number(process.argv[2] ?? 50_000);
 await ready();
 
 function frame(seq) {
-  const head = `{"type":"chat","projectId":1,"seq":${seq},"data":{"text":"`;
+  const head = `{"type":"chat","projectId":1,"epoch":"e1","offset":${seq},"data":{"text":"`;
   const tail = `"}}`;
   return head + "x".repeat(200 - head.length - tail.length) + tail;
 }

@@ -30,7 +30,7 @@ function numbers(): Float64Array {
 const KEEP_INPUT_BYTES = 64 * 1024;
 
 /** The canonical envelope of a frame the core accepted (its `Envelope` serialized: `type`,
- *  `data` (null when absent), then `timestamp`, `id`, `projectId`, `seq` where not null; other
+ *  `data` (null when absent), then `timestamp`, `id`, `projectId`, `epoch`, `offset` where not null; other
  *  keys dropped), built from the frame's own `JSON.parse`. The core parsed the same text with
  *  the same JSON rules, so these are the values its canonical JSON would have carried: `data`
  *  is kept as the exact text received, and the other fields are strings and whole numbers. */
@@ -40,7 +40,8 @@ function envelopeOf(text: string): Envelope {
   if (p.timestamp != null) m.timestamp = p.timestamp;
   if (p.id != null) m.id = p.id;
   if (p.projectId != null) m.projectId = p.projectId;
-  if (p.seq != null) m.seq = p.seq;
+  if (p.epoch != null) m.epoch = p.epoch;
+  if (p.offset != null) m.offset = p.offset;
   return m;
 }
 
@@ -107,7 +108,10 @@ export interface Envelope {
   timestamp?: string;
   id?: string;
   projectId?: number;
-  seq?: number;
+  /** The project log's epoch (a project message the hub relayed). */
+  epoch?: string;
+  /** The message's place in its project's log, from 1. */
+  offset?: number;
 }
 
 /** A connection state (terminal ones: `idle`, `closed`, `failed`; see `isTerminalState`). */
@@ -144,6 +148,7 @@ export type SessionEvent =
   | { kind: "token_required"; reason: string }
   | { kind: "token_refresh_due"; expires_at: number }
   | { kind: "gap"; project_id?: number; from: number; to: number }
+  | { kind: "rejoined"; project_id: number; recovered: boolean; replayed: number; reason?: string }
   | { kind: "typing"; project_id: number; users: string[] }
   | { kind: "stream"; stream_id: string; state: StreamState; delta?: string; len: number; error?: string }
   | { kind: "project"; project_id: number; version: number; state: "stale" | "synced" }

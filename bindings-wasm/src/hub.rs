@@ -207,7 +207,9 @@ impl Hub {
     pub fn new(options_json: &str, seed: f64) -> Result<Hub> {
         let seed = whole("seed", seed)?;
         let (settings, agent) = hub_options(&parse("options", options_json)?, seed, &[])?;
-        let core = HubCore::new(settings, InMemoryBroker::default(), seed);
+        // Epochs from the seed too: a test kit's run is the same on every run.
+        let broker = InMemoryBroker::new(settings.replay_capacity, seed ^ 0x0e90_c4e9);
+        let core = HubCore::new(settings, broker, seed);
         let inner = match agent {
             Some(a) => core.with_agent(Box::new(a) as Box<dyn AgentSource>),
             None => core,

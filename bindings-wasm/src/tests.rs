@@ -76,7 +76,11 @@ fn the_session_round_trip_in_canonical_json() {
         "data is the application's"
     );
     assert_eq!(text["id"], id);
-    s.frame(6.0, r#"{"type":"chat","data":1,"seq":1}"#).unwrap();
+    s.frame(
+        6.0,
+        r#"{"type":"chat","data":1,"projectId":2,"epoch":"e","offset":1}"#,
+    )
+    .unwrap();
     let got = outputs(&mut s);
     assert_eq!(got[0]["kind"], "message");
     assert_eq!(got[0]["message"]["data"], 1);
@@ -225,8 +229,12 @@ fn receive_is_frame_then_drain_with_the_frames_message_as_numbers() {
     for s in [&mut a, &mut b] {
         s.subscribe(11.0, "*", None).unwrap();
         s.subscribe(11.0, "chat", None).unwrap();
+        s.join_project(11.0, 3.0).unwrap();
+        let joined = r#"{"type":"project_joined","data":{"epoch":"e","offset":0},"projectId":3}"#;
+        s.frame(11.0, joined).unwrap();
+        s.drain();
     }
-    let text = r#"{"type":"chat","data":{"x":1},"seq":1}"#;
+    let text = r#"{"type":"chat","data":{"x":1},"projectId":3,"epoch":"e","offset":1}"#;
     a.frame(12.0, text).unwrap();
     let want = outputs(&mut a);
     assert_eq!(kinds(&want), ["message", "timeout"]);
@@ -238,15 +246,23 @@ fn receive_is_frame_then_drain_with_the_frames_message_as_numbers() {
     // A duplicate: only the timeout.
     assert_eq!(receive(&mut b, 13.0, text), 0.0);
     // Anything else comes as JSON, the frame's message without its envelope.
-    let gap = r#"{"type":"chat","data":2,"seq":3}"#;
+    let presence = r#"{"type":"presence_state","data":{"members":["bob"]},"projectId":3}"#;
     a.frame(14.0, text).unwrap();
     a.drain();
-    a.frame(14.0, gap).unwrap();
+    a.frame(14.0, presence).unwrap();
     let mut want = outputs(&mut a);
-    assert_eq!(receive(&mut b, 14.0, gap), -1.0);
+    assert_eq!(receive(&mut b, 14.0, presence), -1.0);
     let got: Vec<Value> = serde_json::from_str(&b.take_received()).unwrap();
-    assert_eq!(kinds(&got), ["gap", "message", "timeout"]);
+    assert_eq!(kinds(&got), ["presence", "message", "timeout"]);
     want[1].as_object_mut().unwrap().remove("message");
+    assert_eq!(got, want);
+    // A hole in the log: the gap and the rejoin, the message withheld.
+    let gap = r#"{"type":"chat","data":2,"projectId":3,"epoch":"e","offset":3}"#;
+    a.frame(15.0, gap).unwrap();
+    let want = outputs(&mut a);
+    assert_eq!(receive(&mut b, 15.0, gap), -1.0);
+    let got: Vec<Value> = serde_json::from_str(&b.take_received()).unwrap();
+    assert_eq!(kinds(&got), ["gap", "transmit", "timeout"]);
     assert_eq!(got, want);
     assert_eq!(b.take_received(), "", "taken");
     assert_eq!(b.inner.stats(), a.inner.stats());

@@ -34,8 +34,8 @@ function socket(hub, url = "ws://hub.test/ws") {
   return { ws, log, frames, of: (type) => frames.filter((f) => f.type === type) };
 }
 
-const hello = (userId, more = {}) => JSON.stringify({ type: "hello", data: { protocol: 1, userId, ...more } });
-const join = (projectId) => JSON.stringify({ type: "project_subscribe", data: {}, projectId });
+const hello = (userId, more = {}) => JSON.stringify({ type: "hello", data: { protocol: 2, userId, ...more } });
+const join = (projectId, since = {}) => JSON.stringify({ type: "project_subscribe", data: since, projectId });
 
 /** A welcomed socket (and its session id) that joined `project`. */
 function member(hub, userId, project) {
@@ -71,14 +71,14 @@ test("a socket opens after the latency and its hello gets a welcome", async () =
   const [welcome] = s.frames;
   assert.equal(welcome.type, "welcome");
   assert.equal(welcome.data.resumed, false);
-  assert.equal(welcome.data.lastSeq, 0);
+  assert.equal("lastSeq" in welcome.data, false, "protocol 2 has no session sequence");
   assert.match(welcome.data.sessionId, /^s1-[0-9a-f]{16}$/);
   assert.equal(s.ws.bufferedAmount, 0);
   assert.equal(hub.connectionsAccepted, 1);
   hub.free();
 });
 
-test("two sockets in one project relay, acked once, with seq", async () => {
+test("two sockets in one project relay, acked once, with the log position", async () => {
   await ready();
   const hub = new VirtualHub({ latencyMs: 2 }, 2);
   const ann = member(hub, "ann", 7);
@@ -90,9 +90,12 @@ test("two sockets in one project relay, acked once, with seq", async () => {
   const [note] = bob.of("note");
   assert.deepEqual(note.data, { n: 1 });
   assert.equal(note.id, "m1");
-  assert.equal(typeof note.seq, "number");
+  assert.equal(note.offset, 1);
+  assert.match(note.epoch, /^[0-9a-f]{16}$/);
   hub.advance(100);
-  assert.deepEqual(ann.of("ack"), [{ type: "ack", data: { id: "m1" } }]);
+  assert.deepEqual(ann.of("ack"), [
+    { type: "ack", data: { id: "m1", projectId: 7, epoch: note.epoch, offset: 1 } },
+  ]);
   assert.equal(ann.of("note").length, 0, "not back to the sender");
   assert.equal(hub.hubRelayed, relayedBefore + 1);
   hub.free();
@@ -103,7 +106,7 @@ test("a dropped link is 1006 on the socket, closed at the hub, and the session r
   const hub = new VirtualHub({}, 3);
   const ann = member(hub, "ann", 7);
   const bob = member(hub, "bob", 7);
-  const lastSeq = Math.max(...bob.frames.map((f) => f.seq ?? 0));
+  const { epoch, offset } = bob.of("project_joined")[0].data;
   hub.dropLinks();
   hub.advance(50);
   assert.deepEqual(closes(ann), ["close 1006  false"]);
@@ -118,9 +121,11 @@ test("a dropped link is 1006 on the socket, closed at the hub, and the session r
   hub.advance(50);
   const bob2 = socket(hub);
   hub.advance(5);
-  bob2.ws.send(hello("bob", { sessionId: bob.sessionId, lastSeq }));
+  bob2.ws.send(hello("bob", { sessionId: bob.sessionId }));
+  bob2.ws.send(join(7, { epoch, offset }));
   hub.advance(50);
-  assert.deepEqual(bob2.frames[0].data, { sessionId: bob.sessionId, resumed: true, lastSeq });
+  assert.deepEqual(bob2.frames[0].data, { sessionId: bob.sessionId, resumed: true });
+  assert.deepEqual(bob2.of("project_joined")[0].data, { epoch, offset, recovered: true, replayed: 1 });
   assert.deepEqual(
     bob2.of("note").map((n) => n.data),
     ["while you were away"],

@@ -31,7 +31,7 @@ test("a session round trip in canonical JSON", async () => {
   s.transportOpened(3.7);
   const [hello] = s.drain();
   assert.equal(hello.kind, "transmit");
-  assert.deepEqual(JSON.parse(hello.text), { type: "hello", data: { protocol: 1, userId: "ann" } });
+  assert.deepEqual(JSON.parse(hello.text), { type: "hello", data: { protocol: 2, userId: "ann" } });
   s.frame(4, JSON.stringify({ type: "welcome", data: { sessionId: "s1" } }));
   const welcomed = s.drain();
   assert.ok(welcomed.some((o) => o.kind === "status" && o.to === "open"));
@@ -39,10 +39,10 @@ test("a session round trip in canonical JSON", async () => {
   const id = s.send(5, { type: "chat", data: { projectId: "mine" }, projectId: 3 });
   const [sent] = s.drain();
   assert.deepEqual(JSON.parse(sent.text), { type: "chat", data: { projectId: "mine" }, id, projectId: 3 });
-  s.frame(6, JSON.stringify({ type: "chat", data: 1, seq: 1 }));
+  s.frame(6, JSON.stringify({ type: "chat", data: 1, projectId: 2, epoch: "e", offset: 1 }));
   const [message] = s.drain();
   assert.equal(message.kind, "message");
-  assert.deepEqual(message.message, { type: "chat", data: 1, seq: 1 });
+  assert.deepEqual(message.message, { type: "chat", data: 1, projectId: 2, epoch: "e", offset: 1 });
   s.transportLost(10);
   const lost = s.drain();
   const status = lost.find((o) => o.kind === "status");
@@ -122,20 +122,22 @@ test("receive gives exactly what frame + drain give, key order included, and rec
     s.connect(0);
     s.transportOpened(1);
     s.frame(2, JSON.stringify({ type: "welcome", data: { sessionId: "s1" } }));
+    s.frame(2, JSON.stringify({ type: "project_joined", projectId: 7, data: { epoch: "e1", offset: 0 } }));
     s.drain();
     return s;
   };
   const big = "y".repeat(70_000); // past the input buffer's keep size, then small again
   const frames = [
-    '{"type":"chat","projectId":7,"seq":1,"data":{"text":"hi","n":[1,2.50,-0,1e400]},"extra":{"x":1}}',
-    '{"type":"chat","projectId":7,"seq":1,"data":{"text":"again"}}', // duplicate seq
-    '{"seq":2,"type":"chat","timestamp":null,"id":null,"projectId":null}', // no data, nulls
-    '{"type":"chat","seq":5,"data":"gap"}', // a gap event first, then the message
+    '{"type":"chat","projectId":7,"epoch":"e1","offset":1,"data":{"text":"hi","n":[1,2.50,-0,1e400]},"extra":{"x":1}}',
+    '{"type":"chat","projectId":7,"epoch":"e1","offset":1,"data":{"text":"again"}}', // duplicate offset
+    '{"offset":2,"type":"chat","timestamp":null,"id":null,"projectId":null,"epoch":null}', // no data, nulls
+    '{"type":"chat","projectId":7,"epoch":"e1","offset":2,"data":"next"}',
+    '{"type":"chat","projectId":7,"epoch":"e1","offset":5,"data":"gap"}', // a hole: gap and a rejoin, withheld
     '{ "type" : "note" , "id" : "m1", "data" : { "a" : "\\u00e9\\ud83d\\ude00\\n" } , "timestamp":"2026-12-01T00:00:00Z"}',
     '{"type":"note","id":"m1","data":1}', // duplicate id
     '{"type":"note","id":"m2","data":{"__proto__":{"polluted":true},"k":"é😀"}}',
-    '{"type":"chat","seq":18446744073709551615,"data":0}',
-    '{"type":"chat","seq":6,"seq":7,"data":0}', // duplicate key: a protocol error
+    '{"type":"chat","projectId":9,"epoch":"e","offset":18446744073709551615,"data":0}',
+    '{"type":"chat","offset":6,"offset":7,"data":0}', // duplicate key: a protocol error
     "not json",
     '{"type":"bad type","data":1}',
     '{"type":"ping","data":{"nonce":5}}', // answered with a transmit

@@ -45,7 +45,7 @@ fn a_session_round_trip_in_canonical_json() {
     .unwrap();
     s.frame(
         6.0,
-        r#"{"type":"chat","data":{"n":1},"projectId":4,"seq":1}"#,
+        r#"{"type":"chat","data":{"n":1},"projectId":4,"epoch":"e","offset":1}"#,
     )
     .unwrap();
     let out = outputs(&mut s);
@@ -151,7 +151,7 @@ fn the_hub_core_welcomes_and_relays() {
         hub.frame(
             1.0,
             c,
-            &format!(r#"{{"type":"hello","data":{{"protocol":1,"userId":"{u}"}}}}"#),
+            &format!(r#"{{"type":"hello","data":{{"protocol":2,"userId":"{u}"}}}}"#),
         )
         .unwrap();
         hub.frame(

@@ -105,7 +105,7 @@ pub enum Event {
     Ready {
         /// The server's session id.
         session_id: String,
-        /// Whether missed messages will be replayed.
+        /// Whether the hub resumed the session (its agent streams and acknowledged ids).
         resumed: bool,
     },
     /// An application message for the listed subscriptions.
@@ -158,15 +158,32 @@ pub enum Event {
         /// What the server said.
         reason: String,
     },
-    /// A hole in a sequence: server `seq` (no `project_id`) or a project's versions.
+    /// A hole in a project's log: the offsets after `from` were skipped (or the epoch changed).
+    /// The message is withheld and the project joined again from `from`, which replays the hole
+    /// in order (`rejoined` follows).
     Gap {
-        /// The project whose versions skipped, when it is a project gap.
+        /// The project.
         #[serde(skip_serializing_if = "Option::is_none")]
         project_id: Option<u64>,
-        /// Last contiguous value held.
+        /// The last offset applied.
         from: u64,
-        /// The value received.
+        /// The offset received.
         to: u64,
+    },
+    /// A project was joined again from the client's position (after a reconnect or a gap): either
+    /// every message since was recovered (`replayed` of them follow, in order), or not, and the
+    /// project's snapshot follows instead (the gap contract: never a silent hole).
+    Rejoined {
+        /// The project.
+        project_id: u64,
+        /// Whether every message after the position follows.
+        recovered: bool,
+        /// How many messages the hub replays.
+        replayed: u64,
+        /// Why not recovered: `epoch_changed` (the log was created anew or lost), `too_old` (it no
+        /// longer reaches back), `too_many` (more were missed than the hub replays), `ahead`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The set of remote users typing in a project changed.
     Typing {

@@ -88,5 +88,5 @@ pub(crate) trait Feature {
     fn on_link_down(&mut self, _fx: &mut Effects) {}
 
     /// A welcome arrived: queue what the server must hear again on the new link.
-    fn on_welcome(&mut self, _fx: &mut Effects) {}
+    fn on_welcome(&mut self, _now: Timestamp, _fx: &mut Effects) {}
 }

@@ -99,10 +99,10 @@ impl Features {
     }
 
     /// Tells every feature a welcome arrived.
-    pub(crate) fn on_welcome(&mut self) -> Effects {
+    pub(crate) fn on_welcome(&mut self, now: Timestamp) -> Effects {
         let mut fx = Effects::new();
         for f in self.each_mut() {
-            f.on_welcome(&mut fx);
+            f.on_welcome(now, &mut fx);
         }
         fx
     }
@@ -120,7 +120,7 @@ mod tests {
         Features {
             backpressure: Backpressure::new(100, 50),
             typing: Typing::new(TypingConfig::default()).with_user(Some("ann".into())),
-            projects: Projects::new(8),
+            projects: Projects::new(8, 1000),
             streams: Streams::new(StreamsConfig {
                 stall_ms,
                 ..StreamsConfig::default()
@@ -144,7 +144,7 @@ mod tests {
         f.streams.on_start(t(0), "r1");
         f.projects.join(2).unwrap();
         let kinds: Vec<&str> = f
-            .on_welcome()
+            .on_welcome(Timestamp::ZERO)
             .iter()
             .map(|e| match e {
                 Effect::Queue(frame) => frame.msg_type,

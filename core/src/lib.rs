@@ -34,7 +34,7 @@ mod project;
 mod ratelimit;
 mod reconnect;
 mod replay;
-mod resume;
+
 mod rng;
 mod router;
 mod session;

@@ -1,4 +1,5 @@
-//! Project sync: joined projects and the last version applied to each, with gap detection.
+//! Joined projects: each one's position in its log (epoch and last offset applied), the join
+//! in flight, and the last state version applied, with gap detection.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use serde_json::json;
 
 use crate::event::{Event, ProjectState};
 use crate::feature::{Effect, Effects, Feature, SessionFrame, Verdict};
-use crate::timer::Timestamp;
+use crate::timer::{TimerKind, Timestamp};
 use crate::wire::{self, Envelope};
 
 /// Why a project could not be joined.
@@ -42,24 +43,58 @@ pub(crate) enum SnapshotVerdict {
     Synced { version: u64 },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// Where the client is in a project's log: the last message applied, in that log's epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// The log's epoch.
+    pub(crate) epoch: String,
+    /// The last offset applied.
+    pub(crate) offset: u64,
+}
+
+/// What an inbound project message's position means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OffsetVerdict {
+    /// Not a joined project: deliver it untracked.
+    Untracked,
+    /// The next message: deliver it (the position moved to it).
+    Next,
+    /// At or below the position: a repeat, withhold it.
+    Duplicate,
+    /// The join's answer has not come yet: withhold it (the answer's replay carries it).
+    Joining,
+    /// Messages after `from` were skipped (`to` arrived), or the epoch is another: withhold it
+    /// and join again from the position, which replays them in order.
+    Gap { from: u64, to: u64 },
+}
+
+#[derive(Clone, Debug, Default)]
 struct Tracked {
     version: Option<u64>,
     stale: bool,
+    position: Option<Position>,
+    /// A `project_subscribe` is out and its `project_joined` has not come: when to ask again.
+    joining: Option<Timestamp>,
+    /// That subscribe carried a position (the answer says whether it was recovered).
+    recovering: bool,
 }
 
 /// The joined projects; membership survives reconnects, versions survive until a snapshot says otherwise.
 #[derive(Clone, Debug)]
 pub(crate) struct Projects {
     max: usize,
+    /// How long a join may wait for its answer before it is asked again.
+    join_timeout_ms: u64,
     joined: BTreeMap<u64, Tracked>,
 }
 
 impl Projects {
-    /// No joined projects; at most `max` may be joined.
-    pub(crate) fn new(max: usize) -> Self {
+    /// No joined projects; at most `max` may be joined, each join answered within
+    /// `join_timeout_ms` or asked again.
+    pub(crate) fn new(max: usize, join_timeout_ms: u64) -> Self {
         Projects {
             max,
+            join_timeout_ms: join_timeout_ms.max(1),
             joined: BTreeMap::new(),
         }
     }
@@ -94,6 +129,82 @@ impl Projects {
     /// The last version applied.
     pub(crate) fn version(&self, project_id: u64) -> Option<u64> {
         self.joined.get(&project_id).and_then(|t| t.version)
+    }
+
+    /// The project's log position, once a join was answered.
+    #[cfg(test)]
+    pub(crate) fn position(&self, project_id: u64) -> Option<&Position> {
+        self.joined
+            .get(&project_id)
+            .and_then(|t| t.position.as_ref())
+    }
+
+    /// The `project_subscribe` frame that joins `project_id` on this link, from its position if
+    /// it has one; messages of the project are withheld until the answer.
+    pub(crate) fn subscribe(&mut self, project_id: u64, now: Timestamp) -> SessionFrame {
+        let mut data = wire::Subscribe::default();
+        if let Some(t) = self.joined.get_mut(&project_id) {
+            t.joining = Some(now.add_ms(self.join_timeout_ms));
+            t.recovering = t.position.is_some();
+            if let Some(p) = &t.position {
+                data.epoch = Some(p.epoch.clone());
+                data.offset = Some(p.offset);
+            }
+        }
+        SessionFrame {
+            msg_type: "project_subscribe",
+            data: json!(data),
+            project_id: Some(project_id),
+        }
+    }
+
+    /// Classifies a project message at `epoch`/`offset` (inbound, or the ack of the client's own)
+    /// and moves the position when it is the next one.
+    pub(crate) fn on_offset(&mut self, project_id: u64, epoch: &str, offset: u64) -> OffsetVerdict {
+        let Some(t) = self.joined.get_mut(&project_id) else {
+            return OffsetVerdict::Untracked;
+        };
+        if t.joining.is_some() {
+            return OffsetVerdict::Joining;
+        }
+        let Some(p) = t.position.as_mut() else {
+            return OffsetVerdict::Untracked;
+        };
+        if p.epoch != epoch {
+            return OffsetVerdict::Gap {
+                from: p.offset,
+                to: offset,
+            };
+        }
+        if offset <= p.offset {
+            return OffsetVerdict::Duplicate;
+        }
+        if offset == p.offset + 1 {
+            p.offset = offset;
+            return OffsetVerdict::Next;
+        }
+        OffsetVerdict::Gap {
+            from: p.offset,
+            to: offset,
+        }
+    }
+
+    /// The hub answered a join: the position to continue from; the `rejoined` event when the
+    /// client had asked to recover.
+    pub(crate) fn on_joined(&mut self, project_id: u64, joined: wire::Joined) -> Option<Event> {
+        let t = self.joined.get_mut(&project_id)?;
+        t.joining.take()?;
+        t.position = Some(Position {
+            epoch: joined.epoch,
+            offset: joined.offset,
+        });
+        let asked = std::mem::take(&mut t.recovering);
+        asked.then(|| Event::Rejoined {
+            project_id,
+            recovered: joined.recovered.unwrap_or(false),
+            replayed: joined.replayed.unwrap_or(0),
+            reason: joined.reason,
+        })
     }
 
     /// Whether versions were skipped since the last snapshot.
@@ -142,6 +253,24 @@ impl Feature for Projects {
         let is_snapshot = match env.msg_type.as_str() {
             "project_updated" => false,
             "project_snapshot" => true,
+            "project_joined" => {
+                // The protocol's own answer: it moves the position, the application hears
+                // `rejoined` (when it asked to recover), never the frame.
+                match (env.project_id, env.data_as::<wire::Joined>()) {
+                    (Some(p), Ok(joined)) => {
+                        if let Some(event) = self.on_joined(p, joined) {
+                            fx.push(Effect::Emit(event));
+                        }
+                    }
+                    (_, Err(e)) => fx.push(Effect::ProtocolError(format!(
+                        "invalid project_joined: {e}"
+                    ))),
+                    (None, _) => fx.push(Effect::ProtocolError(
+                        "invalid project_joined: needs projectId".into(),
+                    )),
+                }
+                return Verdict::Withhold;
+            }
             _ => return Verdict::Deliver,
         };
         // Versions are only tracked for joined projects; skip parsing the payload otherwise.
@@ -172,15 +301,8 @@ impl Feature for Projects {
                 Verdict::Withhold
             }
             UpdateVerdict::Gap {
-                from,
-                to,
-                from_version,
+                to, from_version, ..
             } => {
-                fx.push(Effect::Emit(Event::Gap {
-                    project_id: Some(project_id),
-                    from,
-                    to,
-                }));
                 fx.push(Effect::Emit(Event::Project {
                     project_id,
                     version: to,
@@ -196,20 +318,43 @@ impl Feature for Projects {
         }
     }
 
-    /// Re-joins every joined project on the new link (membership survives reconnects).
-    fn on_welcome(&mut self, fx: &mut Effects) {
+    /// Re-joins every joined project on the new link from its position (membership survives
+    /// reconnects; the hub replays what was missed or says it cannot).
+    fn on_welcome(&mut self, now: Timestamp, fx: &mut Effects) {
         for project_id in self.joined() {
-            fx.push(Effect::Queue(subscribe_frame(project_id)));
+            let frame = self.subscribe(project_id, now);
+            fx.push(Effect::Queue(frame));
         }
     }
-}
 
-/// The `project_subscribe` frame that joins `project_id` on the server.
-pub(crate) fn subscribe_frame(project_id: u64) -> SessionFrame {
-    SessionFrame {
-        msg_type: "project_subscribe",
-        data: json!({}),
-        project_id: Some(project_id),
+    /// A join in flight on a lost link is answered on the next one.
+    fn on_link_down(&mut self, _fx: &mut Effects) {
+        for t in self.joined.values_mut() {
+            t.joining = None;
+            t.recovering = false;
+        }
+    }
+
+    fn timer(&self) -> Option<TimerKind> {
+        Some(TimerKind::ProjectJoin)
+    }
+
+    fn due_at(&self) -> Option<Timestamp> {
+        self.joined.values().filter_map(|t| t.joining).min()
+    }
+
+    /// A join whose answer never came (lost on the way) is asked again, from the same position.
+    fn on_timer(&mut self, now: Timestamp, fx: &mut Effects) {
+        let overdue: Vec<u64> = self
+            .joined
+            .iter()
+            .filter(|(_, t)| t.joining.is_some_and(|at| at <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for project_id in overdue {
+            let frame = self.subscribe(project_id, now);
+            fx.push(Effect::Send(frame));
+        }
     }
 }
 
@@ -228,7 +373,7 @@ mod tests {
 
     #[test]
     fn versions_in_order_gaps_and_stale() {
-        let mut p = Projects::new(8);
+        let mut p = Projects::new(8, 1000);
         assert_eq!(p.on_update(1, 5), UpdateVerdict::NotJoined);
         assert_eq!(p.join(1), Ok(true));
         assert_eq!(p.join(1), Ok(false));
@@ -261,7 +406,7 @@ mod tests {
             &[1, 5, 2, 6, 3, 7],
         ];
         for seq in seqs {
-            let mut p = Projects::new(1);
+            let mut p = Projects::new(1, 1000);
             p.join(7).unwrap();
             let mut seen = Vec::new();
             for &v in seq {
@@ -277,8 +422,64 @@ mod tests {
     }
 
     #[test]
+    fn positions_move_one_offset_at_a_time_and_a_hole_or_another_epoch_asks_to_rejoin() {
+        let mut p = Projects::new(4, 1000);
+        assert_eq!(p.on_offset(1, "e", 1), OffsetVerdict::Untracked);
+        p.join(1).unwrap();
+        let first = p.subscribe(1, Timestamp::ZERO);
+        assert_eq!(
+            first.data,
+            json!({}),
+            "a first join has no position to recover"
+        );
+        assert_eq!(p.on_offset(1, "e", 1), OffsetVerdict::Joining);
+        let answer = |offset, recovered: Option<bool>| wire::Joined {
+            epoch: "e".into(),
+            offset,
+            recovered,
+            replayed: recovered.map(|_| 0),
+            reason: None,
+        };
+        assert_eq!(
+            p.on_joined(1, answer(4, None)),
+            None,
+            "no rejoined event for a first join"
+        );
+        assert_eq!(p.on_offset(1, "e", 4), OffsetVerdict::Duplicate);
+        assert_eq!(p.on_offset(1, "e", 5), OffsetVerdict::Next);
+        assert_eq!(
+            p.on_offset(1, "e", 7),
+            OffsetVerdict::Gap { from: 5, to: 7 }
+        );
+        assert_eq!(
+            p.on_offset(1, "f", 6),
+            OffsetVerdict::Gap { from: 5, to: 6 }
+        );
+        assert_eq!(
+            p.position(1).map(|q| q.offset),
+            Some(5),
+            "a hole moves nothing"
+        );
+        let again = p.subscribe(1, Timestamp::ZERO);
+        assert_eq!(again.data, json!({"epoch": "e", "offset": 5}));
+        assert_eq!(p.on_offset(1, "e", 6), OffsetVerdict::Joining);
+        let event = p.on_joined(1, answer(5, Some(true)));
+        assert!(
+            matches!(
+                event,
+                Some(Event::Rejoined {
+                    recovered: true,
+                    ..
+                })
+            ),
+            "{event:?}"
+        );
+        assert_eq!(p.on_offset(1, "e", 6), OffsetVerdict::Next);
+    }
+
+    #[test]
     fn cap_and_rejoin_forgets_version() {
-        let mut p = Projects::new(1);
+        let mut p = Projects::new(1, 1000);
         p.join(1).unwrap();
         assert_eq!(p.join(2), Err(ProjectError::TooMany { max: 1 }));
         p.on_update(1, 4);

@@ -20,10 +20,9 @@ use crate::input::{Input, Outcome, SendRequest};
 use crate::outbox::{Delivery, Held, Outbox, OutboxSnapshot};
 use crate::output::Output;
 use crate::presence::Presence;
-use crate::project::{self, Projects};
+use crate::project::{self, OffsetVerdict, Projects};
 use crate::ratelimit::RateLimiter;
 use crate::reconnect::{Decision, Reconnect};
-use crate::resume::{Resume, SeqVerdict};
 use crate::rng::Rng;
 use crate::router::{Router, SubscriptionId};
 use crate::stream::{InterruptError, StreamEvent, Streams};
@@ -74,7 +73,8 @@ pub struct Session {
     heartbeat: Heartbeat,
     outbox: Outbox,
     router: Router,
-    resume: Resume,
+    /// The hub's session id, presented in the next `hello` to resume it.
+    session_id: Option<String>,
     dedupe: DedupeWindow,
     limiter: RateLimiter,
     features: Features,
@@ -106,13 +106,13 @@ impl Session {
             heartbeat: Heartbeat::new(config.heartbeat.clone()),
             outbox: Outbox::new(config.outbox.clone()),
             router: Router::default(),
-            resume: Resume::new(config.dedupe_window.max(64)),
+            session_id: None,
             dedupe: DedupeWindow::new(config.dedupe_window),
             limiter: RateLimiter::new(config.rate_limit, now),
             features: Features {
                 backpressure: Backpressure::new(config.max_buffered_bytes, config.write_timeout_ms),
                 typing: Typing::new(config.typing.clone()).with_user(config.user_id.clone()),
-                projects: Projects::new(MAX_PROJECTS),
+                projects: Projects::new(MAX_PROJECTS, config.connect_timeout_ms),
                 streams: Streams::new(config.streams.clone()),
                 presence: Presence::new(MAX_MEMBERS),
                 auth: Auth::new(config.token.clone(), config.token_refresh_margin_ms),
@@ -580,7 +580,8 @@ impl Session {
             .join(project_id)
             .map_err(|_| SessionError::TooManyProjects { max: MAX_PROJECTS })?;
         if new && self.state == State::Open {
-            self.send_session_frame(now, project::subscribe_frame(project_id));
+            let frame = self.features.projects.subscribe(project_id, now);
+            self.send_session_frame(now, frame);
         }
         Ok(())
     }
@@ -720,11 +721,9 @@ impl Session {
             return;
         }
         self.link = Link::Handshaking;
-        let (session_id, last_seq) = self.resume.hello_fields();
         let hello = wire::Hello {
             protocol: wire::PROTOCOL_VERSION,
-            session_id,
-            last_seq,
+            session_id: self.session_id.clone(),
             token: self.features.auth.token().map(|t| t.expose().to_string()),
             user_id: self.cfg.user_id.clone(),
         };
@@ -941,6 +940,13 @@ impl Session {
                         self.stats.acked += 1;
                         self.emit(Event::Acked { id: h.id });
                     }
+                    // The client's own project message took this place in the log: the position
+                    // moves past it as if it had come back (the hub does not echo it).
+                    if let (Some(p), Some(epoch), Some(offset)) =
+                        (ack.project_id, ack.epoch.as_deref(), ack.offset)
+                    {
+                        self.sequence(now, p, epoch, offset);
+                    }
                 }
                 Err(e) => self.protocol_error(format!("invalid ack: {e}")),
             },
@@ -968,8 +974,7 @@ impl Session {
         };
         self.timers.clear(TimerKind::ConnectTimeout);
         self.link = Link::Up;
-        self.resume
-            .on_welcome(&welcome.session_id, welcome.resumed, welcome.last_seq);
+        self.session_id = Some(welcome.session_id.clone());
         let reason = if welcome.resumed {
             "session resumed"
         } else {
@@ -984,7 +989,7 @@ impl Session {
         self.reconnect.on_welcome(now);
         // Order after welcome: the features' re-sends (project re-joins, stream resumes),
         // at-least-once resends, the rest.
-        let fx = self.features.on_welcome();
+        let fx = self.features.on_welcome(now);
         self.apply(now, fx);
         self.outbox.requeue_inflight();
         self.flush(now);
@@ -1043,25 +1048,18 @@ impl Session {
         }
     }
 
-    /// An application message: sequence and id checks, the features, then delivery.
+    /// An application message: position and id checks, the features, then delivery.
     fn on_app_message(&mut self, now: Timestamp, env: Envelope) {
-        if let Some(seq) = env.seq {
-            match self.resume.observe(seq) {
-                SeqVerdict::Duplicate => {
-                    self.stats.duplicates += 1;
-                    return;
-                }
-                SeqVerdict::Gap { from, to } => self.emit(Event::Gap {
-                    project_id: None,
-                    from,
-                    to,
-                }),
-                SeqVerdict::New => {}
+        if let (Some(p), Some(epoch), Some(offset)) =
+            (env.project_id, env.epoch.as_deref(), env.offset)
+        {
+            if !self.sequence(now, p, epoch, offset) {
+                return;
             }
         } else if let Some(id) = &env.id {
-            // Only unsequenced messages are deduplicated by id: a sequenced one already is, by its
-            // seq, and ids are unique per sender only, so two senders' messages relayed by a hub
-            // may share one.
+            // Only messages without a log position are deduplicated by id: a logged one already
+            // is, by its offset, and ids are unique per sender only, so two senders' messages
+            // relayed by a hub may share one.
             if !self.dedupe.insert(id) {
                 self.stats.duplicates += 1;
                 return;
@@ -1069,6 +1067,29 @@ impl Session {
         }
         if self.apply_features(now, &env) {
             self.deliver(env);
+        }
+    }
+
+    /// Checks a project message's log position (inbound, or acked for the client's own); true
+    /// if it is the next one, or untracked, and may be delivered.
+    fn sequence(&mut self, now: Timestamp, project_id: u64, epoch: &str, offset: u64) -> bool {
+        match self.features.projects.on_offset(project_id, epoch, offset) {
+            OffsetVerdict::Next | OffsetVerdict::Untracked => true,
+            OffsetVerdict::Joining => false,
+            OffsetVerdict::Duplicate => {
+                self.stats.duplicates += 1;
+                false
+            }
+            OffsetVerdict::Gap { from, to } => {
+                self.emit(Event::Gap {
+                    project_id: Some(project_id),
+                    from,
+                    to,
+                });
+                let frame = self.features.projects.subscribe(project_id, now);
+                self.send_session_frame(now, frame);
+                false
+            }
         }
     }
 

@@ -496,7 +496,7 @@ impl Feature for Streams {
     }
 
     /// Asks the server to resume every unfinished stream from the chunk it still needs.
-    fn on_welcome(&mut self, fx: &mut Effects) {
+    fn on_welcome(&mut self, _now: Timestamp, fx: &mut Effects) {
         for (stream_id, from_seq) in self.resumes() {
             fx.push(Effect::Queue(SessionFrame {
                 msg_type: "agent_stream_resume",

@@ -79,6 +79,8 @@ pub enum TimerKind {
     TokenRefresh,
     /// The transport has stayed blocked (peer not reading) for `write_timeout_ms`.
     WriteTimeout,
+    /// A project join was not answered in time (its answer was lost): ask again.
+    ProjectJoin,
 }
 
 /// A deadline: when the session next needs `handle_timeout`, and why.

@@ -1,4 +1,4 @@
-//! Wire protocol v1: the JSON envelope, the control messages, and the inbound codec.
+//! Wire protocol v2: the JSON envelope, the control messages, and the inbound codec.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -6,12 +6,12 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Protocol version sent in `hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Types that belong to the protocol itself and never reach subscriptions.
 pub const CONTROL_TYPES: [&str; 6] = ["hello", "welcome", "ping", "pong", "ack", "error"];
 
-/// One message as it travels on the wire: `{type, data, timestamp?, id?, projectId?, seq?}`.
+/// One message as it travels on the wire: `{type, data, timestamp?, id?, projectId?, epoch?, offset?}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Envelope {
     /// The message type (snake_case by convention).
@@ -29,9 +29,12 @@ pub struct Envelope {
     /// Project the message belongs to.
     #[serde(default, rename = "projectId", skip_serializing_if = "Option::is_none")]
     pub project_id: Option<u64>,
-    /// Server-assigned sequence number within the session, for resume.
+    /// The project log's epoch (a project message relayed by the hub).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq: Option<u64>,
+    pub epoch: Option<String>,
+    /// The message's position in its project's log, from 1 (with `epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 fn null_raw() -> Box<RawValue> {
@@ -45,7 +48,8 @@ impl PartialEq for Envelope {
             && self.timestamp == other.timestamp
             && self.id == other.id
             && self.project_id == other.project_id
-            && self.seq == other.seq
+            && self.epoch == other.epoch
+            && self.offset == other.offset
     }
 }
 
@@ -55,7 +59,7 @@ impl Envelope {
         decode(text, max_bytes, max_depth)
     }
 
-    /// A message of `msg_type` carrying `data`, with no id, project or seq.
+    /// A message of `msg_type` carrying `data`, with no id, project or position.
     pub fn new<T: Serialize + ?Sized>(msg_type: &str, data: &T) -> Envelope {
         let text = serde_json::to_string(data).unwrap_or_else(|_| "null".to_string());
         Envelope {
@@ -64,7 +68,8 @@ impl Envelope {
             timestamp: None,
             id: None,
             project_id: None,
-            seq: None,
+            epoch: None,
+            offset: None,
         }
     }
 
@@ -264,9 +269,6 @@ pub struct Hello {
     /// Session to resume, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    /// Highest contiguous server `seq` seen in that session.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seq: Option<u64>,
     /// Credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -281,12 +283,10 @@ pub struct Hello {
 pub struct Welcome {
     /// The session id to present on the next `hello`.
     pub session_id: String,
-    /// Whether the server resumed the session named in `hello`.
+    /// Whether the server resumed the session named in `hello` (its agent streams and the
+    /// message ids it acknowledged).
     #[serde(default)]
     pub resumed: bool,
-    /// The server's last `seq` in this session before anything it replays.
-    #[serde(default)]
-    pub last_seq: Option<u64>,
 }
 
 /// `ping` / `pong` data.
@@ -298,9 +298,50 @@ pub struct Nonce {
 
 /// `ack` data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Ack {
     /// The acknowledged message id.
     pub id: String,
+    /// For a project message: its project, and the position the hub gave it in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
+    /// The log's epoch (with `offset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// The message's offset (with `epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// `project_subscribe` data: the position to recover from, when the client has one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscribe {
+    /// The epoch of the log the client was reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+    /// The last offset it applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// `project_joined` data: the hub's answer to `project_subscribe`, before anything it replays.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Joined {
+    /// The log's epoch.
+    pub epoch: String,
+    /// The position the client continues from: its own when recovered, the log's top otherwise.
+    pub offset: u64,
+    /// Present when the client asked to recover: whether every message after its position follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// How many messages follow as the replay (when recovered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<u64>,
+    /// Why not (when not recovered): `epoch_changed`, `too_old`, `too_many`, `ahead`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `error` data.
@@ -534,7 +575,7 @@ mod tests {
     #[test]
     fn decodes_the_seed_envelope() {
         let e = decode(
-            r#"{"type":"project_updated","data":{"a":1},"timestamp":"2025-01-27T00:00:00.000Z","projectId":7,"seq":3,"id":"m1"}"#,
+            r#"{"type":"project_updated","data":{"a":1},"timestamp":"2025-01-27T00:00:00.000Z","projectId":7,"epoch":"e1","offset":3,"id":"m1"}"#,
             1 << 20,
             64,
         )
@@ -542,7 +583,7 @@ mod tests {
         assert_eq!(e.msg_type, "project_updated");
         assert_eq!(e.data.get(), r#"{"a":1}"#);
         assert_eq!(e.project_id, Some(7));
-        assert_eq!(e.seq, Some(3));
+        assert_eq!((e.epoch.as_deref(), e.offset), (Some("e1"), Some(3)));
         assert_eq!(e.id.as_deref(), Some("m1"));
     }
 

@@ -21,13 +21,17 @@ enum Op {
 fn frame() -> impl Strategy<Value = String> {
     let project = 1u64..3;
     prop_oneof![
-        Just(r#"{"type":"hello","data":{"protocol":1,"userId":"u"}}"#.to_string()),
+        Just(r#"{"type":"hello","data":{"protocol":2,"userId":"u"}}"#.to_string()),
         (0u64..5).prop_map(|s| format!(
-            r#"{{"type":"hello","data":{{"protocol":1,"sessionId":"s{s}","lastSeq":{s}}}}}"#
+            r#"{{"type":"hello","data":{{"protocol":2,"sessionId":"s{s}"}}}}"#
         )),
         project
             .clone()
             .prop_map(|p| format!(r#"{{"type":"project_subscribe","data":{{}},"projectId":{p}}}"#)),
+        // A rejoin from a position, in some epoch (mostly not the log's, which is random).
+        (project.clone(), 0u64..6).prop_map(|(p, o)| format!(
+            r#"{{"type":"project_subscribe","data":{{"epoch":"e","offset":{o}}},"projectId":{p}}}"#
+        )),
         project.clone().prop_map(|p| format!(
             r#"{{"type":"project_unsubscribe","data":{{}},"projectId":{p}}}"#
         )),
@@ -90,7 +94,7 @@ proptest! {
             },
             ..HubSettings::default()
         };
-        let mut hub = HubCore::new(settings, InMemoryBroker::default(), 7)
+        let mut hub = HubCore::new(settings, InMemoryBroker::new(1024, 11), 7)
             .with_agent(Box::new(ScriptedAgent { chunks: 5 }));
         // What the driver has: connections it accepted and not yet reported closed.
         let mut open = BTreeSet::new();
@@ -130,12 +134,12 @@ proptest! {
 }
 
 #[test]
-fn a_project_message_reaches_each_other_member_once() {
-    let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::default(), 3);
+fn a_project_message_reaches_each_other_member_once_as_one_shared_frame() {
+    let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::new(1024, 11), 3);
     let t = Timestamp::ZERO;
     for (conn, user) in [(1, "ann"), (2, "bob"), (3, "cy")] {
         hub.accepted(t, ConnId(conn));
-        let hello = json!({"type": "hello", "data": {"protocol": 1, "userId": user}});
+        let hello = json!({"type": "hello", "data": {"protocol": 2, "userId": user}});
         hub.frame(t, ConnId(conn), &hello.to_string());
         let join = json!({"type": "project_subscribe", "data": {}, "projectId": 4});
         hub.frame(t, ConnId(conn), &join.to_string());
@@ -145,10 +149,16 @@ fn a_project_message_reaches_each_other_member_once() {
     let mut notes = Vec::new();
     loop {
         match hub.poll_output() {
-            HubOutput::Send { conn, text } if text.contains(r#""type":"note""#) => notes.push(conn),
+            HubOutput::Send { conn, text } if text.contains(r#""type":"note""#) => {
+                notes.push((conn, text))
+            }
             HubOutput::Timeout { .. } => break,
             _ => {}
         }
     }
-    assert_eq!(notes, vec![ConnId(2), ConnId(3)]);
+    let conns: Vec<ConnId> = notes.iter().map(|(c, _)| *c).collect();
+    assert_eq!(conns, vec![ConnId(2), ConnId(3)]);
+    // Encoded once: both recipients get the very same bytes, with the log position in them.
+    assert!(std::sync::Arc::ptr_eq(&notes[0].1, &notes[1].1));
+    assert!(notes[0].1.contains(r#""offset":1"#), "{}", notes[0].1);
 }

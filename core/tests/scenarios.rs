@@ -504,15 +504,28 @@ fn a_message_the_server_refuses_is_dropped_with_an_event_and_never_resent() {
     assert_eq!(h.session.stats().queue_depth, 1);
 }
 
-#[test]
-fn server_resends_and_seq_duplicates_are_delivered_once() {
+/// A project message as a hub relays it, with its place in the log.
+fn logged(data: u64, id: &str, offset: u64) -> String {
+    json!({"type": "note", "data": data, "id": id, "projectId": 3, "epoch": "e1", "offset": offset})
+        .to_string()
+}
+
+/// A session open and joined to project 3, whose log (epoch `e1`) is empty.
+fn joined() -> Harness {
     let mut h = open(config());
+    h.with(|s, now| s.join_project(now, 3)).unwrap();
+    h
+}
+
+#[test]
+fn server_resends_and_offset_duplicates_are_delivered_once_and_a_hole_rejoins() {
+    let mut h = joined();
     let sub = h.with(|s, now| s.subscribe(now, "*", None)).unwrap();
     h.inject(r#"{"type":"note","data":1,"id":"n1"}"#);
     h.inject(r#"{"type":"note","data":1,"id":"n1"}"#);
-    h.inject(r#"{"type":"note","data":2,"seq":1}"#);
-    h.inject(r#"{"type":"note","data":2,"seq":1}"#);
-    h.inject(r#"{"type":"note","data":4,"seq":3}"#);
+    h.inject(&logged(2, "a-1", 1));
+    h.inject(&logged(2, "a-1", 1));
+    h.inject(&logged(4, "a-3", 3));
     let delivered: Vec<String> = h
         .events()
         .iter()
@@ -527,22 +540,33 @@ fn server_resends_and_seq_duplicates_are_delivered_once() {
             _ => None,
         })
         .collect();
-    assert_eq!(delivered, vec!["1", "2", "4"]);
+    // Offset 3 came after a hole: withheld, and the project joined again from offset 1.
+    assert_eq!(delivered, vec!["1", "2"]);
     assert!(h.events().contains(&&Event::Gap {
-        project_id: None,
+        project_id: Some(3),
         from: 1,
         to: 3
     }));
+    let rejoin = h
+        .transmitted()
+        .into_iter()
+        .rfind(|t| t.contains("project_subscribe"))
+        .unwrap()
+        .to_string();
+    assert!(
+        rejoin.contains(r#""data":{"epoch":"e1","offset":1}"#),
+        "{rejoin}"
+    );
     assert_eq!(h.session.stats().duplicates, 2);
 }
 
 #[test]
 fn relayed_messages_of_two_senders_sharing_an_id_are_both_delivered() {
-    let mut h = open(config());
+    let mut h = joined();
     h.with(|s, now| s.subscribe(now, "*", None)).unwrap();
-    // Ids are unique per sender only; the hub's seq tells the messages apart.
-    h.inject(r#"{"type":"note","data":"from ann","id":"0000-1","seq":1}"#);
-    h.inject(r#"{"type":"note","data":"from bob","id":"0000-1","seq":2}"#);
+    // Ids are unique per sender only; the log's offsets tell the messages apart.
+    h.inject(&logged(1, "0000-1", 1));
+    h.inject(&logged(2, "0000-1", 2));
     let delivered = h
         .events()
         .iter()
@@ -550,6 +574,32 @@ fn relayed_messages_of_two_senders_sharing_an_id_are_both_delivered() {
         .count();
     assert_eq!(delivered, 2);
     assert_eq!(h.session.stats().duplicates, 0);
+}
+
+#[test]
+fn the_senders_own_message_moves_its_position_through_the_ack() {
+    let mut h = joined();
+    h.with(|s, now| s.subscribe(now, "*", None)).unwrap();
+    h.server.auto_ack = false;
+    let id = h
+        .send(SendRequest::new("note", json!(0)).project(3))
+        .unwrap();
+    h.inject(&logged(1, "b-1", 1));
+    h.inject(
+        &json!({"type": "ack", "data": {"id": id, "projectId": 3, "epoch": "e1", "offset": 2}})
+            .to_string(),
+    );
+    h.inject(&logged(2, "b-3", 3));
+    let delivered = h
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count();
+    assert_eq!(
+        delivered, 2,
+        "offset 2 is the client's own: no hole before 3"
+    );
+    assert!(!h.events().iter().any(|e| matches!(e, Event::Gap { .. })));
 }
 
 #[test]
@@ -597,7 +647,7 @@ fn hello_goes_first_and_nothing_flushes_before_welcome() {
     h.connect().unwrap();
     h.advance(1_000);
     assert_eq!(h.transmitted().len(), 1);
-    assert!(h.transmitted()[0].starts_with(r#"{"type":"hello","data":{"protocol":1"#));
+    assert!(h.transmitted()[0].starts_with(r#"{"type":"hello","data":{"protocol":2"#));
     assert_eq!(h.state(), State::Connecting);
     h.inject(r#"{"type":"welcome","data":{"sessionId":"x"}}"#);
     assert_eq!(h.state(), State::Open);
@@ -876,19 +926,29 @@ fn bad_frames_are_protocol_errors_and_the_link_stays() {
 }
 
 #[test]
-fn resume_replays_missed_messages_exactly_once() {
+fn a_rejoin_replays_the_projects_missed_messages_exactly_once() {
     let mut h = open(config());
     h.with(|s, n| s.subscribe(n, "*", None)).unwrap();
-    h.push("note", json!(1), None);
+    h.with(|s, n| s.join_project(n, 3)).unwrap();
+    h.push("note", json!(1), Some(3));
     h.server_close(1006, "");
-    h.push("note", json!(2), None); // while away
-    h.push("note", json!(3), None);
+    h.push("note", json!(2), Some(3)); // while away
+    h.push("note", json!(3), Some(3));
     h.advance(1_000);
     assert_eq!(h.state(), State::Open);
     assert!(h
         .events()
         .iter()
         .any(|e| matches!(e, Event::Ready { resumed: true, .. })));
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::Rejoined {
+            project_id: 3,
+            recovered: true,
+            replayed: 2,
+            ..
+        }
+    )));
     let data: Vec<String> = h
         .events()
         .iter()
@@ -904,7 +964,15 @@ fn resume_replays_missed_messages_exactly_once() {
         .rfind(|t| t.contains("hello"))
         .unwrap()
         .to_string();
-    assert!(hello.contains(r#""sessionId":"s1","lastSeq":1"#), "{hello}");
+    assert!(hello.contains(r#""sessionId":"s1""#), "{hello}");
+    // A server that lost its logs cannot recover the position: the client hears why.
+    h.server.forget_sessions();
+    h.server_close(1006, "");
+    h.advance(2_000);
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::Rejoined { project_id: 3, recovered: false, reason: Some(r), .. } if r == "epoch_changed"
+    )), "{:?}", h.events());
 }
 
 #[test]

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 fn frame(seq: u64) -> String {
     format!(
-        r#"{{"type":"project_updated","data":{{"version":{seq},"title":"Quarterly regulatory filing","status":"in_review","owner":"user-4821"}},"timestamp":"2026-11-28T17:43:07.123Z","projectId":42,"seq":{seq}}}"#
+        r#"{{"type":"project_updated","data":{{"version":{seq},"title":"Quarterly regulatory filing","status":"in_review","owner":"user-4821"}},"timestamp":"2026-11-28T17:43:07.123Z","projectId":42,"epoch":"b","offset":{seq}}}"#
     )
 }
 
@@ -33,7 +33,7 @@ async fn blaster(n: u64) -> std::net::SocketAddr {
                 let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
                 let _hello = ws.next().await;
                 ws.send(Message::text(
-                    r#"{"type":"welcome","data":{"sessionId":"b","lastSeq":0}}"#,
+                    r#"{"type":"welcome","data":{"sessionId":"b"}}"#,
                 ))
                 .await
                 .unwrap();
@@ -135,7 +135,7 @@ async fn rss_child(kind: &str, url: &str, n: usize) {
             let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), true)
                 .await
                 .unwrap();
-            ws.send(Message::text(r#"{"type":"hello","data":{"protocol":1}}"#))
+            ws.send(Message::text(r#"{"type":"hello","data":{"protocol":2}}"#))
                 .await
                 .unwrap();
             let _welcome = ws.next().await;
@@ -171,7 +171,7 @@ async fn fanout(url: &str, subscribers: usize, messages: u64) -> f64 {
     let mut readers = Vec::new();
     for _ in 0..subscribers {
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        ws.send(Message::text(r#"{"type":"hello","data":{"protocol":1}}"#))
+        ws.send(Message::text(r#"{"type":"hello","data":{"protocol":2}}"#))
             .await
             .unwrap();
         ws.send(Message::text(

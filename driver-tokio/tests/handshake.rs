@@ -85,7 +85,7 @@ async fn failure_reason(c: &Client) -> String {
 #[tokio::test]
 async fn a_frame_in_the_same_write_as_the_101_is_read() {
     let url = server(|key| {
-        let welcome = br#"{"type":"welcome","data":{"sessionId":"t1","lastSeq":0}}"#;
+        let welcome = br#"{"type":"welcome","data":{"sessionId":"t1"}}"#;
         let mut out = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
             derive_accept_key(key.as_bytes())

@@ -486,7 +486,7 @@ async fn a_slow_consumer_is_disconnected_by_the_hub() {
         .unwrap();
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
-    raw.send(Message::text(r#"{"type":"hello","data":{"protocol":1}}"#))
+    raw.send(Message::text(r#"{"type":"hello","data":{"protocol":2}}"#))
         .await
         .unwrap();
     raw.send(Message::text(

@@ -22,8 +22,9 @@ const MAX_OUTPUTS: usize = 100_000;
 
 #[derive(Arbitrary, Debug)]
 enum Msg {
-    Hello { protocol: u8, session: Option<u8>, last_seq: Option<u16>, user: Option<u8> },
+    Hello { protocol: u8, session: Option<u8>, user: Option<u8> },
     Join(u8),
+    Rejoin(u8, bool, u16),
     Leave(u8),
     Update(u8, i16),
     Sync(u8),
@@ -50,14 +51,11 @@ enum Op {
 
 fn text(msg: Msg, sessions: &[String]) -> String {
     let v = match msg {
-        Msg::Hello { protocol, session, last_seq, user } => {
+        Msg::Hello { protocol, session, user } => {
             let mut data = json!({"protocol": protocol % 3});
             if let Some(s) = session {
                 let id = sessions.get(usize::from(s) % sessions.len().max(1)).cloned();
                 data["sessionId"] = json!(id.unwrap_or_else(|| format!("s{s}")));
-            }
-            if let Some(l) = last_seq {
-                data["lastSeq"] = json!(l);
             }
             if let Some(u) = user {
                 data["userId"] = json!(format!("u{}", u % 8));
@@ -65,6 +63,15 @@ fn text(msg: Msg, sessions: &[String]) -> String {
             json!({"type": "hello", "data": data})
         }
         Msg::Join(p) => json!({"type": "project_subscribe", "data": {}, "projectId": p % 4}),
+        // A rejoin from a position: in a made-up epoch, or in none (only an offset).
+        Msg::Rejoin(p, epoch, offset) => {
+            let data = if epoch {
+                json!({"epoch": "e", "offset": offset % 8})
+            } else {
+                json!({"offset": offset % 8})
+            };
+            json!({"type": "project_subscribe", "data": data, "projectId": p % 4})
+        }
         Msg::Leave(p) => json!({"type": "project_unsubscribe", "data": {}, "projectId": p % 4}),
         Msg::Update(p, v) => json!({"type": "project_update", "data": {"v": v}, "projectId": p % 4}),
         Msg::Sync(p) => json!({"type": "project_sync_request", "data": {"fromVersion": 0}, "projectId": p % 4}),
@@ -121,7 +128,7 @@ fuzz_target!(|input: (bool, Vec<Op>)| {
         },
         ..HubSettings::default()
     };
-    let mut hub = HubCore::new(settings, InMemoryBroker::default(), 7)
+    let mut hub = HubCore::new(settings, InMemoryBroker::new(16, 7), 7)
         .with_agent(Box::new(ScriptedAgent { chunks: 6 }));
     let mut open = BTreeSet::new();
     let mut sessions: Vec<String> = Vec::new();

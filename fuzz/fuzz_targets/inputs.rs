@@ -159,17 +159,19 @@ enum FrameSpec {
     Raw(String),
 }
 
-const FRAMES: [&str; 14] = [
+const FRAMES: [&str; 16] = [
     r#"{"type":"welcome","data":{"sessionId":"s1"}}"#,
-    r#"{"type":"welcome","data":{"sessionId":"s1","resumed":true,"lastSeq":3}}"#,
-    r#"{"type":"welcome","data":{"sessionId":"s2","resumed":false,"lastSeq":0}}"#,
+    r#"{"type":"welcome","data":{"sessionId":"s1","resumed":true}}"#,
+    r#"{"type":"welcome","data":{"sessionId":"s2","resumed":false}}"#,
+    r#"{"type":"project_joined","data":{"epoch":"e1","offset":2},"projectId":1}"#,
+    r#"{"type":"project_joined","data":{"epoch":"e2","offset":0,"recovered":false,"reason":"epoch_changed"},"projectId":1}"#,
     r#"{"type":"ping","data":{"nonce":1}}"#,
     r#"{"type":"error","data":{"code":"rate_limited","message":"slow down","retryAfterMs":1500}}"#,
     r#"{"type":"error","data":{"code":"rate_limited","message":"slow down"}}"#,
     r#"{"type":"error","data":{"code":"unauthorized","message":"bad token"}}"#,
     r#"{"type":"error","data":{"code":"overloaded","message":"busy"}}"#,
     r#"{"type":"ack","data":{}}"#,
-    r#"{"type":"hello","data":{"protocol":1}}"#,
+    r#"{"type":"hello","data":{"protocol":2}}"#,
     r#"{"type":"note","data":1}"#,
     r#"{"type":"welcome","data":{}}"#,
     r#"{"type":"pong","data":{"nonce":"x"}}"#,
@@ -328,7 +330,9 @@ impl Driver {
             } => {
                 let mut v = json!({"type": APP_TYPES[usize::from(*ty) % APP_TYPES.len()], "data": {"n": ty}});
                 if let Some(seq) = seq {
-                    v["seq"] = json!(seq % 16);
+                    // A log position: mostly epoch e1, sometimes another.
+                    v["epoch"] = json!(if seq % 5 == 0 { "e2" } else { "e1" });
+                    v["offset"] = json!(seq % 16);
                 }
                 if let Some(id) = id {
                     v["id"] = json!(format!("srv{}", id % 8));

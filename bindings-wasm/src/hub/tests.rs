@@ -18,7 +18,7 @@ fn hub(options: Value) -> Hub {
 }
 
 fn hello(user: &str) -> String {
-    json!({"type": "hello", "data": {"protocol": 1, "userId": user}}).to_string()
+    json!({"type": "hello", "data": {"protocol": 2, "userId": user}}).to_string()
 }
 
 /// Accepts a connection, says hello as `user` and joins `project`; returns the conn and the
@@ -44,16 +44,16 @@ fn two_connections_relay_in_canonical_json_and_the_drain_ends_with_the_deadline(
     let note = json!({"type": "note", "data": {"n": 1}, "id": "m1", "projectId": 7});
     h.frame(10.0, ann, &note.to_string()).unwrap();
     let outs = outputs(&mut h);
-    assert_eq!(
-        sent_to(&outs, 1)[0],
-        json!({"type": "ack", "data": {"id": "m1"}})
-    );
     let relayed = &sent_to(&outs, 2)[0];
     assert_eq!(
         (&relayed["type"], &relayed["data"]),
         (&json!("note"), &json!({"n": 1}))
     );
-    assert!(relayed["seq"].as_u64().is_some(), "{relayed}");
+    assert_eq!(relayed["offset"], 1, "{relayed}");
+    assert_eq!(
+        sent_to(&outs, 1)[0],
+        json!({"type": "ack", "data": {"id": "m1", "projectId": 7, "epoch": relayed["epoch"], "offset": 1}})
+    );
     // The last object names the next deadline: bob's idle timeout, 60 s after his last frame.
     assert_eq!(
         outs.last().unwrap(),
@@ -65,22 +65,33 @@ fn two_connections_relay_in_canonical_json_and_the_drain_ends_with_the_deadline(
 }
 
 #[test]
-fn a_closed_connection_s_session_resumes_on_a_new_one_with_what_it_missed() {
+fn a_closed_connection_s_session_resumes_and_rejoins_from_its_position_with_what_it_missed() {
     let mut h = hub(json!({}));
     let (ann, _) = member(&mut h, 0.0, "ann", 1);
     let (bob, bob_sid) = member(&mut h, 0.0, "bob", 1);
     h.drain();
     h.closed(5.0, bob).unwrap();
-    let note = json!({"type": "note", "data": 9, "projectId": 1});
+    let note = json!({"type": "note", "data": 9, "projectId": 1, "id": "n9"});
     h.frame(6.0, ann, &note.to_string()).unwrap();
-    h.drain();
+    let ack = sent_to(&outputs(&mut h), 1)
+        .into_iter()
+        .find(|f| f["type"] == "ack")
+        .expect("the note is acked");
+    let epoch = ack["data"]["epoch"].clone();
+    assert!(epoch.is_string(), "{ack}");
     let again = h.accept(20.0).unwrap();
     assert_eq!(again, 3.0);
-    let resume = json!({"type": "hello", "data": {"protocol": 1, "userId": "bob", "sessionId": bob_sid, "lastSeq": 2}});
+    let resume =
+        json!({"type": "hello", "data": {"protocol": 2, "userId": "bob", "sessionId": bob_sid}});
     h.frame(20.0, again, &resume.to_string()).unwrap();
+    let rejoin =
+        json!({"type": "project_subscribe", "data": {"epoch": epoch, "offset": 0}, "projectId": 1});
+    h.frame(20.0, again, &rejoin.to_string()).unwrap();
     let frames = sent_to(&outputs(&mut h), 3);
     assert_eq!(frames[0]["type"], "welcome");
     assert_eq!(frames[0]["data"]["resumed"], true);
+    assert_eq!(frames[1]["type"], "project_joined");
+    assert_eq!(frames[1]["data"]["recovered"], true);
     assert!(
         frames.iter().any(|f| f["type"] == "note" && f["data"] == 9),
         "{frames:?}"

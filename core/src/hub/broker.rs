@@ -1,144 +1,176 @@
-//! What outlives one connection (sessions' replay logs, project membership, project state)
-//! behind a small trait, so a broker shared by several hub processes can replace the in-memory one.
+//! What outlives one hub process: each project's log (its epoch, top offset and last messages,
+//! for recovery) and its state, behind a small trait, so a broker shared by several hub nodes can
+//! replace the in-memory one.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::rng::Rng;
 use crate::wire::Envelope;
 
-/// Where the hub keeps sessions' replay logs, project membership, versions and state.
+/// One encoded frame, shared by every connection it goes to (encoded once).
+pub type Frame = Arc<str>;
+
+/// Why a position cannot be recovered from a project's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unrecoverable {
+    /// The log is another one than the position's (created anew, or lost and created again).
+    EpochChanged,
+    /// The log no longer holds the messages right after the position.
+    TooOld,
+    /// More messages were missed than one replay carries.
+    TooMany,
+    /// The position is beyond the log's top (the log lost its tail).
+    Ahead,
+}
+
+impl Unrecoverable {
+    /// The wire name (`project_joined.reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unrecoverable::EpochChanged => "epoch_changed",
+            Unrecoverable::TooOld => "too_old",
+            Unrecoverable::TooMany => "too_many",
+            Unrecoverable::Ahead => "ahead",
+        }
+    }
+}
+
+/// A project log's epoch and top offset (0 for a log with nothing in it yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The log's epoch.
+    pub epoch: String,
+    /// The offset of its last message.
+    pub offset: u64,
+}
+
+/// Where the hub keeps project logs and project state.
 pub trait Broker: Send {
-    /// Creates an empty session log holding at most `capacity` messages.
-    fn create_session(&mut self, session: &str, capacity: usize);
-    /// Forgets a session and its memberships.
-    fn drop_session(&mut self, session: &str);
-    /// Whether the session exists.
-    fn has_session(&self, session: &str) -> bool;
-    /// Numbers `message` in the session (sets `seq`), keeps it for replay, returns the frame text.
-    fn append(&mut self, session: &str, message: Envelope) -> Option<String>;
-    /// Every kept frame after `after`, in order; `None` if some were already evicted.
-    fn replay_after(&self, session: &str, after: u64) -> Option<Vec<String>>;
-    /// The last `seq` assigned in the session.
-    fn last_seq(&self, session: &str) -> u64;
-    /// Adds a session to a project; true if new.
-    fn join(&mut self, project: u64, session: &str) -> bool;
-    /// Removes a session from a project; true if it was a member.
-    fn leave(&mut self, project: u64, session: &str) -> bool;
-    /// The sessions in a project, sorted.
-    fn members(&self, project: u64) -> Vec<String>;
-    /// The projects a session is in.
-    fn projects_of(&self, session: &str) -> Vec<u64>;
+    /// Appends a project message: the log (created with a new epoch if it has none) gives it the
+    /// next offset and keeps its frame for replay. Returns the position and that frame, with the
+    /// position in it, the same bytes for every member.
+    fn append(&mut self, project: u64, message: Envelope) -> (LogPosition, Frame);
+    /// The log's epoch and top offset (creating an empty log if it has none).
+    fn top(&mut self, project: u64) -> LogPosition;
+    /// The frames after `offset` in the log of `epoch`, in order, at most `limit`; or why not.
+    fn replay(
+        &mut self,
+        project: u64,
+        epoch: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<Frame>, Unrecoverable>;
     /// Stores a project's new state and returns its new version.
     fn bump_version(&mut self, project: u64, state: Value) -> u64;
     /// A project's version and state.
     fn project_state(&self, project: u64) -> (u64, Value);
 }
 
-#[derive(Debug, Default)]
-struct SessionLog {
-    capacity: usize,
-    next_seq: u64,
-    frames: VecDeque<(u64, String)>,
+#[derive(Debug)]
+struct ProjectLog {
+    epoch: String,
+    top: u64,
+    /// The last messages, oldest first, each with its offset.
+    frames: VecDeque<(u64, Frame)>,
 }
 
-/// The single-process broker.
-#[derive(Debug, Default)]
+/// The single-process broker: every log in memory, at most `capacity` messages each.
+#[derive(Debug)]
 pub struct InMemoryBroker {
-    sessions: BTreeMap<String, SessionLog>,
-    projects: BTreeMap<u64, BTreeSet<String>>,
+    capacity: usize,
+    /// Draws epochs: a broker that starts afresh must never reuse one.
+    rng: Rng,
+    logs: BTreeMap<u64, ProjectLog>,
     states: BTreeMap<u64, (u64, Value)>,
 }
 
-impl Broker for InMemoryBroker {
-    fn create_session(&mut self, session: &str, capacity: usize) {
-        self.sessions.insert(
-            session.to_string(),
-            SessionLog {
-                capacity: capacity.max(1),
-                next_seq: 1,
-                frames: VecDeque::new(),
-            },
-        );
-    }
-
-    fn drop_session(&mut self, session: &str) {
-        self.sessions.remove(session);
-        for members in self.projects.values_mut() {
-            members.remove(session);
+impl InMemoryBroker {
+    /// An empty broker keeping the last `capacity` messages of each project; `seed` draws its
+    /// epochs (give every broker instance its own, or a restarted one reuses the epochs).
+    pub fn new(capacity: usize, seed: u64) -> Self {
+        InMemoryBroker {
+            capacity: capacity.max(1),
+            rng: Rng::new(seed),
+            logs: BTreeMap::new(),
+            states: BTreeMap::new(),
         }
-        self.projects.retain(|_, m| !m.is_empty());
     }
 
-    fn has_session(&self, session: &str) -> bool {
-        self.sessions.contains_key(session)
+    fn log(&mut self, project: u64) -> &mut ProjectLog {
+        let rng = &mut self.rng;
+        self.logs.entry(project).or_insert_with(|| ProjectLog {
+            epoch: format!("{:016x}", rng.next_u64()),
+            top: 0,
+            frames: VecDeque::new(),
+        })
     }
+}
 
-    fn append(&mut self, session: &str, mut message: Envelope) -> Option<String> {
-        let log = self.sessions.get_mut(session)?;
-        let seq = log.next_seq;
-        log.next_seq += 1;
-        message.seq = Some(seq);
-        let text = message.to_json();
-        if log.frames.len() >= log.capacity {
+impl Broker for InMemoryBroker {
+    fn append(&mut self, project: u64, mut message: Envelope) -> (LogPosition, Frame) {
+        let capacity = self.capacity;
+        let log = self.log(project);
+        log.top += 1;
+        message.project_id = Some(project);
+        message.epoch = Some(log.epoch.clone());
+        message.offset = Some(log.top);
+        let frame: Frame = message.to_json().into();
+        if log.frames.len() >= capacity {
             log.frames.pop_front();
         }
-        log.frames.push_back((seq, text.clone()));
-        Some(text)
-    }
-
-    fn replay_after(&self, session: &str, after: u64) -> Option<Vec<String>> {
-        let log = self.sessions.get(session)?;
-        let oldest_kept = log.frames.front().map_or(log.next_seq, |(s, _)| *s);
-        if after.saturating_add(1) < oldest_kept || after >= log.next_seq {
-            return None;
-        }
-        Some(
-            log.frames
-                .iter()
-                .filter(|(s, _)| *s > after)
-                .map(|(_, t)| t.clone())
-                .collect(),
-        )
-    }
-
-    fn last_seq(&self, session: &str) -> u64 {
-        self.sessions
-            .get(session)
-            .map_or(0, |l| l.next_seq.saturating_sub(1))
-    }
-
-    fn join(&mut self, project: u64, session: &str) -> bool {
-        self.projects
-            .entry(project)
-            .or_default()
-            .insert(session.to_string())
-    }
-
-    fn leave(&mut self, project: u64, session: &str) -> bool {
-        let Some(members) = self.projects.get_mut(&project) else {
-            return false;
+        log.frames.push_back((log.top, frame.clone()));
+        let position = LogPosition {
+            epoch: log.epoch.clone(),
+            offset: log.top,
         };
-        let was = members.remove(session);
-        if members.is_empty() {
-            self.projects.remove(&project);
+        (position, frame)
+    }
+
+    fn top(&mut self, project: u64) -> LogPosition {
+        let log = self.log(project);
+        LogPosition {
+            epoch: log.epoch.clone(),
+            offset: log.top,
         }
-        was
     }
 
-    fn members(&self, project: u64) -> Vec<String> {
-        self.projects
-            .get(&project)
-            .map(|m| m.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn projects_of(&self, session: &str) -> Vec<u64> {
-        self.projects
+    fn replay(
+        &mut self,
+        project: u64,
+        epoch: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<Frame>, Unrecoverable> {
+        let log = self.log(project);
+        if log.epoch != epoch {
+            return Err(Unrecoverable::EpochChanged);
+        }
+        if offset > log.top {
+            return Err(Unrecoverable::Ahead);
+        }
+        let missed = log.top - offset;
+        if missed == 0 {
+            return Ok(Vec::new());
+        }
+        // The top lives apart from the kept messages: a quiet project whose messages all aged
+        // out still recovers a client that saw the last one (nothing was missed).
+        let oldest = log.frames.front().map_or(log.top + 1, |(o, _)| *o);
+        if oldest > offset + 1 {
+            return Err(Unrecoverable::TooOld);
+        }
+        if missed > limit as u64 {
+            return Err(Unrecoverable::TooMany);
+        }
+        Ok(log
+            .frames
             .iter()
-            .filter(|(_, m)| m.contains(session))
-            .map(|(p, _)| *p)
-            .collect()
+            .filter(|(o, _)| *o > offset)
+            .map(|(_, f)| f.clone())
+            .collect())
     }
 
     fn bump_version(&mut self, project: u64, state: Value) -> u64 {
@@ -161,44 +193,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replay_knows_what_it_still_holds() {
-        let mut b = InMemoryBroker::default();
-        b.create_session("s", 2);
-        for i in 0..3 {
-            b.append("s", Envelope::new("n", &i));
-        }
-        assert_eq!(b.last_seq("s"), 3);
-        let kept = b.replay_after("s", 1).unwrap();
+    fn offsets_count_from_one_in_one_epoch_and_frames_carry_them() {
+        let mut b = InMemoryBroker::new(8, 1);
+        let empty = b.top(7);
+        assert_eq!(empty.offset, 0);
+        let (p1, f1) = b.append(7, Envelope::new("n", &1));
+        let (p2, _) = b.append(7, Envelope::new("n", &2));
+        assert_eq!((p1.offset, p2.offset), (1, 2));
+        assert_eq!(p1.epoch, empty.epoch);
         assert_eq!(
-            kept,
-            [
-                r#"{"type":"n","data":1,"seq":2}"#,
-                r#"{"type":"n","data":2,"seq":3}"#
-            ]
+            &*f1,
+            format!(
+                r#"{{"type":"n","data":1,"projectId":7,"epoch":"{}","offset":1}}"#,
+                p1.epoch
+            )
         );
-        assert_eq!(b.replay_after("s", 3).map(|v| v.len()), Some(0));
-        assert!(b.replay_after("s", 0).is_none(), "seq 1 was evicted");
-        assert!(
-            b.replay_after("s", 9).is_none(),
-            "claims to have seen the future"
-        );
-        assert!(b.replay_after("s", u64::MAX).is_none());
+        assert_ne!(b.top(8).epoch, p1.epoch, "each log has its own epoch");
+        let again = InMemoryBroker::new(8, 2).top(7).epoch;
+        assert_ne!(again, p1.epoch, "a broker started afresh draws new epochs");
     }
 
     #[test]
-    fn membership_and_versions() {
-        let mut b = InMemoryBroker::default();
-        assert!(b.join(1, "a"));
-        assert!(!b.join(1, "a"));
-        b.join(1, "b");
-        assert_eq!(b.members(1), vec!["a", "b"]);
-        assert_eq!(b.projects_of("a"), vec![1]);
+    fn replay_recovers_what_the_log_still_holds_and_says_why_not() {
+        let mut b = InMemoryBroker::new(3, 1);
+        let epoch = b.top(1).epoch;
+        assert_eq!(b.replay(1, &epoch, 0, 10), Ok(vec![]), "nothing missed");
+        for i in 0..5 {
+            b.append(1, Envelope::new("n", &i));
+        }
+        let got = b.replay(1, &epoch, 2, 10).unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got[0].contains(r#""offset":3"#), "{}", got[0]);
+        assert_eq!(b.replay(1, &epoch, 5, 10), Ok(vec![]));
+        assert_eq!(b.replay(1, &epoch, 1, 10), Err(Unrecoverable::TooOld));
+        assert_eq!(b.replay(1, &epoch, 6, 10), Err(Unrecoverable::Ahead));
+        assert_eq!(
+            b.replay(1, "other", 5, 10),
+            Err(Unrecoverable::EpochChanged)
+        );
+        assert_eq!(b.replay(1, &epoch, 2, 2), Err(Unrecoverable::TooMany));
+    }
+
+    #[test]
+    fn versions_count_per_project() {
+        let mut b = InMemoryBroker::new(1, 1);
         assert_eq!(b.bump_version(1, serde_json::json!({"x": 1})), 1);
         assert_eq!(b.bump_version(1, serde_json::json!({"x": 2})), 2);
         assert_eq!(b.project_state(1), (2, serde_json::json!({"x": 2})));
-        b.drop_session("a");
-        assert_eq!(b.members(1), vec!["b"]);
-        assert!(b.leave(1, "b"));
-        assert!(b.projects.is_empty(), "an empty project holds no memory");
+        assert_eq!(b.project_state(2).0, 0);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use crate::hub::Frame;
 use crate::rng::Rng;
 
 /// Which faults the hub injects, all derived from `seed`.
@@ -86,11 +87,11 @@ impl ConnChaos {
     }
 
     /// The frame as it goes out: sometimes broken (still valid UTF-8, no longer JSON).
-    pub(crate) fn outbound(&mut self, cfg: &ChaosConfig, text: String) -> String {
+    pub(crate) fn outbound(&mut self, cfg: &ChaosConfig, text: Frame) -> Frame {
         if cfg.corrupt > 0.0 {
             let roll = self.rng.up_to(999_999) as f64 / 1_000_000.0;
             if roll < cfg.corrupt {
-                return format!("#{}", &text[text.len().min(1)..]);
+                return format!("#{}", &text[text.len().min(1)..]).into();
             }
         }
         text
@@ -114,11 +115,11 @@ mod tests {
         let d = a.drop_after(&cfg).unwrap();
         assert_eq!(Some(d), b.drop_after(&cfg));
         assert!((500..3000).contains(&d));
-        let fa: Vec<String> = (0..50)
-            .map(|i| a.outbound(&cfg, format!("{{\"n\":{i}}}")))
+        let fa: Vec<Frame> = (0..50)
+            .map(|i| a.outbound(&cfg, format!("{{\"n\":{i}}}").into()))
             .collect();
-        let fb: Vec<String> = (0..50)
-            .map(|i| b.outbound(&cfg, format!("{{\"n\":{i}}}")))
+        let fb: Vec<Frame> = (0..50)
+            .map(|i| b.outbound(&cfg, format!("{{\"n\":{i}}}").into()))
             .collect();
         assert_eq!(fa, fb);
         let corrupted = fa.iter().filter(|t| t.starts_with('#')).count();

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::hub::Frame;
 use crate::timer::Timestamp;
 
 /// Identifies one transport (WebSocket connection) to the hub; the driver picks them, unique
@@ -72,8 +73,8 @@ pub enum HubOutput {
     Send {
         /// The connection.
         conn: ConnId,
-        /// The frame.
-        text: String,
+        /// The frame (shared: a project message is encoded once for all its recipients).
+        text: Frame,
     },
     /// Send a close frame with this code and reason, then end the connection.
     Close {

@@ -5,10 +5,10 @@
 //! ```
 //! use sockline_core::hub::{ConnId, HubCore, HubOutput, HubSettings, InMemoryBroker};
 //! use sockline_core::Timestamp;
-//! let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::default(), 1);
+//! let mut hub = HubCore::new(HubSettings::default(), InMemoryBroker::new(1024, 7), 1);
 //! let (c, t) = (ConnId(1), Timestamp::ZERO);
 //! hub.accepted(t, c);
-//! hub.frame(t, c, r#"{"type":"hello","data":{"protocol":1,"userId":"ann"}}"#);
+//! hub.frame(t, c, r#"{"type":"hello","data":{"protocol":2,"userId":"ann"}}"#);
 //! match hub.poll_output() {
 //!     HubOutput::Send { conn, text } => assert!(conn == c && text.contains("welcome")),
 //!     other => panic!("{other:?}"),
@@ -33,7 +33,7 @@ use crate::timer::Timestamp;
 use crate::wire::{self, Envelope, RetryHint};
 
 pub use agent::{AgentSource, ScriptedAgent};
-pub use broker::{Broker, InMemoryBroker};
+pub use broker::{Broker, Frame, InMemoryBroker, LogPosition, Unrecoverable};
 pub use chaos::ChaosConfig;
 use chaos::{ConnChaos, PongFate};
 pub use io::{ConnId, HubInput, HubOutput};
@@ -139,8 +139,8 @@ impl Default for HubSettings {
     }
 }
 
-/// Room for the `,"seq":N` each recipient's copy of a relayed message gets.
-const SEQ_ROOM: usize = 28;
+/// Room for the `,"epoch":"…","offset":N` a relayed message gets in the log.
+const POSITION_ROOM: usize = 64;
 /// Longest stream id a client may choose.
 const MAX_STREAM_ID: usize = 128;
 
@@ -160,6 +160,9 @@ enum ConnTimer {
 #[derive(Debug)]
 struct Conn {
     session: Option<String>,
+    /// The projects this connection joined (membership is per connection: a reconnect joins
+    /// again from its position).
+    projects: BTreeSet<u64>,
     opened_at: Timestamp,
     /// When its last frame arrived.
     last_inbound: Timestamp,
@@ -206,8 +209,10 @@ pub struct HubCore<B: Broker> {
     conns: BTreeMap<ConnId, Conn>,
     sessions: BTreeMap<String, SessionState>,
     streams: BTreeMap<(String, String), AgentStream>,
+    /// Each project's member connections.
+    members: BTreeMap<u64, BTreeSet<ConnId>>,
     /// Frames chaos holds back (delayed pongs), due in order: every one waits the same delay.
-    delayed: VecDeque<(Timestamp, ConnId, String)>,
+    delayed: VecDeque<(Timestamp, ConnId, Frame)>,
     outputs: VecDeque<HubOutput>,
     next_session: u64,
     relayed: u64,
@@ -236,6 +241,7 @@ impl<B: Broker> HubCore<B> {
             conns: BTreeMap::new(),
             sessions: BTreeMap::new(),
             streams: BTreeMap::new(),
+            members: BTreeMap::new(),
             delayed: VecDeque::new(),
             outputs: VecDeque::new(),
             next_session: 0,
@@ -254,7 +260,7 @@ impl<B: Broker> HubCore<B> {
         &self.settings
     }
 
-    /// Application messages delivered to sessions so far.
+    /// Application messages delivered to connections so far.
     pub fn relayed(&self) -> u64 {
         self.relayed
     }
@@ -345,6 +351,7 @@ impl<B: Broker> HubCore<B> {
             conn,
             Conn {
                 session: None,
+                projects: BTreeSet::new(),
                 opened_at: now,
                 last_inbound: now,
                 closing: false,
@@ -454,18 +461,16 @@ impl<B: Broker> HubCore<B> {
         };
         self.delayed.retain(|d| d.1 != conn);
         let Some(sid) = c.session else { return };
+        let user = self.user_of(&sid);
+        for project in c.projects {
+            self.leave(project, conn, &user);
+        }
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        if s.conn != Some(conn) {
-            return; // already taken over by a newer connection
-        }
-        s.conn = None;
-        s.expires_at = Some(now.add_ms(self.settings.session_ttl_ms));
-        let user = s.user.clone();
-        // Membership stays (the session's log keeps receiving for a resume); presence does not.
-        for project in self.broker.projects_of(&sid) {
-            self.presence_diff(project, &sid, &user, false);
+        if s.conn == Some(conn) {
+            s.conn = None;
+            s.expires_at = Some(now.add_ms(self.settings.session_ttl_ms));
         }
     }
 
@@ -528,7 +533,6 @@ impl<B: Broker> HubCore<B> {
             .collect();
         for sid in expired {
             self.sessions.remove(&sid);
-            self.broker.drop_session(&sid);
             self.streams.retain(|(s, _), _| *s != sid);
         }
         let due: Vec<(String, String)> = self
@@ -626,25 +630,21 @@ impl<B: Broker> HubCore<B> {
                 return;
             }
         }
-        let last_seq = hello.last_seq.unwrap_or(0);
-        let resumable = hello
+        // A known session resumes (its agent streams and acknowledged ids); project messages
+        // recover per project, from the positions the client joins with.
+        let known = hello
             .session_id
             .as_deref()
             .filter(|sid| self.sessions.contains_key(*sid))
-            .and_then(|sid| {
-                self.broker
-                    .replay_after(sid, last_seq)
-                    .map(|f| (sid.to_string(), f))
-            });
-        let (sid, replay) = match resumable {
-            Some((sid, frames)) => (sid, Some(frames)),
+            .map(str::to_string);
+        let resumed = known.is_some();
+        let sid = match known {
+            Some(sid) => sid,
             None => {
                 self.next_session += 1;
                 // Unique across hub restarts (the seed is random unless a test fixes it), so a
                 // stale id from an earlier hub can never resume someone else.
                 let sid = format!("s{}-{:016x}", self.next_session, self.rng.up_to(u64::MAX));
-                self.broker
-                    .create_session(&sid, self.settings.replay_capacity);
                 let user = hello.user_id.unwrap_or_else(|| sid.clone());
                 self.sessions.insert(
                     sid.clone(),
@@ -655,7 +655,7 @@ impl<B: Broker> HubCore<B> {
                         expires_at: None,
                     },
                 );
-                (sid, None)
+                sid
             }
         };
         let previous = self.sessions.get_mut(&sid).and_then(|s| {
@@ -668,24 +668,15 @@ impl<B: Broker> HubCore<B> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(sid.clone());
         }
-        let resumed = replay.is_some();
         let welcome = wire::Welcome {
-            last_seq: Some(if resumed {
-                last_seq
-            } else {
-                self.broker.last_seq(&sid)
-            }),
             session_id: sid,
             resumed,
         };
-        self.push_send(conn, wire::encode_control("welcome", &welcome));
-        for text in replay.unwrap_or_default() {
-            self.push_send(conn, text);
-        }
+        self.push_send(conn, wire::encode_control("welcome", &welcome).into());
     }
 
     fn pong(&mut self, now: Timestamp, conn: ConnId, ping: &Envelope) {
-        let pong = wire::encode_control("pong", &ping.data);
+        let pong: Frame = wire::encode_control("pong", &ping.data).into();
         match ConnChaos::pong(&self.settings.chaos) {
             PongFate::Send => self.push_send(conn, pong),
             PongFate::Delay(ms) => self.delayed.push_back((now.add_ms(ms), conn, pong)),
@@ -700,70 +691,58 @@ impl<B: Broker> HubCore<B> {
             let fresh = self.sessions.get_mut(sid).is_none_or(|s| s.seen.insert(id));
             if !fresh {
                 // A resend of something already applied: ack again, apply once.
-                self.push_send(conn, ack_frame(id));
+                self.push_send(conn, ack_frame(id, None));
                 return;
             }
         }
         let applied = self.apply(now, conn, sid, env);
         if let Some(id) = id {
-            if applied {
-                self.push_send(conn, ack_frame(&id));
-            } else if let Some(s) = self.sessions.get_mut(sid) {
-                // Refused, not applied: a later message with this id is news.
-                s.seen.forget(&id);
+            match applied {
+                Applied::Yes(logged) => self.push_send(conn, ack_frame(&id, logged)),
+                Applied::Refused => {
+                    if let Some(s) = self.sessions.get_mut(sid) {
+                        // Refused, not applied: a later message with this id is news.
+                        s.seen.forget(&id);
+                    }
+                }
             }
         }
     }
 
-    /// Applies a client message; false if it was refused (and the sender told why).
-    fn apply(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: Envelope) -> bool {
-        let user = self
-            .sessions
-            .get(sid)
-            .map(|s| s.user.clone())
-            .unwrap_or_default();
+    /// Applies a client message; `Refused` if it was (and the sender told why).
+    fn apply(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: Envelope) -> Applied {
+        let user = self.user_of(sid);
         match (env.msg_type.as_str(), env.project_id) {
             ("project_subscribe", Some(p)) => {
-                self.broker.join(p, sid);
-                self.deliver_snapshot(sid, p);
-                let members = self.present_users(p);
-                let state = Envelope::new("presence_state", &wire::PresenceState { members });
-                self.deliver(sid, state.in_project(p));
-                self.presence_diff(p, sid, &user, true);
+                let since = env.data_as::<wire::Subscribe>().unwrap_or_default();
+                self.join(conn, &user, p, since);
             }
-            ("project_unsubscribe", Some(p)) if self.broker.leave(p, sid) => {
-                self.presence_diff(p, sid, &user, false);
+            ("project_unsubscribe", Some(p)) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.projects.remove(&p);
+                }
+                self.leave(p, conn, &user);
             }
-            ("project_unsubscribe", Some(_)) => {}
             ("project_update", Some(p)) => {
                 let state = env.data_value();
                 let version = self.broker.bump_version(p, state.clone());
                 let msg = Envelope::new("project_updated", &with_version(state, version));
-                let msg = msg.in_project(p);
-                for member in self.broker.members(p) {
-                    self.deliver(&member, msg.clone());
-                }
+                let (_, frame) = self.broker.append(p, msg);
+                // Every member hears the new version, the editor included.
+                self.send_to_members(p, None, &frame);
             }
-            ("project_sync_request", Some(p)) => self.deliver_snapshot(sid, p),
+            ("project_sync_request", Some(p)) => self.send_snapshot(conn, p),
             ("user_typing_start" | "user_typing_stop", Some(p)) => {
-                // Typing is transient: no seq, never replayed, only to members connected now.
-                // The typist is the connection's user (as presence knows it), whatever the
-                // frame claims.
+                // Typing is transient: never logged, only to members connected now. The typist
+                // is the connection's user (as presence knows it), whatever the frame claims.
                 let typist = wire::TypingData { user_id: user };
                 let relay = Envelope {
                     id: env.id,
                     timestamp: env.timestamp,
                     ..Envelope::new(&env.msg_type, &typist).in_project(p)
                 };
-                let text = relay.to_json();
-                for member in self.broker.members(p) {
-                    if member == sid {
-                        continue;
-                    }
-                    if let Some(c) = self.sessions.get(&member).and_then(|s| s.conn) {
-                        self.push_send(c, text.clone());
-                    }
-                }
+                let frame: Frame = relay.to_json().into();
+                self.send_to_members(p, Some(conn), &frame);
             }
             ("agent_prompt", _) => return self.start_stream(now, conn, sid, &env),
             ("agent_stream_interrupt", _) => {
@@ -777,44 +756,153 @@ impl<B: Broker> HubCore<B> {
                 let Ok(r) = env.data_as::<wire::StreamResume>() else {
                     let message = "agent_stream_resume needs data.streamId and data.fromSeq";
                     self.send_error(conn, "bad_message", message, None, env.id.as_deref());
-                    return false;
+                    return Applied::Refused;
                 };
                 self.resume_stream(sid, r);
             }
             (_, Some(p)) => {
-                let relay = Envelope { seq: None, ..env };
-                let len = relay.to_json().len() + SEQ_ROOM;
+                let len = env.to_json().len() + POSITION_ROOM;
                 if len > self.settings.max_frame_bytes {
                     let message = format!(
                         "relayed it would be {len} bytes, over the {} byte frame limit",
                         self.settings.max_frame_bytes
                     );
-                    self.send_error(conn, "too_large", &message, None, relay.id.as_deref());
-                    return false;
+                    self.send_error(conn, "too_large", &message, None, env.id.as_deref());
+                    return Applied::Refused;
                 }
-                for member in self.broker.members(p) {
-                    if member != sid {
-                        self.deliver(&member, relay.clone());
-                    }
-                }
+                let relay = Envelope {
+                    epoch: None,
+                    offset: None,
+                    ..env
+                };
+                let (position, frame) = self.broker.append(p, relay);
+                // Encoded once, the same bytes for every other member; the sender learns the
+                // message's place from its ack.
+                self.send_to_members(p, Some(conn), &frame);
+                return Applied::Yes(Some((p, position)));
             }
             _ => {}
         }
-        true
+        Applied::Yes(None)
     }
 
-    fn deliver_snapshot(&mut self, sid: &str, project: u64) {
+    /// A connection joins a project (again, after a gap, if it already is a member): the
+    /// answer with the position it continues from, the messages it missed or the snapshot,
+    /// then who is present.
+    fn join(&mut self, conn: ConnId, user: &str, project: u64, since: wire::Subscribe) {
+        let new = self
+            .conns
+            .get_mut(&conn)
+            .is_some_and(|c| c.projects.insert(project));
+        let top = self.broker.top(project);
+        let limit = self.settings.replay_capacity;
+        let (joined, replay) = match (since.epoch, since.offset) {
+            (Some(epoch), Some(offset)) => {
+                match self.broker.replay(project, &epoch, offset, limit) {
+                    Ok(frames) => (
+                        wire::Joined {
+                            epoch,
+                            offset,
+                            recovered: Some(true),
+                            replayed: Some(frames.len() as u64),
+                            reason: None,
+                        },
+                        Some(frames),
+                    ),
+                    Err(why) => (
+                        wire::Joined {
+                            epoch: top.epoch,
+                            offset: top.offset,
+                            recovered: Some(false),
+                            replayed: None,
+                            reason: Some(why.as_str().to_string()),
+                        },
+                        None,
+                    ),
+                }
+            }
+            _ => (
+                wire::Joined {
+                    epoch: top.epoch,
+                    offset: top.offset,
+                    recovered: None,
+                    replayed: None,
+                    reason: None,
+                },
+                None,
+            ),
+        };
+        let answer = Envelope::new("project_joined", &joined).in_project(project);
+        self.push_send(conn, answer.to_json().into());
+        match replay {
+            Some(frames) => {
+                for frame in frames {
+                    self.push_send(conn, frame);
+                }
+            }
+            None => self.send_snapshot(conn, project),
+        }
+        if new {
+            self.members.entry(project).or_default().insert(conn);
+        }
+        // Presence is volatile: sent on every join, never logged.
+        let members = self.present_users(project);
+        let state = Envelope::new("presence_state", &wire::PresenceState { members });
+        self.push_send(conn, state.in_project(project).to_json().into());
+        if new {
+            self.presence_diff(project, conn, user, true);
+        }
+    }
+
+    /// A connection is no longer a member (it left, or it is gone).
+    fn leave(&mut self, project: u64, conn: ConnId, user: &str) {
+        let Some(members) = self.members.get_mut(&project) else {
+            return;
+        };
+        if !members.remove(&conn) {
+            return;
+        }
+        if members.is_empty() {
+            self.members.remove(&project);
+        }
+        self.presence_diff(project, conn, user, false);
+    }
+
+    /// Sends one frame to every member connection of a project but `except`.
+    fn send_to_members(&mut self, project: u64, except: Option<ConnId>, frame: &Frame) {
+        let Some(members) = self.members.get(&project) else {
+            return;
+        };
+        let recipients: Vec<ConnId> = members
+            .iter()
+            .copied()
+            .filter(|c| Some(*c) != except)
+            .collect();
+        for conn in recipients {
+            self.relayed += 1;
+            self.push_send(conn, frame.clone());
+        }
+    }
+
+    fn user_of(&self, sid: &str) -> String {
+        self.sessions
+            .get(sid)
+            .map(|s| s.user.clone())
+            .unwrap_or_default()
+    }
+
+    fn send_snapshot(&mut self, conn: ConnId, project: u64) {
         let (version, state) = self.broker.project_state(project);
         let snapshot = Envelope::new("project_snapshot", &with_version(state, version));
-        self.deliver(sid, snapshot.in_project(project));
+        self.push_send(conn, snapshot.in_project(project).to_json().into());
     }
 
-    fn start_stream(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: &Envelope) -> bool {
+    fn start_stream(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: &Envelope) -> Applied {
         let prompt = env.data_as::<wire::AgentPrompt>().unwrap_or_default();
         let Some(agent) = self.agent.as_mut() else {
             let id = env.id.as_deref();
             self.send_error(conn, "unsupported", "this hub has no agent", None, id);
-            return false;
+            return Applied::Refused;
         };
         let stream_id = match prompt.stream_id {
             Some(id) if !id.is_empty() && id.len() <= MAX_STREAM_ID => id,
@@ -828,7 +916,7 @@ impl<B: Broker> HubCore<B> {
         if self.streams.contains_key(&key) {
             let id = env.id.as_deref();
             self.send_error(conn, "bad_message", "stream id already in use", None, id);
-            return false;
+            return Applied::Refused;
         }
         let chunks = agent.answer(&prompt.prompt);
         self.streams.insert(
@@ -845,7 +933,7 @@ impl<B: Broker> HubCore<B> {
             prompt: prompt.prompt,
         };
         self.deliver(sid, Envelope::new("agent_stream_start", &start));
-        true
+        Applied::Yes(None)
     }
 
     fn resume_stream(&mut self, sid: &str, r: wire::StreamResume) {
@@ -919,37 +1007,46 @@ impl<B: Broker> HubCore<B> {
 
     // ---- outbound ------------------------------------------------------------------------
 
-    /// Logs an application message in a session (with its `seq`) and sends it if connected.
+    /// Sends a message of the session's own (its agent streams) to its connection, if any: a
+    /// stream resumes by chunk `seq`, so nothing is kept while it is away.
     fn deliver(&mut self, sid: &str, msg: Envelope) {
-        let Some(text) = self.broker.append(sid, msg) else {
-            return;
-        };
-        self.relayed += 1;
         if let Some(conn) = self.sessions.get(sid).and_then(|s| s.conn) {
-            self.push_send(conn, text);
+            self.relayed += 1;
+            self.push_send(conn, msg.to_json().into());
         }
     }
 
+    /// The users of a project's member connections, each once, sorted.
     fn present_users(&self, project: u64) -> Vec<String> {
         let users: BTreeSet<String> = self
-            .broker
-            .members(project)
-            .iter()
-            .filter_map(|m| self.sessions.get(m))
-            .filter(|s| s.conn.is_some())
-            .map(|s| s.user.clone())
+            .members
+            .get(&project)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.conns.get(c)?.session.as_deref())
+            .map(|sid| self.user_of(sid))
             .collect();
         users.into_iter().collect()
     }
 
-    fn presence_diff(&mut self, project: u64, sid: &str, user: &str, joined: bool) {
-        let members = self.broker.members(project);
-        let connected = |m: &String| self.sessions.get(m).filter(|s| s.conn.is_some());
-        // Another live session of the same user keeps them present.
-        if members
-            .iter()
-            .any(|m| m != sid && connected(m).is_some_and(|s| s.user == user))
-        {
+    /// Tells the other members that `user` joined or left, unless another connection of theirs
+    /// keeps them present.
+    fn presence_diff(&mut self, project: u64, conn: ConnId, user: &str, joined: bool) {
+        let others: Vec<ConnId> = self
+            .members
+            .get(&project)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|c| *c != conn)
+            .collect();
+        let user_of = |c: &ConnId| {
+            self.conns
+                .get(c)
+                .and_then(|c| c.session.as_deref())
+                .map(|sid| self.user_of(sid))
+        };
+        if others.iter().any(|c| user_of(c).as_deref() == Some(user)) {
             return;
         }
         let user = vec![user.to_string()];
@@ -964,14 +1061,12 @@ impl<B: Broker> HubCore<B> {
                 leaves: user,
             }
         };
-        let msg = Envelope::new("presence_diff", &diff).in_project(project);
-        let recipients: Vec<String> = members
-            .iter()
-            .filter(|m| *m != sid && connected(m).is_some())
-            .cloned()
-            .collect();
-        for member in recipients {
-            self.deliver(&member, msg.clone());
+        let frame: Frame = Envelope::new("presence_diff", &diff)
+            .in_project(project)
+            .to_json()
+            .into();
+        for c in others {
+            self.push_send(c, frame.clone());
         }
     }
 
@@ -989,11 +1084,11 @@ impl<B: Broker> HubCore<B> {
             retry_after_ms,
             id: id.map(str::to_string),
         };
-        self.push_send(conn, wire::encode_control("error", &data));
+        self.push_send(conn, wire::encode_control("error", &data).into());
     }
 
     /// Queues a frame for a live connection (chaos may break it on the way).
-    fn push_send(&mut self, conn: ConnId, text: String) {
+    fn push_send(&mut self, conn: ConnId, text: Frame) {
         let Some(c) = self.conns.get_mut(&conn).filter(|c| !c.closing) else {
             return;
         };
@@ -1039,8 +1134,27 @@ fn with_version(state: Value, version: u64) -> Value {
     Value::Object(obj)
 }
 
-fn ack_frame(id: &str) -> String {
-    wire::encode_control("ack", &wire::Ack { id: id.to_string() })
+/// What applying a client message came to.
+enum Applied {
+    /// Applied; a project message also got this place in its log.
+    Yes(Option<(u64, LogPosition)>),
+    /// Refused (the sender was told why).
+    Refused,
+}
+
+/// `ack{id}`, with the message's project and log position when it was logged.
+fn ack_frame(id: &str, logged: Option<(u64, LogPosition)>) -> Frame {
+    let (project_id, epoch, offset) = match logged {
+        Some((p, pos)) => (Some(p), Some(pos.epoch), Some(pos.offset)),
+        None => (None, None, None),
+    };
+    let ack = wire::Ack {
+        id: id.to_string(),
+        project_id,
+        epoch,
+        offset,
+    };
+    wire::encode_control("ack", &ack).into()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ fn hub() -> HubCore<InMemoryBroker> {
 }
 
 fn hub_with(settings: HubSettings) -> HubCore<InMemoryBroker> {
-    HubCore::new(settings, InMemoryBroker::default(), 1)
+    HubCore::new(settings, InMemoryBroker::new(1024, 11), 1)
         .with_agent(Box::new(ScriptedAgent { chunks: 2 }))
 }
 
@@ -50,24 +50,25 @@ fn feed(h: &mut HubCore<InMemoryBroker>, at: u64, conn: u64, text: &str) -> Vec<
     drain(h)
 }
 
-fn join(h: &mut HubCore<InMemoryBroker>, conn: u64, user: &str, project: u64) {
+/// Connects, says hello and joins `project`; returns what the join brought.
+fn join(h: &mut HubCore<InMemoryBroker>, conn: u64, user: &str, project: u64) -> Vec<HubOutput> {
     h.accepted(t(0), ConnId(conn));
-    let hello = json!({"type": "hello", "data": {"protocol": 1, "userId": user}});
+    let hello = json!({"type": "hello", "data": {"protocol": 2, "userId": user}});
     feed(h, 0, conn, &hello.to_string());
     let sub = json!({"type": "project_subscribe", "data": {}, "projectId": project});
-    feed(h, 0, conn, &sub.to_string());
+    feed(h, 0, conn, &sub.to_string())
 }
 
 #[test]
 fn a_hello_for_another_protocol_version_or_a_broken_one_is_refused() {
     for (hello, code) in [
         (
-            r#"{"type":"hello","data":{"protocol":2}}"#,
+            r#"{"type":"hello","data":{"protocol":1}}"#,
             "unsupported_protocol",
         ),
         (r#"{"type":"hello","data":{}}"#, "unsupported_protocol"),
         (
-            r#"{"type":"hello","data":{"protocol":1,"userId":5}}"#,
+            r#"{"type":"hello","data":{"protocol":2,"userId":5}}"#,
             "bad_message",
         ),
     ] {
@@ -87,7 +88,7 @@ fn anything_before_hello_closes_with_policy_and_bad_json_is_an_error() {
     assert_eq!(sent_to(&out, 1)[0]["data"]["code"], "bad_message");
     let out = feed(&mut h, 0, 1, r#"{"type":"chat","data":1}"#);
     assert_eq!(closes(&out), vec![(1, 1008, "hello expected".to_string())]);
-    assert!(feed(&mut h, 1, 1, r#"{"type":"hello","data":{"protocol":1}}"#).is_empty());
+    assert!(feed(&mut h, 1, 1, r#"{"type":"hello","data":{"protocol":2}}"#).is_empty());
 }
 
 #[test]
@@ -141,7 +142,7 @@ fn resuming_an_unknown_stream_fails_it_and_a_finished_one_ends_again() {
 
 #[test]
 fn a_hub_without_an_agent_refuses_prompts_by_id() {
-    let mut h = HubCore::new(HubSettings::default(), InMemoryBroker::default(), 1);
+    let mut h = HubCore::new(HubSettings::default(), InMemoryBroker::new(1024, 11), 1);
     join(&mut h, 1, "ann", 5);
     let out = feed(
         &mut h,
@@ -260,7 +261,7 @@ fn transport_decisions_binary_oversize_slow_consumer_and_shutdown() {
     h.frame(
         t(4),
         ConnId(99),
-        r#"{"type":"hello","data":{"protocol":1}}"#,
+        r#"{"type":"hello","data":{"protocol":2}}"#,
     );
     h.binary_frame(t(4), ConnId(99), 1);
     h.closed(t(4), ConnId(99));
@@ -268,18 +269,34 @@ fn transport_decisions_binary_oversize_slow_consumer_and_shutdown() {
 }
 
 #[test]
-fn a_resume_replays_exactly_what_followed_and_a_takeover_closes_the_old_link() {
+fn a_rejoin_from_a_position_replays_exactly_what_followed_and_a_takeover_closes_the_old_link() {
     let mut h = hub();
     join(&mut h, 1, "ann", 5);
-    join(&mut h, 2, "bob", 5);
-    let welcome = |out: &[HubOutput], c| sent_to(out, c)[0]["data"].clone();
-    h.closed(t(5), ConnId(2));
+    let out = join(&mut h, 2, "bob", 5);
+    let joined = sent_to(&out, 2)
+        .into_iter()
+        .find(|v| v["type"] == "project_joined")
+        .expect("the join is answered");
+    let epoch = joined["data"]["epoch"].as_str().unwrap().to_string();
+    assert_eq!(joined["data"]["offset"], 0, "nothing in the log yet");
+    let note = json!({"type": "note", "data": "seen", "projectId": 5});
+    let out = feed(&mut h, 5, 1, &note.to_string());
+    let seen = &sent_to(&out, 2)[0];
+    assert_eq!(
+        (seen["epoch"].as_str(), seen["offset"].as_u64()),
+        (Some(epoch.as_str()), Some(1))
+    );
+    h.closed(t(6), ConnId(2));
     drain(&mut h);
     for i in 0..3 {
-        let note = json!({"type": "note", "data": i, "projectId": 5});
-        feed(&mut h, 10 + i, 1, &note.to_string());
+        let note = json!({"type": "note", "data": i, "projectId": 5, "id": format!("n{i}")});
+        let out = feed(&mut h, 10 + i, 1, &note.to_string());
+        // The sender's ack names the place its message took.
+        let ack = &sent_to(&out, 1)[0];
+        assert_eq!(ack["type"], "ack");
+        assert_eq!(ack["data"]["offset"], 2 + i);
+        assert_eq!(ack["data"]["projectId"], 5);
     }
-    // Bob's session had seq 1 (snapshot) and 2 (presence_state) before he went away.
     let sid = h
         .sessions
         .iter()
@@ -287,19 +304,39 @@ fn a_resume_replays_exactly_what_followed_and_a_takeover_closes_the_old_link() {
         .map(|(id, _)| id.clone())
         .unwrap();
     h.accepted(t(20), ConnId(3));
-    let hello = json!({"type": "hello", "data": {"protocol": 1, "sessionId": sid, "lastSeq": 2}});
+    let hello = json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid}});
     let out = feed(&mut h, 20, 3, &hello.to_string());
-    let w = welcome(&out, 3);
+    assert_eq!(sent_to(&out, 3)[0]["data"]["resumed"], true);
+    let rejoin =
+        json!({"type": "project_subscribe", "data": {"epoch": epoch, "offset": 1}, "projectId": 5});
+    let out = feed(&mut h, 21, 3, &rejoin.to_string());
+    let frames = sent_to(&out, 3);
+    assert_eq!(frames[0]["type"], "project_joined");
+    assert_eq!(frames[0]["data"]["recovered"], true);
+    assert_eq!(frames[0]["data"]["replayed"], 3);
+    let datas: Vec<&Value> = frames[1..4].iter().map(|v| &v["data"]).collect();
+    assert_eq!(datas, [&json!(0), &json!(1), &json!(2)], "{frames:?}");
     assert_eq!(
-        (w["resumed"].clone(), w["lastSeq"].clone()),
-        (json!(true), json!(2))
+        frames[4]["type"], "presence_state",
+        "no snapshot: the replay rebuilt it"
     );
-    let replayed: Vec<Value> = sent_to(&out, 3)[1..].to_vec();
-    let datas: Vec<&Value> = replayed.iter().map(|v| &v["data"]).collect();
-    assert_eq!(datas, [&json!(0), &json!(1), &json!(2)], "{replayed:?}");
+    // Another epoch cannot be recovered: the answer says so and the snapshot follows.
+    let stale = json!({"type": "project_subscribe", "data": {"epoch": "gone", "offset": 1}, "projectId": 5});
+    let out = feed(&mut h, 22, 3, &stale.to_string());
+    let frames = sent_to(&out, 3);
+    assert_eq!(frames[0]["data"]["recovered"], false);
+    assert_eq!(frames[0]["data"]["reason"], "epoch_changed");
+    assert_eq!(
+        (
+            frames[0]["data"]["epoch"].as_str(),
+            frames[0]["data"]["offset"].as_u64()
+        ),
+        (Some(epoch.as_str()), Some(4))
+    );
+    assert_eq!(frames[1]["type"], "project_snapshot");
     // The same session on yet another connection: the older one is closed with 1000.
     h.accepted(t(30), ConnId(4));
-    let hello = json!({"type": "hello", "data": {"protocol": 1, "sessionId": sid, "lastSeq": 5}});
+    let hello = json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid}});
     let out = feed(&mut h, 30, 4, &hello.to_string());
     assert_eq!(closes(&out)[0].0, 3);
     assert_eq!(closes(&out)[0].1, close::NORMAL);
@@ -315,7 +352,7 @@ fn rate_limit_warns_once_then_closes() {
         ..HubSettings::default()
     });
     h.accepted(t(0), ConnId(1));
-    feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":1}}"#);
+    feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":2}}"#);
     let mut errors = 0;
     let mut closed = None;
     for i in 0..10 {
@@ -366,7 +403,7 @@ fn chaos_drops_stalls_and_delays_pongs_from_its_seed() {
         ..HubSettings::default()
     });
     h.accepted(t(0), ConnId(1));
-    let out = feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":1}}"#);
+    let out = feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":2}}"#);
     assert_eq!(sent_to(&out, 1)[0]["type"], "welcome");
     assert!(feed(&mut h, 10, 1, r#"{"type":"ping","data":{"nonce":3}}"#).is_empty());
     assert_eq!(h.poll_timeout(), Some(t(50)));
@@ -384,7 +421,7 @@ fn chaos_drops_stalls_and_delays_pongs_from_its_seed() {
         ..HubSettings::default()
     });
     h.accepted(t(0), ConnId(1));
-    feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":1}}"#);
+    feed(&mut h, 0, 1, r#"{"type":"hello","data":{"protocol":2}}"#);
     assert!(feed(&mut h, 10, 1, r#"{"type":"ping","data":{"nonce":3}}"#).is_empty());
     assert!(feed(&mut h, 20, 1, r#"{"type":"ping","data":{"nonce":4}}"#).is_empty());
     assert_eq!(h.poll_timeout(), Some(t(710)));

@@ -9,7 +9,7 @@ mod network;
 
 pub use network::{ClientId, DriveError, LinkFaults, Network, Watchdog};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -38,7 +38,8 @@ pub enum Accept {
     Hang,
 }
 
-/// A scripted protocol-v1 server: welcomes, pongs, acks, numbers and replays what it pushes.
+/// A scripted protocol-v2 server: welcomes, pongs, acks, logs what it pushes to a project (one
+/// epoch, offsets from 1) and replays it to a client that joins again from its position.
 #[derive(Clone, Debug)]
 pub struct ScriptedServer {
     /// How new transports are answered.
@@ -52,8 +53,11 @@ pub struct ScriptedServer {
     /// Delay of every frame the server sends.
     pub latency_ms: u64,
     received: Vec<Envelope>,
-    sessions: BTreeMap<String, Vec<(u64, String)>>,
-    current: Option<String>,
+    sessions: BTreeSet<String>,
+    /// Each project's log: its frames with their offsets.
+    logs: BTreeMap<u64, Vec<(u64, String)>>,
+    /// The logs' epoch (a new one once they are forgotten).
+    epoch: u64,
     next_session: u64,
     opens: u32,
 }
@@ -67,8 +71,9 @@ impl Default for ScriptedServer {
             auto_ack: true,
             latency_ms: 0,
             received: Vec::new(),
-            sessions: BTreeMap::new(),
-            current: None,
+            sessions: BTreeSet::new(),
+            logs: BTreeMap::new(),
+            epoch: 1,
             next_session: 0,
             opens: 0,
         }
@@ -94,10 +99,16 @@ impl ScriptedServer {
         self.opens
     }
 
-    /// Forgets every session, so the next `hello` cannot resume.
+    /// Forgets every session and project log (as a hub restarted without state): the next
+    /// `hello` cannot resume, and the logs start again in a new epoch.
     pub fn forget_sessions(&mut self) {
         self.sessions.clear();
-        self.current = None;
+        self.logs.clear();
+        self.epoch += 1;
+    }
+
+    fn epoch(&self) -> String {
+        format!("e{}", self.epoch)
     }
 
     /// Handles one client frame; returns the frames to send back.
@@ -109,40 +120,38 @@ impl ScriptedServer {
         match env.msg_type.as_str() {
             "hello" if self.auto_welcome => {
                 let hello: wire::Hello = env.data_as().unwrap_or_default();
-                let resumable = hello
+                let resumed = hello
                     .session_id
                     .as_ref()
-                    .filter(|s| self.sessions.contains_key(*s));
-                let (sid, resumed) = match resumable {
-                    Some(s) => (s.clone(), true),
+                    .is_some_and(|s| self.sessions.contains(s));
+                let sid = match hello.session_id.filter(|_| resumed) {
+                    Some(s) => s,
                     None => {
                         self.next_session += 1;
                         let s = format!("s{}", self.next_session);
-                        self.sessions.insert(s.clone(), Vec::new());
-                        (s, false)
+                        self.sessions.insert(s.clone());
+                        s
                     }
                 };
                 let welcome = wire::Welcome {
-                    session_id: sid.clone(),
+                    session_id: sid,
                     resumed,
-                    last_seq: if resumed { None } else { Some(0) },
                 };
                 out.push(wire::encode_control("welcome", &welcome));
-                if resumed {
-                    let from = hello.last_seq.unwrap_or(0);
-                    out.extend(
-                        self.sessions[&sid]
-                            .iter()
-                            .filter(|(seq, _)| *seq > from)
-                            .map(|(_, t)| t.clone()),
-                    );
+            }
+            "project_subscribe" if self.auto_welcome => {
+                if let Some(p) = env.project_id {
+                    let since: wire::Subscribe = env.data_as().unwrap_or_default();
+                    out.extend(self.joined(p, since));
                 }
-                self.current = Some(sid);
+                if let Some(id) = &env.id {
+                    out.push(ack_text(id));
+                }
             }
             "ping" if self.auto_pong => out.push(wire::encode_control("pong", &env.data)),
             t if !wire::CONTROL_TYPES.contains(&t) && self.auto_ack => {
                 if let Some(id) = &env.id {
-                    out.push(wire::encode_control("ack", &wire::Ack { id: id.clone() }));
+                    out.push(ack_text(id));
                 }
             }
             _ => {}
@@ -151,19 +160,81 @@ impl ScriptedServer {
         out
     }
 
-    /// Numbers an application message in the current session and keeps it for replay.
+    /// The answer to a `project_subscribe`: the position the client continues from, then what
+    /// it missed (every logged message after its position, when its epoch is this one).
+    fn joined(&self, project: u64, since: wire::Subscribe) -> Vec<String> {
+        let log = self.logs.get(&project);
+        let top = log.and_then(|l| l.last()).map_or(0, |(o, _)| *o);
+        let epoch = self.epoch();
+        let (joined, replay) = match (since.epoch, since.offset) {
+            (Some(e), Some(o)) if e == epoch && o <= top => {
+                let missed: Vec<String> = log
+                    .into_iter()
+                    .flatten()
+                    .filter(|(offset, _)| *offset > o)
+                    .map(|(_, t)| t.clone())
+                    .collect();
+                let joined = wire::Joined {
+                    epoch: e,
+                    offset: o,
+                    recovered: Some(true),
+                    replayed: Some(missed.len() as u64),
+                    reason: None,
+                };
+                (joined, missed)
+            }
+            (Some(e), Some(_)) => {
+                let joined = wire::Joined {
+                    epoch: epoch.clone(),
+                    offset: top,
+                    recovered: Some(false),
+                    replayed: None,
+                    reason: Some(if e == epoch { "ahead" } else { "epoch_changed" }.into()),
+                };
+                (joined, Vec::new())
+            }
+            _ => {
+                let joined = wire::Joined {
+                    epoch: epoch.clone(),
+                    offset: top,
+                    recovered: None,
+                    replayed: None,
+                    reason: None,
+                };
+                (joined, Vec::new())
+            }
+        };
+        let answer = Envelope::new("project_joined", &joined).in_project(project);
+        std::iter::once(answer.to_json()).chain(replay).collect()
+    }
+
+    /// Encodes a pushed message; one for a project takes the next offset in its log and is kept
+    /// for replay.
     fn stamp(&mut self, msg_type: &str, data: Value, project_id: Option<u64>) -> Option<String> {
-        let sid = self.current.clone()?;
-        let log = self.sessions.get_mut(&sid)?;
-        let seq = log.last().map_or(1, |(s, _)| s + 1);
-        let mut obj = serde_json::json!({ "type": msg_type, "data": data, "seq": seq });
-        if let Some(p) = project_id {
-            obj["projectId"] = p.into();
-        }
+        let mut obj = serde_json::json!({ "type": msg_type, "data": data });
+        let Some(p) = project_id else {
+            return Some(obj.to_string());
+        };
+        let epoch = self.epoch();
+        let log = self.logs.entry(p).or_default();
+        let offset = log.last().map_or(1, |(o, _)| o + 1);
+        obj["projectId"] = p.into();
+        obj["epoch"] = epoch.into();
+        obj["offset"] = offset.into();
         let text = obj.to_string();
-        log.push((seq, text.clone()));
+        log.push((offset, text.clone()));
         Some(text)
     }
+}
+
+fn ack_text(id: &str) -> String {
+    let ack = wire::Ack {
+        id: id.to_string(),
+        project_id: None,
+        epoch: None,
+        offset: None,
+    };
+    wire::encode_control("ack", &ack)
 }
 
 #[derive(Clone, Debug)]

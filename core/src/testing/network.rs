@@ -552,7 +552,7 @@ impl Network {
                     let text = if broken {
                         format!("#{}", &text[text.len().min(1)..])
                     } else {
-                        text
+                        text.to_string()
                     };
                     self.send_to_client(conn, Wire::Text(text));
                 }
@@ -685,7 +685,9 @@ fn new_hub(
     agent: Option<&ScriptedAgent>,
     seed: u64,
 ) -> HubCore<InMemoryBroker> {
-    let hub = HubCore::new(settings.clone(), InMemoryBroker::default(), seed);
+    // Each hub process its own broker: one started afresh draws new epochs.
+    let broker = InMemoryBroker::new(settings.replay_capacity, seed ^ 0x5eed_b20c_e200);
+    let hub = HubCore::new(settings.clone(), broker, seed);
     match agent {
         Some(a) => hub.with_agent(Box::new(a.clone()) as Box<dyn AgentSource>),
         None => hub,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sockline_core::hub::{
-    ConnId, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker, ScriptedAgent,
+    ConnId, Frame, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker, ScriptedAgent,
 };
 use sockline_core::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 /// Everything the hub can be started with.
 #[derive(Clone, Debug)]
@@ -85,7 +85,7 @@ enum Fate {
 }
 
 struct ConnHandle {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Frame>,
     fate: watch::Sender<Fate>,
 }
 
@@ -185,7 +185,11 @@ impl Shared {
 impl Hub {
     /// Binds and starts serving with fresh state; returns once the listener is bound.
     pub async fn start(cfg: HubConfig) -> std::io::Result<HubHandle> {
-        let mut core = HubCore::new(cfg.settings.clone(), InMemoryBroker::default(), cfg.seed);
+        // The broker's epochs come from this process's randomness, never from `cfg.seed`: a hub
+        // restarted with the same seed and no state must not reuse the logs' epochs (a client
+        // would take the new log for the old one).
+        let broker = InMemoryBroker::new(cfg.settings.replay_capacity, fastrand::u64(..));
+        let mut core = HubCore::new(cfg.settings.clone(), broker, cfg.seed);
         if let Some(agent) = cfg.agent.clone() {
             core = core.with_agent(Box::new(agent));
         }
@@ -392,7 +396,7 @@ async fn run_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
-    let (tx, mut rx) = mpsc::channel::<String>(shared.cfg.outbound_queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Frame>(shared.cfg.outbound_queue.max(1));
     let (fate_tx, mut fate) = watch::channel(Fate::Live);
     if let Ok(mut conns) = shared.conns.lock() {
         conns.insert(conn, ConnHandle { tx, fate: fate_tx });
@@ -440,10 +444,10 @@ async fn run_connection<S>(
         // What else is queued goes out in the same write: one flush (one syscall, one TCP
         // segment where it fits) for a burst instead of one per frame.
         let batch = async {
-            sink.feed(Message::text(outgoing)).await?;
+            sink.feed(text_message(outgoing)).await?;
             for _ in 1..WRITE_BATCH {
                 match rx.try_recv() {
-                    Ok(text) => sink.feed(Message::text(text)).await?,
+                    Ok(text) => sink.feed(text_message(text)).await?,
                     Err(_) => break,
                 }
             }
@@ -464,7 +468,7 @@ async fn run_connection<S>(
             // say); a peer that is not reading gets the grace period in all.
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
                 while let Ok(text) = rx.try_recv() {
-                    if sink.send(Message::text(text)).await.is_err() {
+                    if sink.send(text_message(text)).await.is_err() {
                         return;
                     }
                 }
@@ -595,5 +599,22 @@ fn content_type(path: &Path) -> &'static str {
         "png" => "image/png",
         "ts" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
+    }
+}
+
+/// A hub frame as a WebSocket text message sharing the frame's bytes: a project message is
+/// encoded once and its buffer goes to every recipient without a copy.
+fn text_message(frame: Frame) -> Message {
+    struct Shared(Frame);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    let fallback = frame.clone();
+    // A `str` is UTF-8, so the one-pass check always succeeds (and needs no `unsafe`).
+    match Utf8Bytes::try_from(bytes::Bytes::from_owner(Shared(frame))) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::text(&*fallback),
     }
 }
