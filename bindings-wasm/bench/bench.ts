@@ -69,7 +69,7 @@ function receivePlain(frames: string[]): number {
 function raw(user: string, onMessage?: (text: string) => void): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(hubUrl);
-    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", data: { protocol: 1, userId: user } }));
+    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", data: { protocol: 2, userId: user } }));
     ws.onerror = () => reject(new Error("raw socket failed"));
     ws.onmessage = (ev) => {
       const text = ev.data as string;

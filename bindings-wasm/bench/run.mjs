@@ -21,7 +21,7 @@ try {
     const ws = new WebSocket(hub.url);
     await new Promise((resolve, reject) => {
       ws.onerror = () => reject(new Error("publisher socket failed"));
-      ws.onopen = () => ws.send(JSON.stringify({ type: "hello", data: { protocol: 1, userId: "publisher" } }));
+      ws.onopen = () => ws.send(JSON.stringify({ type: "hello", data: { protocol: 2, userId: "publisher" } }));
       ws.onmessage = (ev) => {
         if (String(ev.data).includes('"type":"welcome"')) {
           ws.send(JSON.stringify({ type: "project_subscribe", data: {}, projectId: 1 }));

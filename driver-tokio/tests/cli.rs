@@ -381,7 +381,7 @@ fn a_hub_stopped_by_sigterm_tells_its_clients_the_restart_window_from_its_flags(
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
             .unwrap();
-        ws.send(Message::text(r#"{"type":"hello","data":{"protocol":1}}"#))
+        ws.send(Message::text(r#"{"type":"hello","data":{"protocol":2}}"#))
             .await
             .unwrap();
         let welcome = ws.next().await.unwrap().unwrap();

@@ -32,7 +32,7 @@ impl Restart {
     /// The close a hub core with `settings` sends each client when it shuts down (the close the
     /// real hub sends, not a copy of its format).
     pub fn from_hub(settings: HubSettings) -> Restart {
-        let mut hub = HubCore::new(settings, InMemoryBroker::default(), 0);
+        let mut hub = HubCore::new(settings, InMemoryBroker::new(1, 0), 0);
         hub.accepted(Timestamp::ZERO, ConnId(1));
         hub.shutdown(Timestamp::ZERO);
         loop {
