@@ -58,8 +58,8 @@ def test_at_least_once_survives_a_hub_restart_and_drops() -> None:
 
 
 def test_a_restart_sends_each_client_back_within_the_hubs_window() -> None:
-    def first_delay(**window: int) -> tuple[str, int]:
-        net = Network(seed=5, **window)
+    def first_delay(retry_after_ms: int, spread_ms: int) -> tuple[str, int]:
+        net = Network(seed=5, restart_retry_after_ms=retry_after_ms, restart_spread_ms=spread_ms)
         ann = net.add_client(user_id="ann", reconnect={"jitter": "none"})
         net.connect(ann)
         net.until(lambda n: n.state(ann) == "open", 1_000)
@@ -69,11 +69,11 @@ def test_a_restart_sends_each_client_back_within_the_hubs_window() -> None:
         delays = [e["delay_ms"] for e in net.events(ann) if e["kind"] == "reconnect_scheduled"]
         return status[0]["reason"], delays[0]
 
-    reason, delay = first_delay(restart_retry_after_ms=2_000, restart_spread_ms=1_000)
+    reason, delay = first_delay(2_000, 1_000)
     assert reason == 'closed by peer (1012: {"retryAfterMs":2000,"spreadMs":1000})'
     assert 2_000 <= delay <= 3_000
     # Both 0: no window, the client's own schedule (1 s without jitter).
-    reason, delay = first_delay(restart_retry_after_ms=0, restart_spread_ms=0)
+    reason, delay = first_delay(0, 0)
     assert reason == "closed by peer (1012: hub restarting)"
     assert delay == 1_000
 

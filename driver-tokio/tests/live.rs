@@ -265,7 +265,8 @@ async fn a_client_with_two_urls_fails_over_to_the_other_hub_and_loses_nothing_it
     let mut ann_events = ann.events();
     assert_eq!(a.connections_open(), 1, "ann starts on the first URL");
     a.shutdown().await;
-    // Queued while she has no hub (or already on the next one): delivered once, in order.
+    // Queued while she has no hub: delivered once, in order, by the next one.
+    wait_state(&ann, State::Reconnecting).await;
     for i in 0..3 {
         ann.send(SendRequest::new("chat", json!(i)).project(5))
             .await
