@@ -568,3 +568,72 @@ fn a_reader_that_pauses_below_the_queue_limit_gets_everything_when_it_reads_agai
     );
     assert_eq!(readies(&net, bob), [false], "the same link throughout");
 }
+
+#[test]
+fn a_dead_node_s_clients_fail_over_and_recover_every_project_message_from_the_shared_log() {
+    const NODES: [&str; 3] = ["ws://n0.test/ws", "ws://n1.test/ws", "ws://n2.test/ws"];
+    let mut net = Network::with_nodes(HubSettings::default(), 5, &NODES);
+    // Six clients, two per node, all in project 4, each failing over to the next node.
+    let ids: Vec<ClientId> = (0..6)
+        .map(|i| {
+            let mut c = config(&format!("u{i}"));
+            c.url.clear();
+            c.urls = (0..3).map(|k| NODES[(i + k) % 3].to_string()).collect();
+            net.add_client(c).unwrap()
+        })
+        .collect();
+    for &id in &ids {
+        net.with(id, |s, now| {
+            s.subscribe(now, "*", None).unwrap();
+            s.join_project(now, 4).unwrap();
+            s.connect(now).unwrap();
+        });
+    }
+    net.until(2_000, |n| {
+        ids.iter()
+            .all(|&id| n.session(id).project_version(4).is_some())
+    })
+    .unwrap();
+    assert_eq!(net.node(0).connections(), 2);
+    // Traffic from the clients of nodes 1 and 2 while node 0 dies and its clients move.
+    for n in 0..10 {
+        send_note(
+            &mut net,
+            ids[1 + (n as usize % 2) * 3],
+            4,
+            n,
+            Delivery::AtLeastOnce,
+        );
+        if n == 3 {
+            net.kill_node(0);
+        }
+        net.advance(200).unwrap();
+    }
+    net.advance(10_000).unwrap();
+    assert_eq!(net.node(0).connections(), 0, "the dead node holds nobody");
+    let want: Vec<Value> = (0..10).map(|n| json!(n)).collect();
+    for (i, &id) in ids.iter().enumerate() {
+        assert_eq!(net.state(id), State::Open, "client {i}");
+        let got = notes(&net, id);
+        if i == 1 || i == 4 {
+            // A sender does not get its own notes back: the other sender's five.
+            assert_eq!(got.len(), 5, "client {i}: {got:?}");
+        } else {
+            assert_eq!(got, want, "client {i}: every note, in order, once");
+        }
+    }
+    // The dead node's clients rejoined elsewhere and recovered from their position.
+    for i in [0, 3] {
+        let recovered = net.events(ids[i]).into_iter().any(|e| {
+            matches!(
+                e,
+                Event::Rejoined {
+                    project_id: 4,
+                    recovered: true,
+                    ..
+                }
+            )
+        });
+        assert!(recovered, "client {i}: {:?}", net.events(ids[i]));
+    }
+}

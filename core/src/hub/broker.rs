@@ -1,12 +1,14 @@
-//! What outlives one hub process: each project's log (its epoch, top offset and last messages,
-//! for recovery) and its state, behind a small trait, so a broker shared by several hub nodes can
-//! replace the in-memory one.
+//! What outlives one hub process and is shared by every hub node: each project's log (its epoch,
+//! top offset and last messages, for recovery) and its state. The hub core talks to its broker in
+//! commands and events, so a remote broker (Redis, answering later) and the in-memory one
+//! (answering at once) are driven the same way.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
+use crate::hub::io::ConnId;
 use crate::rng::Rng;
 use crate::wire::Envelope;
 
@@ -39,35 +41,140 @@ impl Unrecoverable {
     }
 }
 
-/// A project log's epoch and top offset (0 for a log with nothing in it yet).
+/// A project log's epoch and an offset in it (the top: 0 for a log with nothing in it yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogPosition {
     /// The log's epoch.
     pub epoch: String,
-    /// The offset of its last message.
+    /// The offset.
     pub offset: u64,
 }
 
-/// Where the hub keeps project logs and project state.
-pub trait Broker: Send {
-    /// Appends a project message: the log (created with a new epoch if it has none) gives it the
-    /// next offset and keeps its frame for replay. Returns the position and that frame, with the
-    /// position in it, the same bytes for every member.
-    fn append(&mut self, project: u64, message: Envelope) -> (LogPosition, Frame);
-    /// The log's epoch and top offset (creating an empty log if it has none).
-    fn top(&mut self, project: u64) -> LogPosition;
-    /// The frames after `offset` in the log of `epoch`, in order, at most `limit`; or why not.
-    fn replay(
-        &mut self,
+/// Where a command came from, so the node that sent it can answer its connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The connection the message came on.
+    pub conn: ConnId,
+    /// The message's id, acknowledged with its place once logged.
+    pub id: Option<String>,
+    /// Whether the origin connection gets the frame too (a `project_updated` goes to its editor).
+    pub echo: bool,
+}
+
+/// What a hub node asks of the broker it shares with the other nodes.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum BrokerCommand {
+    /// Log a project message (it gets the next offset) and publish it to every node.
+    Publish {
+        /// The project.
         project: u64,
-        epoch: &str,
-        offset: u64,
+        /// The message, without a position.
+        message: Envelope,
+        /// Who sent it.
+        origin: Origin,
+    },
+    /// Store a project's new state (its version goes up by one) and log and publish its
+    /// `project_updated{version, …state}`.
+    Update {
+        /// The project.
+        project: u64,
+        /// The new state.
+        state: Value,
+        /// Who changed it.
+        origin: Origin,
+    },
+    /// A volatile frame (typing) for every node's members of a project; never logged.
+    Broadcast {
+        /// The project.
+        project: u64,
+        /// The frame.
+        frame: Frame,
+        /// Who sent it.
+        origin: Origin,
+    },
+    /// A connection joins a project: the log's top, what follows `since` (at most `limit`
+    /// messages), and the project's state.
+    Join {
+        /// The project.
+        project: u64,
+        /// The joining connection.
+        conn: ConnId,
+        /// The position it recovers from, if it has one.
+        since: Option<LogPosition>,
+        /// The most messages one replay carries.
         limit: usize,
-    ) -> Result<Vec<Frame>, Unrecoverable>;
-    /// Stores a project's new state and returns its new version.
-    fn bump_version(&mut self, project: u64, state: Value) -> u64;
-    /// A project's version and state.
-    fn project_state(&self, project: u64) -> (u64, Value);
+    },
+    /// The project's state, for a snapshot.
+    Snapshot {
+        /// The project.
+        project: u64,
+        /// The connection that asked.
+        conn: ConnId,
+    },
+}
+
+/// What the broker tells a hub node: per project in log order, and each answer after
+/// everything published before it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum BrokerEvent {
+    /// A project message was logged at `position`.
+    Published {
+        /// The project.
+        project: u64,
+        /// Its place in the log.
+        position: LogPosition,
+        /// The frame every member gets, with the position in it.
+        frame: Frame,
+        /// Who sent it: only on the node it came from.
+        origin: Option<Origin>,
+    },
+    /// A volatile frame for a project's members.
+    Broadcast {
+        /// The project.
+        project: u64,
+        /// The frame.
+        frame: Frame,
+        /// Who sent it: only on the node it came from.
+        origin: Option<Origin>,
+    },
+    /// The answer to `Join`.
+    Joined {
+        /// The project.
+        project: u64,
+        /// The joining connection.
+        conn: ConnId,
+        /// The log's top when the join was answered.
+        top: LogPosition,
+        /// What followed the connection's position, or why it cannot be recovered (`None`: it
+        /// had no position).
+        replay: Option<Result<Vec<Frame>, Unrecoverable>>,
+        /// The project's version.
+        version: u64,
+        /// The project's state.
+        state: Value,
+    },
+    /// The answer to `Snapshot`.
+    Snapshot {
+        /// The project.
+        project: u64,
+        /// The connection that asked.
+        conn: ConnId,
+        /// The project's version.
+        version: u64,
+        /// The project's state.
+        state: Value,
+    },
+}
+
+/// A hub node's broker: commands in, events out. An in-memory broker answers at once; a remote
+/// one later, and its driver then feeds the hub `broker_ready`.
+pub trait Broker: Send {
+    /// Carries out (or sends off) a command.
+    fn submit(&mut self, command: BrokerCommand);
+    /// The next event for this node, if one is in.
+    fn poll_event(&mut self) -> Option<BrokerEvent>;
 }
 
 #[derive(Debug)]
@@ -78,28 +185,74 @@ struct ProjectLog {
     frames: VecDeque<(u64, Frame)>,
 }
 
-/// The single-process broker: every log in memory, at most `capacity` messages each.
 #[derive(Debug)]
-pub struct InMemoryBroker {
+struct Logs {
     capacity: usize,
     /// Draws epochs: a broker that starts afresh must never reuse one.
     rng: Rng,
     logs: BTreeMap<u64, ProjectLog>,
     states: BTreeMap<u64, (u64, Value)>,
+    /// Each node's events, in order.
+    queues: Vec<VecDeque<BrokerEvent>>,
+}
+
+/// The in-memory broker: every log in memory, at most `capacity` messages each, shared by every
+/// node handle made with `add_node` (a cluster in one process: the test harness's).
+#[derive(Debug)]
+pub struct InMemoryBroker {
+    logs: Arc<Mutex<Logs>>,
+    node: usize,
 }
 
 impl InMemoryBroker {
-    /// An empty broker keeping the last `capacity` messages of each project; `seed` draws its
-    /// epochs (give every broker instance its own, or a restarted one reuses the epochs).
+    /// An empty broker keeping the last `capacity` messages of each project, for one node;
+    /// `seed` draws its epochs (give every broker its own, or one started afresh reuses them).
     pub fn new(capacity: usize, seed: u64) -> Self {
-        InMemoryBroker {
+        let logs = Logs {
             capacity: capacity.max(1),
             rng: Rng::new(seed),
             logs: BTreeMap::new(),
             states: BTreeMap::new(),
+            queues: vec![VecDeque::new()],
+        };
+        InMemoryBroker {
+            logs: Arc::new(Mutex::new(logs)),
+            node: 0,
         }
     }
 
+    /// Another node's handle on the same logs: what one node publishes, every node hears.
+    pub fn add_node(&self) -> InMemoryBroker {
+        let mut logs = self.lock();
+        logs.queues.push(VecDeque::new());
+        InMemoryBroker {
+            logs: self.logs.clone(),
+            node: logs.queues.len() - 1,
+        }
+    }
+
+    /// Every message `project`'s log still holds, oldest first (for tests and tools: what was
+    /// published, in order).
+    pub fn log(&self, project: u64) -> Vec<Frame> {
+        self.lock()
+            .logs
+            .get(&project)
+            .map(|l| l.frames.iter().map(|(_, f)| f.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether this node has events waiting (for a harness deciding which node to run).
+    pub fn has_events(&self) -> bool {
+        !self.lock().queues[self.node].is_empty()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Logs> {
+        // A panic while holding the lock leaves the logs as they were between two commands.
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Logs {
     fn log(&mut self, project: u64) -> &mut ProjectLog {
         let rng = &mut self.rng;
         self.logs.entry(project).or_insert_with(|| ProjectLog {
@@ -108,9 +261,7 @@ impl InMemoryBroker {
             frames: VecDeque::new(),
         })
     }
-}
 
-impl Broker for InMemoryBroker {
     fn append(&mut self, project: u64, mut message: Envelope) -> (LogPosition, Frame) {
         let capacity = self.capacity;
         let log = self.log(project);
@@ -141,14 +292,14 @@ impl Broker for InMemoryBroker {
     fn replay(
         &mut self,
         project: u64,
-        epoch: &str,
-        offset: u64,
+        since: &LogPosition,
         limit: usize,
     ) -> Result<Vec<Frame>, Unrecoverable> {
         let log = self.log(project);
-        if log.epoch != epoch {
+        if log.epoch != since.epoch {
             return Err(Unrecoverable::EpochChanged);
         }
+        let offset = since.offset;
         if offset > log.top {
             return Err(Unrecoverable::Ahead);
         }
@@ -173,73 +324,287 @@ impl Broker for InMemoryBroker {
             .collect())
     }
 
-    fn bump_version(&mut self, project: u64, state: Value) -> u64 {
-        let entry = self.states.entry(project).or_insert((0, Value::Null));
-        entry.0 += 1;
-        entry.1 = state;
-        entry.0
-    }
-
-    fn project_state(&self, project: u64) -> (u64, Value) {
+    fn state(&self, project: u64) -> (u64, Value) {
         self.states
             .get(&project)
             .cloned()
             .unwrap_or((0, Value::Object(Default::default())))
     }
+
+    /// Queues an event for every node; `origin` only on the node it came from.
+    fn queue_for_every_node(&mut self, from: usize, event: impl Fn(bool) -> BrokerEvent) {
+        for (node, queue) in self.queues.iter_mut().enumerate() {
+            queue.push_back(event(node == from));
+        }
+    }
+}
+
+impl Broker for InMemoryBroker {
+    fn submit(&mut self, command: BrokerCommand) {
+        let node = self.node;
+        let mut logs = self.lock();
+        match command {
+            BrokerCommand::Publish {
+                project,
+                message,
+                origin,
+            } => {
+                let (position, frame) = logs.append(project, message);
+                logs.queue_for_every_node(node, |own| BrokerEvent::Published {
+                    project,
+                    position: position.clone(),
+                    frame: frame.clone(),
+                    origin: own.then(|| origin.clone()),
+                });
+            }
+            BrokerCommand::Update {
+                project,
+                state,
+                origin,
+            } => {
+                let entry = logs.states.entry(project).or_insert((0, Value::Null));
+                entry.0 += 1;
+                entry.1 = state.clone();
+                let version = entry.0;
+                let message = Envelope::new("project_updated", &with_version(state, version));
+                let (position, frame) = logs.append(project, message);
+                logs.queue_for_every_node(node, |own| BrokerEvent::Published {
+                    project,
+                    position: position.clone(),
+                    frame: frame.clone(),
+                    origin: own.then(|| origin.clone()),
+                });
+            }
+            BrokerCommand::Broadcast {
+                project,
+                frame,
+                origin,
+            } => logs.queue_for_every_node(node, |own| BrokerEvent::Broadcast {
+                project,
+                frame: frame.clone(),
+                origin: own.then(|| origin.clone()),
+            }),
+            BrokerCommand::Join {
+                project,
+                conn,
+                since,
+                limit,
+            } => {
+                let top = logs.top(project);
+                let replay = since.map(|s| logs.replay(project, &s, limit));
+                let (version, state) = logs.state(project);
+                logs.queues[node].push_back(BrokerEvent::Joined {
+                    project,
+                    conn,
+                    top,
+                    replay,
+                    version,
+                    state,
+                });
+            }
+            BrokerCommand::Snapshot { project, conn } => {
+                let (version, state) = logs.state(project);
+                logs.queues[node].push_back(BrokerEvent::Snapshot {
+                    project,
+                    conn,
+                    version,
+                    state,
+                });
+            }
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<BrokerEvent> {
+        let node = self.node;
+        self.lock().queues[node].pop_front()
+    }
+}
+
+/// A project's state as its `project_updated`/`project_snapshot` data: the state's fields and
+/// its `version`.
+pub(crate) fn with_version(state: Value, version: u64) -> Value {
+    let mut obj = match state {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    obj.insert("version".into(), version.into());
+    Value::Object(obj)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn origin(conn: u64) -> Origin {
+        Origin {
+            conn: ConnId(conn),
+            id: Some("m".into()),
+            echo: false,
+        }
+    }
+
+    fn publish(b: &mut InMemoryBroker, project: u64, n: u64) {
+        b.submit(BrokerCommand::Publish {
+            project,
+            message: Envelope::new("n", &n),
+            origin: origin(1),
+        });
+    }
+
+    fn events(b: &mut InMemoryBroker) -> Vec<BrokerEvent> {
+        std::iter::from_fn(|| b.poll_event()).collect()
+    }
+
+    fn join(b: &mut InMemoryBroker, project: u64, since: Option<LogPosition>) -> BrokerEvent {
+        b.submit(BrokerCommand::Join {
+            project,
+            conn: ConnId(9),
+            since,
+            limit: 10,
+        });
+        events(b).pop().expect("a join is answered")
+    }
+
     #[test]
-    fn offsets_count_from_one_in_one_epoch_and_frames_carry_them() {
-        let mut b = InMemoryBroker::new(8, 1);
-        let empty = b.top(7);
-        assert_eq!(empty.offset, 0);
-        let (p1, f1) = b.append(7, Envelope::new("n", &1));
-        let (p2, _) = b.append(7, Envelope::new("n", &2));
-        assert_eq!((p1.offset, p2.offset), (1, 2));
-        assert_eq!(p1.epoch, empty.epoch);
+    fn offsets_count_from_one_in_one_epoch_every_node_hears_it_and_only_the_origin_is_told_so() {
+        let mut a = InMemoryBroker::new(8, 1);
+        let mut b = a.add_node();
+        publish(&mut a, 7, 1);
+        publish(&mut a, 7, 2);
+        let (got_a, got_b) = (events(&mut a), events(&mut b));
+        assert_eq!(got_a.len(), 2);
+        let BrokerEvent::Published {
+            position,
+            frame,
+            origin: o,
+            ..
+        } = &got_a[0]
+        else {
+            panic!("{got_a:?}")
+        };
+        assert_eq!(position.offset, 1);
+        assert_eq!(o.as_ref(), Some(&origin(1)));
         assert_eq!(
-            &*f1,
+            &**frame,
             format!(
                 r#"{{"type":"n","data":1,"projectId":7,"epoch":"{}","offset":1}}"#,
-                p1.epoch
+                position.epoch
             )
         );
-        assert_ne!(b.top(8).epoch, p1.epoch, "each log has its own epoch");
-        let again = InMemoryBroker::new(8, 2).top(7).epoch;
-        assert_ne!(again, p1.epoch, "a broker started afresh draws new epochs");
+        assert!(matches!(
+            &got_b[1],
+            BrokerEvent::Published { position, origin: None, .. } if position.offset == 2
+        ));
+        let BrokerEvent::Joined { top, .. } = join(&mut a, 8, None) else {
+            panic!()
+        };
+        assert_ne!(top.epoch, position.epoch, "each log has its own epoch");
+        let mut fresh = InMemoryBroker::new(8, 2);
+        let BrokerEvent::Joined { top: again, .. } = join(&mut fresh, 7, None) else {
+            panic!()
+        };
+        assert_ne!(
+            again.epoch, position.epoch,
+            "a broker started afresh draws new epochs"
+        );
     }
 
     #[test]
-    fn replay_recovers_what_the_log_still_holds_and_says_why_not() {
+    fn a_join_recovers_what_the_log_still_holds_and_says_why_not() {
         let mut b = InMemoryBroker::new(3, 1);
-        let epoch = b.top(1).epoch;
-        assert_eq!(b.replay(1, &epoch, 0, 10), Ok(vec![]), "nothing missed");
+        let BrokerEvent::Joined { top, .. } = join(&mut b, 1, None) else {
+            panic!()
+        };
+        let at = |offset| {
+            Some(LogPosition {
+                epoch: top.epoch.clone(),
+                offset,
+            })
+        };
+        let replay = |e: BrokerEvent| match e {
+            BrokerEvent::Joined { replay, .. } => replay,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            replay(join(&mut b, 1, at(0))),
+            Some(Ok(vec![])),
+            "nothing missed"
+        );
         for i in 0..5 {
-            b.append(1, Envelope::new("n", &i));
+            publish(&mut b, 1, i);
         }
-        let got = b.replay(1, &epoch, 2, 10).unwrap();
+        events(&mut b);
+        let got = replay(join(&mut b, 1, at(2))).unwrap().unwrap();
         assert_eq!(got.len(), 3);
         assert!(got[0].contains(r#""offset":3"#), "{}", got[0]);
-        assert_eq!(b.replay(1, &epoch, 5, 10), Ok(vec![]));
-        assert_eq!(b.replay(1, &epoch, 1, 10), Err(Unrecoverable::TooOld));
-        assert_eq!(b.replay(1, &epoch, 6, 10), Err(Unrecoverable::Ahead));
+        assert_eq!(replay(join(&mut b, 1, at(5))), Some(Ok(vec![])));
         assert_eq!(
-            b.replay(1, "other", 5, 10),
-            Err(Unrecoverable::EpochChanged)
+            replay(join(&mut b, 1, at(1))),
+            Some(Err(Unrecoverable::TooOld))
         );
-        assert_eq!(b.replay(1, &epoch, 2, 2), Err(Unrecoverable::TooMany));
+        assert_eq!(
+            replay(join(&mut b, 1, at(6))),
+            Some(Err(Unrecoverable::Ahead))
+        );
+        let other = Some(LogPosition {
+            epoch: "other".into(),
+            offset: 5,
+        });
+        assert_eq!(
+            replay(join(&mut b, 1, other)),
+            Some(Err(Unrecoverable::EpochChanged))
+        );
+        b.submit(BrokerCommand::Join {
+            project: 1,
+            conn: ConnId(9),
+            since: at(2),
+            limit: 2,
+        });
+        assert_eq!(
+            replay(events(&mut b).remove(0)),
+            Some(Err(Unrecoverable::TooMany))
+        );
     }
 
     #[test]
-    fn versions_count_per_project() {
-        let mut b = InMemoryBroker::new(1, 1);
-        assert_eq!(b.bump_version(1, serde_json::json!({"x": 1})), 1);
-        assert_eq!(b.bump_version(1, serde_json::json!({"x": 2})), 2);
-        assert_eq!(b.project_state(1), (2, serde_json::json!({"x": 2})));
-        assert_eq!(b.project_state(2).0, 0);
+    fn updates_count_versions_and_are_logged_as_project_updated() {
+        let mut b = InMemoryBroker::new(4, 1);
+        for x in [1, 2] {
+            b.submit(BrokerCommand::Update {
+                project: 1,
+                state: serde_json::json!({ "x": x }),
+                origin: origin(1),
+            });
+        }
+        let got = events(&mut b);
+        let BrokerEvent::Published {
+            frame, position, ..
+        } = &got[1]
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(position.offset, 2);
+        assert!(
+            frame.contains(r#""type":"project_updated","data":{"version":2,"x":2}"#),
+            "{frame}"
+        );
+        b.submit(BrokerCommand::Snapshot {
+            project: 1,
+            conn: ConnId(3),
+        });
+        assert_eq!(
+            events(&mut b),
+            [BrokerEvent::Snapshot {
+                project: 1,
+                conn: ConnId(3),
+                version: 2,
+                state: serde_json::json!({"x": 2}),
+            }]
+        );
     }
 }

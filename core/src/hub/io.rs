@@ -60,6 +60,8 @@ pub enum HubInput {
     },
     /// The hub is going down: every connection is told so.
     Shutdown,
+    /// The broker has events for this hub (a remote broker's answers, another node's messages).
+    BrokerReady,
     /// The driver's timer fired.
     Timeout,
 }
@@ -134,6 +136,7 @@ mod tests {
             r#"{"kind":"frame_too_large","conn":2}"#,
             r#"{"kind":"write_blocked","conn":3}"#,
             r#"{"kind":"shutdown"}"#,
+            r#"{"kind":"broker_ready"}"#,
             r#"{"kind":"timeout"}"#,
         ] {
             let i: HubInput = serde_json::from_str(c).unwrap();

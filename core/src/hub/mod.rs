@@ -22,7 +22,7 @@ mod io;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::close;
 use crate::config::RateLimitConfig;
@@ -33,7 +33,9 @@ use crate::timer::Timestamp;
 use crate::wire::{self, Envelope, RetryHint};
 
 pub use agent::{AgentSource, ScriptedAgent};
-pub use broker::{Broker, Frame, InMemoryBroker, LogPosition, Unrecoverable};
+pub use broker::{
+    Broker, BrokerCommand, BrokerEvent, Frame, InMemoryBroker, LogPosition, Origin, Unrecoverable,
+};
 pub use chaos::ChaosConfig;
 use chaos::{ConnChaos, PongFate};
 pub use io::{ConnId, HubInput, HubOutput};
@@ -199,6 +201,22 @@ impl AgentStream {
     }
 }
 
+/// A connection's membership of a project.
+#[derive(Debug)]
+enum Member {
+    /// Its join went to the broker: what the project publishes meanwhile waits here, with its
+    /// offsets, until the answer says where the connection continues from.
+    Joining {
+        /// The position it recovers from.
+        since: Option<LogPosition>,
+        /// Not a member before (a rejoin after a hole tells nobody).
+        new: bool,
+        held: Vec<(u64, Frame)>,
+    },
+    /// Joined: it gets the project's messages as they are published.
+    Live,
+}
+
 /// The hub's protocol state machine.
 pub struct HubCore<B: Broker> {
     settings: HubSettings,
@@ -210,7 +228,7 @@ pub struct HubCore<B: Broker> {
     sessions: BTreeMap<String, SessionState>,
     streams: BTreeMap<(String, String), AgentStream>,
     /// Each project's member connections.
-    members: BTreeMap<u64, BTreeSet<ConnId>>,
+    members: BTreeMap<u64, BTreeMap<ConnId, Member>>,
     /// Frames chaos holds back (delayed pongs), due in order: every one waits the same delay.
     delayed: VecDeque<(Timestamp, ConnId, Frame)>,
     outputs: VecDeque<HubOutput>,
@@ -255,6 +273,11 @@ impl<B: Broker> HubCore<B> {
         self
     }
 
+    /// The broker this hub talks to (to read, e.g. whether it has events waiting).
+    pub fn broker(&self) -> &B {
+        &self.broker
+    }
+
     /// The settings in use.
     pub fn settings(&self) -> &HubSettings {
         &self.settings
@@ -278,6 +301,7 @@ impl<B: Broker> HubCore<B> {
     /// Applies any input in its canonical form.
     pub fn handle_input(&mut self, now: Timestamp, input: HubInput) {
         match input {
+            HubInput::BrokerReady => self.broker_ready(now),
             HubInput::Accepted { conn } => self.accepted(now, conn),
             HubInput::Frame { conn, text } => self.frame(now, conn, &text),
             HubInput::BinaryFrame { conn, len } => self.binary_frame(now, conn, len),
@@ -329,7 +353,80 @@ impl<B: Broker> HubCore<B> {
     fn enter(&mut self, now: Timestamp) -> Timestamp {
         self.now = self.now.max(now);
         self.run_timers(self.now);
+        self.take_broker_events();
         self.now
+    }
+
+    /// The broker has events for this hub (a remote broker's answers or another node's
+    /// messages): the driver feeds this when it learns so; an in-memory broker needs none.
+    pub fn broker_ready(&mut self, now: Timestamp) {
+        self.enter(now);
+    }
+
+    /// Hands a command to the broker, then takes whatever it answered already.
+    fn submit(&mut self, command: BrokerCommand) {
+        self.broker.submit(command);
+        self.take_broker_events();
+    }
+
+    fn take_broker_events(&mut self) {
+        while let Some(event) = self.broker.poll_event() {
+            self.on_broker_event(event);
+        }
+    }
+
+    /// What the broker published or answered.
+    fn on_broker_event(&mut self, event: BrokerEvent) {
+        match event {
+            BrokerEvent::Published {
+                project,
+                position,
+                frame,
+                origin,
+            } => {
+                let except = origin.as_ref().filter(|o| !o.echo).map(|o| o.conn);
+                self.publish_locally(project, except, position.offset, &frame);
+                // The sender learns its message's place from the ack (it does not get the
+                // message back), after every frame logged before it.
+                if let Some(Origin {
+                    conn, id: Some(id), ..
+                }) = origin
+                {
+                    self.push_send(conn, ack_frame(&id, Some((project, position))));
+                }
+            }
+            BrokerEvent::Broadcast {
+                project,
+                frame,
+                origin,
+            } => {
+                let except = origin.filter(|o| !o.echo).map(|o| o.conn);
+                let live: Vec<ConnId> = self
+                    .live_members(project)
+                    .filter(|c| Some(*c) != except)
+                    .collect();
+                for conn in live {
+                    self.push_send(conn, frame.clone());
+                }
+            }
+            BrokerEvent::Joined {
+                project,
+                conn,
+                top,
+                replay,
+                version,
+                state,
+            } => self.joined(project, conn, top, replay, version, state),
+            BrokerEvent::Snapshot {
+                project,
+                conn,
+                version,
+                state,
+            } => self.send_snapshot(conn, project, version, state),
+            // Future events: nothing this hub knows to do.
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
     }
 
     // ---- transport inputs ----------------------------------------------------------------
@@ -698,7 +795,8 @@ impl<B: Broker> HubCore<B> {
         let applied = self.apply(now, conn, sid, env);
         if let Some(id) = id {
             match applied {
-                Applied::Yes(logged) => self.push_send(conn, ack_frame(&id, logged)),
+                Applied::Yes => self.push_send(conn, ack_frame(&id, None)),
+                Applied::Logged => {}
                 Applied::Refused => {
                     if let Some(s) = self.sessions.get_mut(sid) {
                         // Refused, not applied: a later message with this id is news.
@@ -715,7 +813,7 @@ impl<B: Broker> HubCore<B> {
         match (env.msg_type.as_str(), env.project_id) {
             ("project_subscribe", Some(p)) => {
                 let since = env.data_as::<wire::Subscribe>().unwrap_or_default();
-                self.join(conn, &user, p, since);
+                self.join(conn, p, since);
             }
             ("project_unsubscribe", Some(p)) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -724,14 +822,22 @@ impl<B: Broker> HubCore<B> {
                 self.leave(p, conn, &user);
             }
             ("project_update", Some(p)) => {
-                let state = env.data_value();
-                let version = self.broker.bump_version(p, state.clone());
-                let msg = Envelope::new("project_updated", &with_version(state, version));
-                let (_, frame) = self.broker.append(p, msg);
                 // Every member hears the new version, the editor included.
-                self.send_to_members(p, None, &frame);
+                let origin = Origin {
+                    conn,
+                    id: None,
+                    echo: true,
+                };
+                let state = env.data_value();
+                self.submit(BrokerCommand::Update {
+                    project: p,
+                    state,
+                    origin,
+                });
             }
-            ("project_sync_request", Some(p)) => self.send_snapshot(conn, p),
+            ("project_sync_request", Some(p)) => {
+                self.submit(BrokerCommand::Snapshot { project: p, conn })
+            }
             ("user_typing_start" | "user_typing_stop", Some(p)) => {
                 // Typing is transient: never logged, only to members connected now. The typist
                 // is the connection's user (as presence knows it), whatever the frame claims.
@@ -742,7 +848,16 @@ impl<B: Broker> HubCore<B> {
                     ..Envelope::new(&env.msg_type, &typist).in_project(p)
                 };
                 let frame: Frame = relay.to_json().into();
-                self.send_to_members(p, Some(conn), &frame);
+                let origin = Origin {
+                    conn,
+                    id: None,
+                    echo: false,
+                };
+                self.submit(BrokerCommand::Broadcast {
+                    project: p,
+                    frame,
+                    origin,
+                });
             }
             ("agent_prompt", _) => return self.start_stream(now, conn, sid, &env),
             ("agent_stream_interrupt", _) => {
@@ -770,57 +885,102 @@ impl<B: Broker> HubCore<B> {
                     self.send_error(conn, "too_large", &message, None, env.id.as_deref());
                     return Applied::Refused;
                 }
-                let relay = Envelope {
+                let origin = Origin {
+                    conn,
+                    id: env.id.clone(),
+                    echo: false,
+                };
+                let message = Envelope {
                     epoch: None,
                     offset: None,
                     ..env
                 };
-                let (position, frame) = self.broker.append(p, relay);
-                // Encoded once, the same bytes for every other member; the sender learns the
-                // message's place from its ack.
-                self.send_to_members(p, Some(conn), &frame);
-                return Applied::Yes(Some((p, position)));
+                // Encoded once by the broker, the same bytes for every other member, on every
+                // node; the ack follows the message's publication.
+                self.submit(BrokerCommand::Publish {
+                    project: p,
+                    message,
+                    origin,
+                });
+                return Applied::Logged;
             }
             _ => {}
         }
-        Applied::Yes(None)
+        Applied::Yes
     }
 
-    /// A connection joins a project (again, after a gap, if it already is a member): the
-    /// answer with the position it continues from, the messages it missed or the snapshot,
-    /// then who is present.
-    fn join(&mut self, conn: ConnId, user: &str, project: u64, since: wire::Subscribe) {
+    /// A connection joins a project (again, after a hole, if it already is a member): the
+    /// broker says where it continues from; until then what the project publishes waits.
+    fn join(&mut self, conn: ConnId, project: u64, since: wire::Subscribe) {
         let new = self
             .conns
             .get_mut(&conn)
             .is_some_and(|c| c.projects.insert(project));
-        let top = self.broker.top(project);
+        let since = match (since.epoch, since.offset) {
+            (Some(epoch), Some(offset)) => Some(LogPosition { epoch, offset }),
+            _ => None,
+        };
+        let member = Member::Joining {
+            since: since.clone(),
+            new,
+            held: Vec::new(),
+        };
+        self.members
+            .entry(project)
+            .or_default()
+            .insert(conn, member);
         let limit = self.settings.replay_capacity;
-        let (joined, replay) = match (since.epoch, since.offset) {
-            (Some(epoch), Some(offset)) => {
-                match self.broker.replay(project, &epoch, offset, limit) {
-                    Ok(frames) => (
-                        wire::Joined {
-                            epoch,
-                            offset,
-                            recovered: Some(true),
-                            replayed: Some(frames.len() as u64),
-                            reason: None,
-                        },
-                        Some(frames),
-                    ),
-                    Err(why) => (
-                        wire::Joined {
-                            epoch: top.epoch,
-                            offset: top.offset,
-                            recovered: Some(false),
-                            replayed: None,
-                            reason: Some(why.as_str().to_string()),
-                        },
-                        None,
-                    ),
-                }
-            }
+        self.submit(BrokerCommand::Join {
+            project,
+            conn,
+            since,
+            limit,
+        });
+    }
+
+    /// The broker answered a join: the answer with the position the connection continues
+    /// from, the messages it missed or the snapshot, what was published meanwhile, then who is
+    /// present.
+    fn joined(
+        &mut self,
+        project: u64,
+        conn: ConnId,
+        top: LogPosition,
+        replay: Option<Result<Vec<Frame>, Unrecoverable>>,
+        version: u64,
+        state: Value,
+    ) {
+        let Some(member) = self
+            .members
+            .get_mut(&project)
+            .and_then(|m| m.get_mut(&conn))
+        else {
+            return; // gone, or left, before the answer came
+        };
+        let Member::Joining { since, new, held } = std::mem::replace(member, Member::Live) else {
+            return;
+        };
+        let (joined, frames) = match (since, replay) {
+            (Some(since), Some(Ok(frames))) => (
+                wire::Joined {
+                    epoch: since.epoch,
+                    offset: since.offset,
+                    recovered: Some(true),
+                    replayed: Some(frames.len() as u64),
+                    reason: None,
+                },
+                Some(frames),
+            ),
+            (Some(_), Some(Err(why))) => (
+                wire::Joined {
+                    epoch: top.epoch,
+                    offset: top.offset,
+                    recovered: Some(false),
+                    replayed: None,
+                    reason: Some(why.as_str().to_string()),
+                },
+                None,
+            ),
             _ => (
                 wire::Joined {
                     epoch: top.epoch,
@@ -834,23 +994,27 @@ impl<B: Broker> HubCore<B> {
         };
         let answer = Envelope::new("project_joined", &joined).in_project(project);
         self.push_send(conn, answer.to_json().into());
-        match replay {
+        match frames {
             Some(frames) => {
                 for frame in frames {
                     self.push_send(conn, frame);
                 }
             }
-            None => self.send_snapshot(conn, project),
+            None => self.send_snapshot(conn, project, version, state),
         }
-        if new {
-            self.members.entry(project).or_default().insert(conn);
+        // The answer covers the log up to its top; what came later was held meanwhile.
+        for (offset, frame) in held {
+            if offset > top.offset {
+                self.push_send(conn, frame);
+            }
         }
         // Presence is volatile: sent on every join, never logged.
         let members = self.present_users(project);
-        let state = Envelope::new("presence_state", &wire::PresenceState { members });
-        self.push_send(conn, state.in_project(project).to_json().into());
+        let presence = Envelope::new("presence_state", &wire::PresenceState { members });
+        self.push_send(conn, presence.in_project(project).to_json().into());
         if new {
-            self.presence_diff(project, conn, user, true);
+            let user = self.user_of_conn(conn);
+            self.presence_diff(project, conn, &user, true);
         }
     }
 
@@ -859,26 +1023,40 @@ impl<B: Broker> HubCore<B> {
         let Some(members) = self.members.get_mut(&project) else {
             return;
         };
-        if !members.remove(&conn) {
+        let Some(was) = members.remove(&conn) else {
             return;
-        }
+        };
         if members.is_empty() {
             self.members.remove(&project);
         }
-        self.presence_diff(project, conn, user, false);
+        if matches!(was, Member::Live) {
+            self.presence_diff(project, conn, user, false);
+        }
     }
 
-    /// Sends one frame to every member connection of a project but `except`.
-    fn send_to_members(&mut self, project: u64, except: Option<ConnId>, frame: &Frame) {
-        let Some(members) = self.members.get(&project) else {
+    /// A published project message to this hub's members but `except`; a member still joining
+    /// holds it for after its answer.
+    fn publish_locally(
+        &mut self,
+        project: u64,
+        except: Option<ConnId>,
+        offset: u64,
+        frame: &Frame,
+    ) {
+        let Some(members) = self.members.get_mut(&project) else {
             return;
         };
-        let recipients: Vec<ConnId> = members
-            .iter()
-            .copied()
-            .filter(|c| Some(*c) != except)
-            .collect();
-        for conn in recipients {
+        let mut live = Vec::new();
+        for (conn, member) in members.iter_mut() {
+            if Some(*conn) == except {
+                continue;
+            }
+            match member {
+                Member::Live => live.push(*conn),
+                Member::Joining { held, .. } => held.push((offset, frame.clone())),
+            }
+        }
+        for conn in live {
             self.relayed += 1;
             self.push_send(conn, frame.clone());
         }
@@ -891,9 +1069,16 @@ impl<B: Broker> HubCore<B> {
             .unwrap_or_default()
     }
 
-    fn send_snapshot(&mut self, conn: ConnId, project: u64) {
-        let (version, state) = self.broker.project_state(project);
-        let snapshot = Envelope::new("project_snapshot", &with_version(state, version));
+    fn user_of_conn(&self, conn: ConnId) -> String {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.session.as_deref())
+            .map(|sid| self.user_of(sid))
+            .unwrap_or_default()
+    }
+
+    fn send_snapshot(&mut self, conn: ConnId, project: u64, version: u64, state: Value) {
+        let snapshot = Envelope::new("project_snapshot", &broker::with_version(state, version));
         self.push_send(conn, snapshot.in_project(project).to_json().into());
     }
 
@@ -933,7 +1118,7 @@ impl<B: Broker> HubCore<B> {
             prompt: prompt.prompt,
         };
         self.deliver(sid, Envelope::new("agent_stream_start", &start));
-        Applied::Yes(None)
+        Applied::Yes
     }
 
     fn resume_stream(&mut self, sid: &str, r: wire::StreamResume) {
@@ -1016,14 +1201,21 @@ impl<B: Broker> HubCore<B> {
         }
     }
 
-    /// The users of a project's member connections, each once, sorted.
-    fn present_users(&self, project: u64) -> Vec<String> {
-        let users: BTreeSet<String> = self
-            .members
+    /// A project's member connections whose join was answered.
+    fn live_members(&self, project: u64) -> impl Iterator<Item = ConnId> + '_ {
+        self.members
             .get(&project)
             .into_iter()
             .flatten()
-            .filter_map(|c| self.conns.get(c)?.session.as_deref())
+            .filter(|(_, m)| matches!(m, Member::Live))
+            .map(|(c, _)| *c)
+    }
+
+    /// The users of a project's joined member connections, each once, sorted.
+    fn present_users(&self, project: u64) -> Vec<String> {
+        let users: BTreeSet<String> = self
+            .live_members(project)
+            .filter_map(|c| self.conns.get(&c)?.session.as_deref())
             .map(|sid| self.user_of(sid))
             .collect();
         users.into_iter().collect()
@@ -1032,14 +1224,7 @@ impl<B: Broker> HubCore<B> {
     /// Tells the other members that `user` joined or left, unless another connection of theirs
     /// keeps them present.
     fn presence_diff(&mut self, project: u64, conn: ConnId, user: &str, joined: bool) {
-        let others: Vec<ConnId> = self
-            .members
-            .get(&project)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|c| *c != conn)
-            .collect();
+        let others: Vec<ConnId> = self.live_members(project).filter(|c| *c != conn).collect();
         let user_of = |c: &ConnId| {
             self.conns
                 .get(c)
@@ -1120,24 +1305,12 @@ impl<B: Broker> HubCore<B> {
     }
 }
 
-fn with_version(state: Value, version: u64) -> Value {
-    let mut obj = match state {
-        Value::Object(m) => m,
-        Value::Null => Map::new(),
-        other => {
-            let mut m = Map::new();
-            m.insert("value".into(), other);
-            m
-        }
-    };
-    obj.insert("version".into(), version.into());
-    Value::Object(obj)
-}
-
 /// What applying a client message came to.
 enum Applied {
-    /// Applied; a project message also got this place in its log.
-    Yes(Option<(u64, LogPosition)>),
+    /// Applied: ack it.
+    Yes,
+    /// Sent to the broker to be logged: acked with its place once published.
+    Logged,
     /// Refused (the sender was told why).
     Refused,
 }

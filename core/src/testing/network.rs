@@ -1,6 +1,6 @@
-//! N client sessions and one hub core on in-memory links, driven together in virtual time: the
-//! whole protocol, both halves, with seeded link faults and hub restarts, in milliseconds of real
-//! time and the same way on every run.
+//! N client sessions and one or more hub nodes (sharing one in-memory broker) on in-memory links,
+//! driven together in virtual time: the whole protocol, both halves, with seeded link faults, hub
+//! restarts and node failures, in milliseconds of real time and the same way on every run.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -108,7 +108,11 @@ enum Direction {
 #[derive(Clone, Debug)]
 enum Due {
     /// A transport a client asked for finishes opening (or is refused).
-    Open { client: ClientId, conn: ConnId },
+    Open {
+        client: ClientId,
+        conn: ConnId,
+        url: String,
+    },
     /// Something reaches the hub.
     ToHub { conn: ConnId, wire: Wire },
     /// Something reaches a client.
@@ -122,6 +126,8 @@ enum Due {
 #[derive(Debug)]
 struct Link {
     client: ClientId,
+    /// The hub node at its other end.
+    node: usize,
     /// Half-open: nothing flows either way any more.
     stalled: bool,
     /// The client stopped reading: frames for it wait here.
@@ -139,7 +145,18 @@ struct Client {
     log: Vec<(Timestamp, Output)>,
 }
 
-/// Clients and a hub connected through in-memory links in virtual time.
+/// One hub process of the network.
+struct Node {
+    hub: HubCore<InMemoryBroker>,
+    /// The URL clients reach it at (`None`: a lone hub answers every URL).
+    url: Option<String>,
+    /// Restarts so far (each draws new session ids).
+    generation: u64,
+    /// It refuses connections until then (`Some(None)`: until revived).
+    down_until: Option<Option<Timestamp>>,
+}
+
+/// Clients and hub nodes connected through in-memory links in virtual time.
 pub struct Network {
     now: Timestamp,
     seed: u64,
@@ -149,10 +166,9 @@ pub struct Network {
     rng: Rng,
     settings: HubSettings,
     agent: Option<ScriptedAgent>,
-    hub: HubCore<InMemoryBroker>,
-    hub_generation: u64,
-    /// The hub refuses connections until then (it is restarting).
-    hub_down_until: Option<Timestamp>,
+    /// The broker every node shares (this handle makes the nodes' own).
+    broker: InMemoryBroker,
+    nodes: Vec<Node>,
     clients: Vec<Client>,
     links: BTreeMap<ConnId, Link>,
     agenda: BTreeMap<(Timestamp, u64), Due>,
@@ -166,7 +182,7 @@ impl std::fmt::Debug for Network {
             .field("now", &self.now)
             .field("clients", &self.clients.len())
             .field("links", &self.links.len())
-            .field("hub", &self.hub)
+            .field("nodes", &self.nodes.len())
             .finish()
     }
 }
@@ -175,7 +191,34 @@ impl Network {
     /// A hub with `settings` (and the scripted agent) and no clients; `seed` fixes the hub's
     /// session ids, every client's seed and every fault.
     pub fn new(settings: HubSettings, seed: u64) -> Network {
+        Network::with_nodes(settings, seed, &[])
+    }
+
+    /// Hub nodes at these URLs sharing one broker (none: one hub answering every URL); a
+    /// client reaches the node its `url` (or its current entry of `urls`) names.
+    pub fn with_nodes(settings: HubSettings, seed: u64, urls: &[&str]) -> Network {
         let agent = Some(ScriptedAgent::default());
+        let broker = new_broker(&settings, seed);
+        let urls: Vec<Option<String>> = if urls.is_empty() {
+            vec![None]
+        } else {
+            urls.iter().map(|u| Some(u.to_string())).collect()
+        };
+        let nodes = urls
+            .into_iter()
+            .enumerate()
+            .map(|(i, url)| Node {
+                hub: new_hub(
+                    &settings,
+                    agent.as_ref(),
+                    broker.add_node(),
+                    node_seed(seed, i, 0),
+                ),
+                url,
+                generation: 0,
+                down_until: None,
+            })
+            .collect();
         Network {
             now: Timestamp::ZERO,
             seed,
@@ -183,11 +226,10 @@ impl Network {
             outbound_queue: 64,
             faults: LinkFaults::default(),
             rng: Rng::new(seed ^ 0x5EED_F00D),
-            hub: new_hub(&settings, agent.as_ref(), seed),
+            broker,
+            nodes,
             settings,
             agent,
-            hub_generation: 0,
-            hub_down_until: None,
             clients: Vec::new(),
             links: BTreeMap::new(),
             agenda: BTreeMap::new(),
@@ -199,7 +241,10 @@ impl Network {
     /// The same network with another agent (`None`: the hub refuses prompts). Call before
     /// anything connects.
     pub fn with_agent(mut self, agent: Option<ScriptedAgent>) -> Network {
-        self.hub = new_hub(&self.settings, agent.as_ref(), self.seed);
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let seed = node_seed(self.seed, i, node.generation);
+            node.hub = new_hub(&self.settings, agent.as_ref(), self.broker.add_node(), seed);
+        }
         self.agent = agent;
         self
     }
@@ -246,9 +291,19 @@ impl Network {
         self.now
     }
 
-    /// The hub core.
+    /// The (first) hub node's core.
     pub fn hub(&self) -> &HubCore<InMemoryBroker> {
-        &self.hub
+        &self.nodes[0].hub
+    }
+
+    /// The broker the nodes share (to read what was published).
+    pub fn broker(&self) -> &InMemoryBroker {
+        &self.broker
+    }
+
+    /// Hub node `i`'s core.
+    pub fn node(&self, i: usize) -> &HubCore<InMemoryBroker> {
+        &self.nodes[i].hub
     }
 
     /// A client's session, to read its state.
@@ -333,13 +388,64 @@ impl Network {
         }
     }
 
-    /// Restarts the hub: it shuts down (every client hears 1012 and the restart window), refuses
-    /// connections for `down_ms`, then comes back with its state (`keep_state`) or a fresh one.
+    /// Restarts every hub node: each shuts down (every client hears 1012 and the restart
+    /// window), refuses connections for `down_ms`, then comes back with its state
+    /// (`keep_state`) or a fresh one (and a fresh broker: every log lost, new epochs).
     pub fn restart_hub(&mut self, keep_state: bool, down_ms: u64) {
-        self.hub.shutdown(self.now);
-        self.pump_hub();
-        // Whatever the hub process held goes with it, stalled links too.
-        let conns: Vec<ConnId> = self.links.keys().copied().collect();
+        for i in 0..self.nodes.len() {
+            self.nodes[i].hub.shutdown(self.now);
+            self.pump_node(i);
+            self.drop_links_of(i);
+        }
+        if !keep_state {
+            self.broker = new_broker(&self.settings, self.seed.wrapping_add(self.generation()));
+        }
+        let until = self.now.add_ms(down_ms);
+        for i in 0..self.nodes.len() {
+            self.nodes[i].generation += 1;
+            if !keep_state {
+                self.renew_node(i);
+            }
+            self.nodes[i].down_until = Some(Some(until));
+        }
+    }
+
+    /// Hub node `i` dies: its links end without close frames and what its process held
+    /// (sessions, agent streams) is gone; the shared broker keeps the logs. It refuses
+    /// connections until `revive_node`.
+    pub fn kill_node(&mut self, i: usize) {
+        self.drop_links_of(i);
+        self.nodes[i].down_until = Some(None);
+    }
+
+    /// Hub node `i`, dead, starts again afresh on the shared broker (a live node carries on).
+    pub fn revive_node(&mut self, i: usize) {
+        if self.nodes[i].down_until != Some(None) {
+            return;
+        }
+        self.nodes[i].generation += 1;
+        self.renew_node(i);
+        self.nodes[i].down_until = None;
+    }
+
+    fn generation(&self) -> u64 {
+        self.nodes.iter().map(|n| n.generation).sum::<u64>() + 1
+    }
+
+    fn renew_node(&mut self, i: usize) {
+        let seed = node_seed(self.seed, i, self.nodes[i].generation);
+        let broker = self.broker.add_node();
+        self.nodes[i].hub = new_hub(&self.settings, self.agent.as_ref(), broker, seed);
+    }
+
+    /// Whatever node `i`'s process held goes with it, stalled links too.
+    fn drop_links_of(&mut self, i: usize) {
+        let conns: Vec<ConnId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.node == i)
+            .map(|(c, _)| *c)
+            .collect();
         for conn in conns {
             if let Some(link) = self.links.remove(&conn) {
                 if !link.stalled {
@@ -354,15 +460,16 @@ impl Network {
                     );
                 }
             }
-            self.hub.closed(self.now, conn);
+            self.nodes[i].hub.closed(self.now, conn);
         }
-        self.pump_hub();
-        self.hub_generation += 1;
-        if !keep_state {
-            let seed = self.seed.wrapping_add(self.hub_generation);
-            self.hub = new_hub(&self.settings, self.agent.as_ref(), seed);
-        }
-        self.hub_down_until = Some(self.now.add_ms(down_ms));
+        self.pump_node(i);
+    }
+
+    /// The node a client's transport to `url` reaches, if one answers there.
+    fn node_at(&self, url: &str) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.url.as_deref().is_none_or(|u| u == url))
     }
 
     // ---- driving -------------------------------------------------------------------------
@@ -407,7 +514,7 @@ impl Network {
             .iter()
             .filter_map(|c| c.session.poll_timeout().map(|d| d.at))
             .min();
-        let hub = self.hub.poll_timeout();
+        let hub = self.nodes.iter().filter_map(|n| n.hub.poll_timeout()).min();
         let Some(next) = [agenda, clients, hub].into_iter().flatten().min() else {
             self.now = self.now.max(end);
             return false;
@@ -424,9 +531,11 @@ impl Network {
             }
             return true;
         }
-        if self.hub.poll_timeout().is_some_and(|d| d <= now) {
-            self.hub.handle_timeout(now);
-            self.pump_hub();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].hub.poll_timeout().is_some_and(|d| d <= now) {
+                self.nodes[i].hub.handle_timeout(now);
+                self.pump_node(i);
+            }
         }
         for i in 0..self.clients.len() {
             if self.clients[i]
@@ -444,44 +553,54 @@ impl Network {
     fn happen(&mut self, due: Due) {
         let now = self.now;
         match due {
-            Due::Open { client, conn } => {
+            Due::Open { client, conn, url } => {
                 if self.clients[client.0].conn != Some(conn) {
                     return; // the session gave up on this attempt
                 }
-                if self.hub_down_until.is_some_and(|t| now < t) {
-                    self.clients[client.0].conn = None;
-                    self.clients[client.0]
-                        .session
-                        .transport_error(now, "connection refused");
-                } else {
-                    self.links.insert(
-                        conn,
-                        Link {
-                            client,
-                            stalled: false,
-                            held: None,
-                            last_to_hub: now,
-                            last_to_client: now,
-                        },
-                    );
-                    self.hub.accepted(now, conn);
-                    self.pump_hub();
-                    self.clients[client.0].session.transport_opened(now);
+                let up = self
+                    .node_at(&url)
+                    .filter(|&i| match self.nodes[i].down_until {
+                        None => true,
+                        Some(until) => until.is_some_and(|t| now >= t),
+                    });
+                match up {
+                    None => {
+                        self.clients[client.0].conn = None;
+                        self.clients[client.0]
+                            .session
+                            .transport_error(now, "connection refused");
+                    }
+                    Some(node) => {
+                        self.links.insert(
+                            conn,
+                            Link {
+                                client,
+                                node,
+                                stalled: false,
+                                held: None,
+                                last_to_hub: now,
+                                last_to_client: now,
+                            },
+                        );
+                        self.nodes[node].hub.accepted(now, conn);
+                        self.pump_node(node);
+                        self.clients[client.0].session.transport_opened(now);
+                    }
                 }
                 self.pump_client(client);
             }
             Due::ToHub { conn, wire } => {
-                if !self.links.contains_key(&conn) {
+                let Some(node) = self.links.get(&conn).map(|l| l.node) else {
                     return;
-                }
+                };
                 match wire {
-                    Wire::Text(text) => self.hub.frame(now, conn, &text),
+                    Wire::Text(text) => self.nodes[node].hub.frame(now, conn, &text),
                     Wire::Close(..) | Wire::Lost => {
                         self.links.remove(&conn);
-                        self.hub.closed(now, conn);
+                        self.nodes[node].hub.closed(now, conn);
                     }
                 }
-                self.pump_hub();
+                self.pump_node(node);
             }
             Due::ToClient { client, conn, wire } => {
                 let c = &mut self.clients[client.0];
@@ -514,12 +633,19 @@ impl Network {
             }
             self.clients[id.0].log.push((now, output.clone()));
             match output {
-                Output::OpenTransport { .. } => {
+                Output::OpenTransport { url, .. } => {
                     self.next_conn += 1;
                     let conn = ConnId(self.next_conn);
                     self.clients[id.0].conn = Some(conn);
                     let at = now.add_ms(self.latency_ms);
-                    self.schedule(at, Due::Open { client: id, conn });
+                    self.schedule(
+                        at,
+                        Due::Open {
+                            client: id,
+                            conn,
+                            url,
+                        },
+                    );
                 }
                 Output::Transmit { text } => {
                     if let Some(conn) = self.clients[id.0].conn {
@@ -536,15 +662,26 @@ impl Network {
         }
     }
 
-    /// Carries out what the hub asks until it names its next deadline.
-    fn pump_hub(&mut self) {
+    /// Carries out what node `i` asks until it names its next deadline, then lets every node
+    /// the shared broker has news for take it (another node's messages).
+    fn pump_node(&mut self, i: usize) {
+        self.pump_one(i);
+        while let Some(j) = (0..self.nodes.len()).find(|&j| self.nodes[j].hub.broker().has_events())
+        {
+            let now = self.now;
+            self.nodes[j].hub.broker_ready(now);
+            self.pump_one(j);
+        }
+    }
+
+    fn pump_one(&mut self, i: usize) {
         let mut gone = VecDeque::new();
         loop {
             let now = self.now;
-            match self.hub.poll_output() {
+            match self.nodes[i].hub.poll_output() {
                 HubOutput::Timeout { .. } => match gone.pop_front() {
                     // The hub's driver reports a connection it ended as closed.
-                    Some(conn) => self.hub.closed(now, conn),
+                    Some(conn) => self.nodes[i].hub.closed(now, conn),
                     None => return,
                 },
                 HubOutput::Send { conn, text } => {
@@ -587,13 +724,13 @@ impl Network {
         let Some(link) = self.links.get_mut(&conn).filter(|l| !l.stalled) else {
             return;
         };
-        let (client, held) = (link.client, &mut link.held);
+        let (client, node, held) = (link.client, link.node, &mut link.held);
         let wire = match (wire, held) {
             (Wire::Text(text), Some(held)) => {
                 held.push(Wire::Text(text));
                 if held.len() > self.outbound_queue {
                     let now = self.now;
-                    self.hub.write_blocked(now, conn);
+                    self.nodes[node].hub.write_blocked(now, conn);
                 }
                 return;
             }
@@ -680,13 +817,23 @@ impl Network {
     }
 }
 
+/// A broker for the network's nodes; one started afresh draws new epochs.
+fn new_broker(settings: &HubSettings, seed: u64) -> InMemoryBroker {
+    InMemoryBroker::new(settings.replay_capacity, seed ^ 0x5eed_b20c_e200)
+}
+
+/// Node `i`'s seed in its `generation`: session ids never repeat across nodes or restarts.
+fn node_seed(seed: u64, i: usize, generation: u64) -> u64 {
+    seed.wrapping_add(generation)
+        .wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 fn new_hub(
     settings: &HubSettings,
     agent: Option<&ScriptedAgent>,
+    broker: InMemoryBroker,
     seed: u64,
 ) -> HubCore<InMemoryBroker> {
-    // Each hub process its own broker: one started afresh draws new epochs.
-    let broker = InMemoryBroker::new(settings.replay_capacity, seed ^ 0x5eed_b20c_e200);
     let hub = HubCore::new(settings.clone(), broker, seed);
     match agent {
         Some(a) => hub.with_agent(Box::new(a.clone()) as Box<dyn AgentSource>),
