@@ -15,6 +15,23 @@ use sockline_core::{Config, Delivery, Event, SendRequest, State};
 const CLIENTS: usize = 3;
 const PROJECT: u64 = 1;
 
+/// Client `i` sends its note number `n` to the project, at least once.
+fn send_note(
+    net: &mut Network,
+    id: ClientId,
+    i: usize,
+    n: u64,
+) -> Result<String, sockline_core::SessionError> {
+    net.with(id, |s, now| {
+        s.send(
+            now,
+            SendRequest::new("note", json!({"from": i, "n": n}))
+                .project(PROJECT)
+                .delivery(Delivery::AtLeastOnce),
+        )
+    })
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Send(usize),
@@ -72,15 +89,7 @@ proptest! {
             match op {
                 Op::Send(i) => {
                     counter += 1;
-                    let id = net.with(ids[i], |s, now| {
-                        s.send(
-                            now,
-                            SendRequest::new("note", json!({"from": i, "n": counter}))
-                                .project(PROJECT)
-                                .delivery(Delivery::AtLeastOnce),
-                        )
-                    });
-                    if let Ok(id) = id {
+                    if let Ok(id) = send_note(&mut net, ids[i], i, counter) {
                         sent.entry(i).or_default().push(id);
                     }
                 }
@@ -194,14 +203,7 @@ proptest! {
             match op {
                 ClusterOp::Send(i) => {
                     counter += 1;
-                    let _ = net.with(ids[i], |s, now| {
-                        s.send(
-                            now,
-                            SendRequest::new("note", json!({"from": i, "n": counter}))
-                                .project(PROJECT)
-                                .delivery(Delivery::AtLeastOnce),
-                        )
-                    });
+                    let _ = send_note(&mut net, ids[i], i, counter);
                 }
                 ClusterOp::Drop(i) => net.drop_link(ids[i]),
                 ClusterOp::Advance(ms) => net.advance(ms).unwrap(),

@@ -331,6 +331,17 @@ impl Logs {
             .unwrap_or((0, Value::Object(Default::default())))
     }
 
+    /// Logs a message and tells every node; `origin` only the node it came from.
+    fn publish(&mut self, from: usize, project: u64, message: Envelope, origin: Origin) {
+        let (position, frame) = self.append(project, message);
+        self.queue_for_every_node(from, |own| BrokerEvent::Published {
+            project,
+            position: position.clone(),
+            frame: frame.clone(),
+            origin: own.then(|| origin.clone()),
+        });
+    }
+
     /// Queues an event for every node; `origin` only on the node it came from.
     fn queue_for_every_node(&mut self, from: usize, event: impl Fn(bool) -> BrokerEvent) {
         for (node, queue) in self.queues.iter_mut().enumerate() {
@@ -348,15 +359,7 @@ impl Broker for InMemoryBroker {
                 project,
                 message,
                 origin,
-            } => {
-                let (position, frame) = logs.append(project, message);
-                logs.queue_for_every_node(node, |own| BrokerEvent::Published {
-                    project,
-                    position: position.clone(),
-                    frame: frame.clone(),
-                    origin: own.then(|| origin.clone()),
-                });
-            }
+            } => logs.publish(node, project, message, origin),
             BrokerCommand::Update {
                 project,
                 state,
@@ -367,13 +370,7 @@ impl Broker for InMemoryBroker {
                 entry.1 = state.clone();
                 let version = entry.0;
                 let message = Envelope::new("project_updated", &with_version(state, version));
-                let (position, frame) = logs.append(project, message);
-                logs.queue_for_every_node(node, |own| BrokerEvent::Published {
-                    project,
-                    position: position.clone(),
-                    frame: frame.clone(),
-                    origin: own.then(|| origin.clone()),
-                });
+                logs.publish(node, project, message, origin);
             }
             BrokerCommand::Broadcast {
                 project,
