@@ -10,7 +10,13 @@
 //!    this one (hello only, then hello + one project joined), the hub's VmRSS before and after.
 //!
 //! Under `cargo test` (no `--bench`) it runs a small smoke version of each instead.
-//! `SOCKLINE_BENCH_ONLY=fanout` or `=memory` runs one part (e.g. for profiling).
+//! `SOCKLINE_BENCH_ONLY=fanout` or `=memory` runs one part; `SOCKLINE_BENCH_MESSAGES` and
+//! `SOCKLINE_BENCH_ROUNDS` override the fan-out's notes per subscriber and rounds,
+//! `SOCKLINE_BENCH_CONNECTIONS` the idle connections of the memory part;
+//! `SOCKLINE_BENCH_MARKS=1` prints the CLOCK_MONOTONIC time at the start and end of each timed
+//! window to stderr (to cut a `perf record -k CLOCK_MONOTONIC` profile to it);
+//! `SOCKLINE_BENCH_INPROC=1` runs the subscribers as tasks of the hub's process instead, as the
+//! `driver` bench does (for comparison only).
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -76,6 +82,26 @@ fn raise_nofile() -> (usize, usize) {
     (lim.rlim_cur as usize, lim.rlim_max as usize)
 }
 
+/// `SOCKLINE_BENCH_INPROC=1`: the subscribers run as tasks of this process instead (as in the
+/// `driver` bench), to compare; never the default.
+fn in_process() -> bool {
+    std::env::var("SOCKLINE_BENCH_INPROC").is_ok_and(|v| v == "1")
+}
+
+/// With `SOCKLINE_BENCH_MARKS` set: `mark <what> <CLOCK_MONOTONIC seconds>` on stderr.
+fn mark(what: &str) {
+    if std::env::var_os("SOCKLINE_BENCH_MARKS").is_none() {
+        return;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a pointer to a live, initialised `timespec`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    eprintln!("mark {what} {}.{:09}", ts.tv_sec, ts.tv_nsec);
+}
+
 fn vm_rss_kib(pid: u32) -> Result<u64, String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("reading /proc/{pid}/status: {e}"))?;
@@ -89,11 +115,29 @@ fn vm_rss_kib(pid: u32) -> Result<u64, String> {
 
 // ---- child processes ------------------------------------------------------------------------
 
-/// A child process of this binary; killed when dropped, also on every error path.
+/// A child process of this binary, killed when dropped (also on every error path), or the
+/// same work as a task of this process (`SOCKLINE_BENCH_INPROC=1`, for comparison only).
 struct ChildProc {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<ChildStdout>>,
+    source: Source,
     what: &'static str,
+}
+
+// One per benchmark step: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Source {
+    Process(
+        tokio::process::Child,
+        tokio::io::Lines<BufReader<ChildStdout>>,
+    ),
+    Task(mpsc::UnboundedReceiver<String>, tokio::task::JoinHandle<()>),
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        if let Source::Task(_, task) = &self.source {
+            task.abort();
+        }
+    }
 }
 
 impl ChildProc {
@@ -110,24 +154,44 @@ impl ChildProc {
             .map_err(|e| format!("spawning the {what}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         Ok(ChildProc {
-            child,
-            lines: BufReader::new(stdout).lines(),
+            source: Source::Process(child, BufReader::new(stdout).lines()),
             what,
+        })
+    }
+
+    /// The subscribers: a child process, or with `in_process` tasks of this one.
+    fn subscribers(url: &str, n: usize, m: u64, in_process: bool) -> Result<ChildProc, String> {
+        if !in_process {
+            return ChildProc::spawn("subscriber child", &format!("subs {url} {n} {m}"));
+        }
+        let (say, lines) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_subscribers(url.to_string(), n, m, say));
+        Ok(ChildProc {
+            source: Source::Task(lines, task),
+            what: "in-process subscribers",
         })
     }
 
     /// The child's next line; its `fail ...` lines and its silence are errors.
     async fn line(&mut self, within: Duration) -> Result<String, String> {
-        match tokio::time::timeout(within, self.lines.next_line()).await {
+        let next = match &mut self.source {
+            Source::Process(_, lines) => tokio::time::timeout(within, lines.next_line()).await,
+            Source::Task(lines, _) => {
+                tokio::time::timeout(within, async { Ok(lines.recv().await) }).await
+            }
+        };
+        match next {
             Ok(Ok(Some(l))) => match l.strip_prefix("fail ") {
                 Some(why) => Err(format!("{}: {why}", self.what)),
                 None => Ok(l),
             },
-            Ok(Ok(None)) => Err(format!(
-                "the {} exited ({:?})",
-                self.what,
-                self.child.wait().await
-            )),
+            Ok(Ok(None)) => {
+                let status = match &mut self.source {
+                    Source::Process(child, _) => format!("{:?}", child.wait().await),
+                    Source::Task(..) => "task ended".to_string(),
+                };
+                Err(format!("the {} exited ({status})", self.what))
+            }
             Ok(Err(e)) => Err(format!("reading the {}: {e}", self.what)),
             Err(_) => Err(format!("the {} said nothing for {within:?}", self.what)),
         }
@@ -143,13 +207,23 @@ impl ChildProc {
     }
 
     fn pid(&self) -> Result<u32, String> {
-        self.child
-            .id()
-            .ok_or_else(|| format!("the {} is gone", self.what))
+        match &self.source {
+            Source::Process(child, _) => child.id(),
+            Source::Task(..) => None,
+        }
+        .ok_or_else(|| format!("the {} is gone", self.what))
     }
 
     async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        match &mut self.source {
+            Source::Process(child, _) => {
+                let _ = child.kill().await;
+            }
+            Source::Task(_, task) => {
+                task.abort();
+                let _ = task.await;
+            }
+        }
     }
 }
 
@@ -168,9 +242,7 @@ enum SubEvent {
     Ended { i: usize, got: u64, why: String },
 }
 
-/// Child mode: `n` subscribers to `url`; `ready` once each has its project snapshot, then
-/// `frame <text>` (the last counted frame of subscriber 0) and `done` once each has counted
-/// `m` notes; `fail <why>` if a connection ends first.
+/// Child mode: [`run_subscribers`], its lines on stdout.
 async fn subscribers_child(url: String, n: usize, m: u64) {
     exit_with_parent();
     let (soft, _) = raise_nofile();
@@ -178,14 +250,27 @@ async fn subscribers_child(url: String, n: usize, m: u64) {
         println!("fail RLIMIT_NOFILE {soft} is too low for {n} connections");
         return std::future::pending().await;
     }
+    let (say, mut lines) = mpsc::unbounded_channel();
+    tokio::spawn(run_subscribers(url, n, m, say));
+    while let Some(line) = lines.recv().await {
+        println!("{line}");
+    }
+}
+
+/// `n` subscribers to `url`; says `ready` once each has its project snapshot, then
+/// `frame <text>` (the last counted frame of subscriber 0) and `done` once each has counted `m`
+/// notes, or `fail <why>` if a connection ends first. Never returns: the connections stay open
+/// until it is dropped (a subscriber closing early would make the hub send presence diffs to
+/// the others while they still count).
+async fn run_subscribers(url: String, n: usize, m: u64, say: mpsc::UnboundedSender<String>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let gate = Arc::new(Semaphore::new(CONNECTING));
-    let opener = tokio::spawn(async move {
-        for i in 0..n {
-            let permit = gate.clone().acquire_owned().await.expect("never closed");
-            tokio::spawn(subscriber(i, url.clone(), m, permit, tx.clone()));
-        }
-    });
+    // Dropped with this future: every subscriber goes with it.
+    let mut subscribers = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let permit = gate.clone().acquire_owned().await.expect("never closed");
+        subscribers.spawn(subscriber(i, url.clone(), m, permit, tx.clone()));
+    }
     let outcome = async {
         let (mut ready, mut done, mut frame) = (0, 0, None);
         while done < n {
@@ -193,7 +278,7 @@ async fn subscribers_child(url: String, n: usize, m: u64) {
                 Some(SubEvent::Ready) => {
                     ready += 1;
                     if ready == n {
-                        println!("ready");
+                        let _ = say.send("ready".to_string());
                     }
                 }
                 Some(SubEvent::Done(f)) => {
@@ -213,14 +298,13 @@ async fn subscribers_child(url: String, n: usize, m: u64) {
     .await;
     match outcome {
         Ok(frame) => {
-            println!("frame {frame}");
-            println!("done");
+            let _ = say.send(format!("frame {frame}"));
+            let _ = say.send("done".to_string());
         }
-        Err(why) => println!("fail {why}"),
+        Err(why) => {
+            let _ = say.send(format!("fail {why}"));
+        }
     }
-    drop(opener);
-    // Every connection stays open until the parent is done with us: a subscriber closing early
-    // would make the hub send presence diffs to the others while they still count.
     std::future::pending::<()>().await
 }
 
@@ -358,10 +442,11 @@ async fn fanout_with(
         }
     });
     let result = async {
-        let mut child = ChildProc::spawn("subscriber child", &format!("subs {url} {n} {m}"))?;
+        let mut child = ChildProc::subscribers(url, n, m, in_process())?;
         child.expect("ready", patience).await?;
         tokio::time::sleep(SETTLE).await;
         let payload = payload();
+        mark("hub-start");
         let start = Instant::now();
         for i in 0..m {
             let permit = tokio::time::timeout(patience, acks.acquire())
@@ -376,6 +461,7 @@ async fn fanout_with(
         let frame = child.line(patience).await?;
         child.expect("done", patience).await?;
         let secs = start.elapsed().as_secs_f64();
+        mark("hub-end");
         child.stop().await;
         let frame = frame
             .strip_prefix("frame ")
@@ -396,8 +482,16 @@ async fn fanout_with(
 // ---- 2. the transport ceiling ---------------------------------------------------------------
 
 /// A plain tokio-tungstenite server writing `frame` `m` times to each of the same child's `n`
-/// connections: frames/s.
-async fn ceiling(n: usize, m: u64, frame: &str, patience: Duration) -> Result<Round, String> {
+/// connections: frames/s. With `flush_each`, every frame is flushed on its own (a write syscall
+/// per frame, which is what the hub's writers mostly do: see docs/benchmarks.md), instead of
+/// collecting in tungstenite's write buffer.
+async fn ceiling(
+    n: usize,
+    m: u64,
+    frame: &str,
+    flush_each: bool,
+    patience: Duration,
+) -> Result<Round, String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("bind: {e}"))?;
@@ -409,19 +503,22 @@ async fn ceiling(n: usize, m: u64, frame: &str, patience: Duration) -> Result<Ro
         // Dropped with the server task: every connection task goes with it.
         let mut conns = tokio::task::JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
-            conns.spawn(ceiling_conn(stream, m, frame.clone(), go_rx.clone()));
+            let go = go_rx.clone();
+            conns.spawn(ceiling_conn(stream, m, frame.clone(), flush_each, go));
         }
     });
     let result = async {
         let url = format!("ws://{addr}/ws");
-        let mut child = ChildProc::spawn("subscriber child", &format!("subs {url} {n} {m}"))?;
+        let mut child = ChildProc::subscribers(&url, n, m, in_process())?;
         child.expect("ready", patience).await?;
         tokio::time::sleep(SETTLE).await;
+        mark("ceiling-start");
         let start = Instant::now();
         go.send_replace(true);
         let _frame = child.line(patience).await?;
         child.expect("done", patience).await?;
         let secs = start.elapsed().as_secs_f64();
+        mark("ceiling-end");
         child.stop().await;
         Ok(Round {
             rate: (n as u64 * m) as f64 / secs,
@@ -434,7 +531,13 @@ async fn ceiling(n: usize, m: u64, frame: &str, patience: Duration) -> Result<Ro
     result
 }
 
-async fn ceiling_conn(stream: TcpStream, m: u64, frame: Utf8Bytes, mut go: watch::Receiver<bool>) {
+async fn ceiling_conn(
+    stream: TcpStream,
+    m: u64,
+    frame: Utf8Bytes,
+    flush_each: bool,
+    mut go: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     // The hub's read buffer; writes as tungstenite does by default (frames collect in its
     // 128 KiB write buffer, written out when it fills and on flush).
@@ -467,7 +570,12 @@ async fn ceiling_conn(stream: TcpStream, m: u64, frame: Utf8Bytes, mut go: watch
         return;
     }
     for _ in 0..m {
-        if ws.feed(Message::Text(frame.clone())).await.is_err() {
+        let written = if flush_each {
+            ws.send(Message::Text(frame.clone())).await
+        } else {
+            ws.feed(Message::Text(frame.clone())).await
+        };
+        if written.is_err() {
             return;
         }
     }
@@ -639,15 +747,25 @@ async fn until(ws: &mut Ws, marker: &str) -> Result<(), String> {
 
 // ---- main -----------------------------------------------------------------------------------
 
-fn range(xs: &[f64]) -> String {
-    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if xs.is_empty() {
-        "none".to_string()
-    } else if xs.len() == 1 {
-        format!("{lo:.0}")
-    } else {
-        format!("{lo:.0}-{hi:.0}")
+/// `min-max (median m)` of the figures, with `digits` decimals.
+fn spread(xs: &[f64], digits: usize) -> String {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => "none".to_string(),
+        1 => format!("{:.digits$}", v[0]),
+        k => {
+            let median = if k % 2 == 1 {
+                v[k / 2]
+            } else {
+                (v[k / 2 - 1] + v[k / 2]) / 2.0
+            };
+            format!(
+                "{:.digits$}-{:.digits$} (median {median:.digits$})",
+                v[0],
+                v[k - 1]
+            )
+        }
     }
 }
 
@@ -673,10 +791,21 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     // (subscribers, messages, rounds, idle connections, patience per step)
     let (subs, msgs, rounds, idle, patience) = if full {
-        (1_000, 1_000, 3, 10_000, Duration::from_secs(180))
+        (1_000, 1_000u64, 5u64, 10_000usize, Duration::from_secs(180))
     } else {
         (20, 20, 1, 200, Duration::from_secs(30))
     };
+    let knob = |name: &str, default| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (msgs, rounds) = (
+        knob("SOCKLINE_BENCH_MESSAGES", msgs),
+        knob("SOCKLINE_BENCH_ROUNDS", rounds),
+    );
+    let idle = knob("SOCKLINE_BENCH_CONNECTIONS", idle as u64) as usize;
     let only = std::env::var("SOCKLINE_BENCH_ONLY").unwrap_or_default();
     let (soft, hard) = raise_nofile();
     println!("RLIMIT_NOFILE raised to the hard limit in each process: soft {soft}, hard {hard}");
@@ -684,6 +813,7 @@ fn main() {
     rt.block_on(async {
         if only.is_empty() || only == "fanout" {
             let (mut hub_rates, mut ceil_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            let mut each_rates = Vec::new();
             let mut frame: Option<String> = None;
             for round in 1..=rounds {
                 let hub = match hub_fanout(subs, msgs, patience).await {
@@ -706,7 +836,7 @@ fn main() {
                     println!("(no frame from the hub: the ceiling writes a locally built one of the same shape)");
                     format!(r#"{{"type":"note","data":{},"id":"p-{}","projectId":7,"seq":{}}}"#, payload(), msgs - 1, msgs + subs as u64)
                 });
-                match ceiling(subs, msgs, &f, patience).await {
+                match ceiling(subs, msgs, &f, false, patience).await {
                     Ok(r) => {
                         let ratio = hub.map(|h| h / r.rate);
                         println!(
@@ -722,15 +852,23 @@ fn main() {
                         failed = true;
                     }
                 }
+                match ceiling(subs, msgs, &f, true, patience).await {
+                    Ok(r) => {
+                        println!(
+                            "round {round}: the same with a flush per frame (one write syscall per frame): {:.0} frames/s ({:.2} s)",
+                            r.rate, r.secs
+                        );
+                        each_rates.push(r.rate);
+                    }
+                    Err(e) => {
+                        println!("round {round}: flush per frame FAILED: {e}");
+                        failed = true;
+                    }
+                }
             }
-            let ratio_range = {
-                let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                if ratios.is_empty() { "n/a".to_string() } else { format!("{lo:.3}-{hi:.3}") }
-            };
             println!(
-                "summary over {rounds} rounds: hub fan-out {} deliveries/s, transport ceiling {} frames/s, hub / ceiling {ratio_range} (issue 10 target: >= 10x this hub figure and >= 0.5x the ceiling)",
-                range(&hub_rates), range(&ceil_rates)
+                "summary over {rounds} rounds: hub fan-out {} deliveries/s; transport ceiling {} frames/s; hub / ceiling {}; ceiling with a flush per frame {} frames/s (issue 10 target: >= 10x this hub figure and >= 0.5x the ceiling)",
+                spread(&hub_rates, 0), spread(&ceil_rates, 0), spread(&ratios, 3), spread(&each_rates, 0)
             );
         }
         if only.is_empty() || only == "memory" {
