@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const HELLO: &str = r#"{"type":"hello","data":{"protocol":1}}"#;
+const HELLO: &str = r#"{"type":"hello","data":{"protocol":2}}"#;
 const SUBSCRIBE: &str = r#"{"type":"project_subscribe","data":{},"projectId":7}"#;
 /// What the counting child looks for (a substring check, no JSON parse).
 const NOTE: &str = r#""type":"note""#;
@@ -549,14 +549,14 @@ async fn ceiling_conn(
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.as_str().contains(r#""type":"hello""#) => {
-                let welcome = r#"{"type":"welcome","data":{"sessionId":"c","lastSeq":0}}"#;
+                let welcome = r#"{"type":"welcome","data":{"sessionId":"c"}}"#;
                 if ws.send(Message::text(welcome)).await.is_err() {
                     return;
                 }
             }
             Some(Ok(Message::Text(t))) if t.as_str().contains("project_subscribe") => {
                 let snapshot =
-                    r#"{"type":"project_snapshot","data":{"version":0},"projectId":7,"seq":1}"#;
+                    r#"{"type":"project_snapshot","data":{"version":0},"projectId":7}"#;
                 if ws.send(Message::text(snapshot)).await.is_err() {
                     return;
                 }
@@ -834,7 +834,7 @@ fn main() {
                 };
                 let f = frame.clone().unwrap_or_else(|| {
                     println!("(no frame from the hub: the ceiling writes a locally built one of the same shape)");
-                    format!(r#"{{"type":"note","data":{},"id":"p-{}","projectId":7,"seq":{}}}"#, payload(), msgs - 1, msgs + subs as u64)
+                    format!(r#"{{"type":"note","data":{},"id":"p-{}","projectId":7,"epoch":"0123456789abcdef","offset":{}}}"#, payload(), msgs - 1, msgs)
                 });
                 match ceiling(subs, msgs, &f, false, patience).await {
                     Ok(r) => {
