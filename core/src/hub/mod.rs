@@ -231,6 +231,11 @@ pub struct HubCore<B: Broker> {
     members: BTreeMap<u64, BTreeMap<ConnId, Member>>,
     /// Frames chaos holds back (delayed pongs), due in order: every one waits the same delay.
     delayed: VecDeque<(Timestamp, ConnId, Frame)>,
+    /// No connection's timer is due before this (a lower bound: deadlines only move later once
+    /// set, so one scan of every connection is needed only when it falls due, not per input).
+    conn_due: Option<Timestamp>,
+    /// The same for sessions' expiries.
+    expiry_due: Option<Timestamp>,
     outputs: VecDeque<HubOutput>,
     next_session: u64,
     relayed: u64,
@@ -261,6 +266,8 @@ impl<B: Broker> HubCore<B> {
             streams: BTreeMap::new(),
             members: BTreeMap::new(),
             delayed: VecDeque::new(),
+            conn_due: None,
+            expiry_due: None,
             outputs: VecDeque::new(),
             next_session: 0,
             relayed: 0,
@@ -340,13 +347,14 @@ impl<B: Broker> HubCore<B> {
             .values()
             .filter(|a| a.running)
             .map(|a| a.next_at);
-        let conns = self
-            .conns
-            .values()
-            .filter_map(|c| self.conn_deadline(c).map(|(at, _)| at));
-        let expiries = self.sessions.values().filter_map(|s| s.expires_at);
         let delayed = self.delayed.front().map(|d| d.0);
-        streams.chain(conns).chain(expiries).chain(delayed).min()
+        // The bounds may be early (a connection that spoke since): the driver then calls in,
+        // the scan finds nothing due, and the bound moves to the true deadline.
+        streams
+            .chain(self.conn_due)
+            .chain(self.expiry_due)
+            .chain(delayed)
+            .min()
     }
 
     /// Starts every input: advances the clock and fires whatever fell due before it.
@@ -459,6 +467,15 @@ impl<B: Broker> HubCore<B> {
                 stall_at,
             },
         );
+        self.note_deadline(conn);
+    }
+
+    /// A connection's deadline may now be earlier than every other's: lower the bound.
+    fn note_deadline(&mut self, conn: ConnId) {
+        let Some((at, _)) = self.conns.get(&conn).and_then(|c| self.conn_deadline(c)) else {
+            return;
+        };
+        self.conn_due = Some(self.conn_due.map_or(at, |d| d.min(at)));
     }
 
     /// A text frame arrived on a connection.
@@ -556,6 +573,9 @@ impl<B: Broker> HubCore<B> {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if self.conns.is_empty() {
+            self.conn_due = None;
+        }
         self.delayed.retain(|d| d.1 != conn);
         let Some(sid) = c.session else { return };
         let user = self.user_of(&sid);
@@ -567,7 +587,9 @@ impl<B: Broker> HubCore<B> {
         };
         if s.conn == Some(conn) {
             s.conn = None;
-            s.expires_at = Some(now.add_ms(self.settings.session_ttl_ms));
+            let at = now.add_ms(self.settings.session_ttl_ms);
+            s.expires_at = Some(at);
+            self.expiry_due = Some(self.expiry_due.map_or(at, |d| d.min(at)));
         }
     }
 
@@ -596,14 +618,18 @@ impl<B: Broker> HubCore<B> {
 
     /// Fires everything due at `now`; each firing removes or moves its deadline past `now`.
     fn run_timers(&mut self, now: Timestamp) {
-        let due: Vec<(ConnId, ConnTimer)> = self
-            .conns
-            .iter()
-            .filter_map(|(id, c)| match self.conn_deadline(c) {
-                Some((at, why)) if at <= now => Some((*id, why)),
-                _ => None,
-            })
-            .collect();
+        let due: Vec<(ConnId, ConnTimer)> = if self.conn_due.is_some_and(|at| at <= now) {
+            self.conns
+                .iter()
+                .filter_map(|(id, c)| match self.conn_deadline(c) {
+                    Some((at, why)) if at <= now => Some((*id, why)),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let scanned = !due.is_empty() || self.conn_due.is_some_and(|at| at <= now);
         for (conn, why) in due {
             match why {
                 // Never said hello: not a client of this protocol.
@@ -617,20 +643,30 @@ impl<B: Broker> HubCore<B> {
                 ConnTimer::ChaosStall => self.end(HubOutput::Stall { conn }),
             }
         }
+        if scanned {
+            self.conn_due = self
+                .conns
+                .values()
+                .filter_map(|c| self.conn_deadline(c).map(|(at, _)| at))
+                .min();
+        }
         while self.delayed.front().is_some_and(|d| d.0 <= now) {
             if let Some((_, conn, text)) = self.delayed.pop_front() {
                 self.push_send(conn, text);
             }
         }
-        let expired: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.expires_at.is_some_and(|e| e <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for sid in expired {
-            self.sessions.remove(&sid);
-            self.streams.retain(|(s, _), _| *s != sid);
+        if self.expiry_due.is_some_and(|at| at <= now) {
+            let expired: Vec<String> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.expires_at.is_some_and(|e| e <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for sid in expired {
+                self.sessions.remove(&sid);
+                self.streams.retain(|(s, _), _| *s != sid);
+            }
+            self.expiry_due = self.sessions.values().filter_map(|s| s.expires_at).min();
         }
         let due: Vec<(String, String)> = self
             .streams
@@ -765,6 +801,9 @@ impl<B: Broker> HubCore<B> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(sid.clone());
         }
+        // From the hello deadline to the idle one, which an idle timeout shorter than the
+        // hello timeout makes the earlier.
+        self.note_deadline(conn);
         let welcome = wire::Welcome {
             session_id: sid,
             resumed,

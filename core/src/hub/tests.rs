@@ -197,8 +197,12 @@ fn silent_and_helloless_connections_time_out_once_and_stop_being_deadlines() {
     assert_eq!(h.poll_timeout(), Some(t(5_000)));
     h.handle_timeout(t(1_001));
     assert!(closes(&drain(&mut h)).is_empty());
-    // A frame pushes ann's idle deadline on; silence then ends her connection.
+    // A frame pushes ann's idle deadline on (the hub may wake at the old one, finds nothing
+    // due and names the new one); silence then ends her connection.
     feed(&mut h, 3_000, 2, r#"{"type":"ping","data":{"nonce":1}}"#);
+    assert!(h.poll_timeout().is_some_and(|d| d <= t(8_000)));
+    h.handle_timeout(t(5_000));
+    assert!(closes(&drain(&mut h)).is_empty());
     assert_eq!(h.poll_timeout(), Some(t(8_000)));
     h.handle_timeout(t(7_999));
     assert!(closes(&drain(&mut h)).is_empty());
