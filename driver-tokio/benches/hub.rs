@@ -555,8 +555,7 @@ async fn ceiling_conn(
                 }
             }
             Some(Ok(Message::Text(t))) if t.as_str().contains("project_subscribe") => {
-                let snapshot =
-                    r#"{"type":"project_snapshot","data":{"version":0},"projectId":7}"#;
+                let snapshot = r#"{"type":"project_snapshot","data":{"version":0},"projectId":7}"#;
                 if ws.send(Message::text(snapshot)).await.is_err() {
                     return;
                 }
