@@ -18,7 +18,8 @@ struct Plain {
     timestamp: String,
     #[serde(rename = "projectId")]
     project_id: u64,
-    seq: u64,
+    epoch: String,
+    offset: u64,
 }
 
 #[derive(Deserialize)]
@@ -30,10 +31,10 @@ struct PlainData {
     owner: String,
 }
 
-/// A ~200-byte `project_updated` envelope with server sequence number `seq`.
+/// A ~200-byte `project_updated` envelope at offset `seq` of project 42's log.
 fn frame(seq: u64) -> String {
     let f = format!(
-        r#"{{"type":"project_updated","data":{{"version":{seq},"title":"Quarterly regulatory filing","status":"in_review","owner":"user-4821"}},"timestamp":"2026-11-28T17:43:07.123Z","projectId":42,"seq":{seq}}}"#
+        r#"{{"type":"project_updated","data":{{"version":{seq},"title":"Quarterly regulatory filing","status":"in_review","owner":"user-4821"}},"timestamp":"2026-11-28T17:43:07.123Z","projectId":42,"epoch":"e1","offset":{seq}}}"#
     );
     debug_assert!((180..=230).contains(&f.len()), "{}", f.len());
     f
@@ -59,9 +60,12 @@ fn open_session() -> Session {
     }
     s.connect(t).unwrap();
     s.transport_opened(t);
+    s.frame(t, r#"{"type":"welcome","data":{"sessionId":"bench"}}"#);
+    // Joined, so every frame takes a project message's position check, as in real use.
+    s.join_project(t, 42).unwrap();
     s.frame(
         t,
-        r#"{"type":"welcome","data":{"sessionId":"bench","lastSeq":0}}"#,
+        r#"{"type":"project_joined","data":{"epoch":"e1","offset":0},"projectId":42}"#,
     );
     while !matches!(s.poll_output(), Output::Timeout(_)) {}
     s
