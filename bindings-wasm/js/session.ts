@@ -147,7 +147,7 @@ export type SessionEvent =
   | { kind: "server_error"; code: string; message: string; retry_after_ms?: number; id?: string }
   | { kind: "token_required"; reason: string }
   | { kind: "token_refresh_due"; expires_at: number }
-  | { kind: "gap"; project_id?: number; from: number; to: number }
+  | { kind: "gap"; project_id: number; from: number; to: number }
   | { kind: "rejoined"; project_id: number; recovered: boolean; replayed: number; reason?: string }
   | { kind: "typing"; project_id: number; users: string[] }
   | { kind: "stream"; stream_id: string; state: StreamState; delta?: string; len: number; error?: string }

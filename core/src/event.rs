@@ -163,8 +163,7 @@ pub enum Event {
     /// in order (`rejoined` follows).
     Gap {
         /// The project.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        project_id: Option<u64>,
+        project_id: u64,
         /// The last offset applied.
         from: u64,
         /// The offset received.

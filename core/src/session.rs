@@ -1082,7 +1082,7 @@ impl Session {
             }
             OffsetVerdict::Gap { from, to } => {
                 self.emit(Event::Gap {
-                    project_id: Some(project_id),
+                    project_id,
                     from,
                     to,
                 });

@@ -15,6 +15,17 @@ use sockline_core::{Config, Delivery, Event, SendRequest, State};
 const CLIENTS: usize = 3;
 const PROJECT: u64 = 1;
 
+/// Every client subscribes to notes, joins the project and connects.
+fn connect_members(net: &mut Network, ids: &[ClientId]) {
+    for &id in ids {
+        net.with(id, |s, now| {
+            s.subscribe(now, "note", None).unwrap();
+            s.join_project(now, PROJECT).unwrap();
+            s.connect(now).unwrap();
+        });
+    }
+}
+
 /// Client `i` sends its note number `n` to the project, at least once.
 fn send_note(
     net: &mut Network,
@@ -71,15 +82,9 @@ proptest! {
                 net.add_client(c).unwrap()
             })
             .collect();
-        for &id in &ids {
-            net.with(id, |s, now| {
-                s.subscribe(now, "note", None).unwrap();
-                s.join_project(now, PROJECT).unwrap();
-                s.connect(now).unwrap();
-            });
-        }
-        // Everyone is a member at the hub before traffic starts (v1 relays to the members of
-        // the moment: a join still in flight when a message is relayed misses it).
+        connect_members(&mut net, &ids);
+        // Everyone is a member at the hub before traffic starts (a first join starts at the
+        // log's top: a message logged while a join is still in flight is history to it).
         net.until(1_000, |n| ids.iter().all(|&id| n.session(id).presence(PROJECT).len() == CLIENTS))
             .unwrap();
         // Per sender, the ids it sent, in order.
@@ -187,13 +192,7 @@ proptest! {
                 net.add_client(c).unwrap()
             })
             .collect();
-        for &id in &ids {
-            net.with(id, |s, now| {
-                s.subscribe(now, "note", None).unwrap();
-                s.join_project(now, PROJECT).unwrap();
-                s.connect(now).unwrap();
-            });
-        }
+        connect_members(&mut net, &ids);
         // Every join answered (a position to recover from) before traffic starts: a first join
         // starts at the log's top, so what came before it is history, not a loss.
         net.until(1_000, |n| ids.iter().all(|&id| n.session(id).project_version(PROJECT).is_some()))

@@ -543,7 +543,7 @@ fn server_resends_and_offset_duplicates_are_delivered_once_and_a_hole_rejoins() 
     // Offset 3 came after a hole: withheld, and the project joined again from offset 1.
     assert_eq!(delivered, vec!["1", "2"]);
     assert!(h.events().contains(&&Event::Gap {
-        project_id: Some(3),
+        project_id: 3,
         from: 1,
         to: 3
     }));

@@ -1252,10 +1252,10 @@ impl<B: Broker> HubCore<B> {
 
     /// The users of a project's joined member connections, each once, sorted.
     fn present_users(&self, project: u64) -> Vec<String> {
+        // Members are welcomed connections: each has a session, so a user.
         let users: BTreeSet<String> = self
             .live_members(project)
-            .filter_map(|c| self.conns.get(&c)?.session.as_deref())
-            .map(|sid| self.user_of(sid))
+            .map(|c| self.user_of_conn(c))
             .collect();
         users.into_iter().collect()
     }
@@ -1264,13 +1264,7 @@ impl<B: Broker> HubCore<B> {
     /// keeps them present.
     fn presence_diff(&mut self, project: u64, conn: ConnId, user: &str, joined: bool) {
         let others: Vec<ConnId> = self.live_members(project).filter(|c| *c != conn).collect();
-        let user_of = |c: &ConnId| {
-            self.conns
-                .get(c)
-                .and_then(|c| c.session.as_deref())
-                .map(|sid| self.user_of(sid))
-        };
-        if others.iter().any(|c| user_of(c).as_deref() == Some(user)) {
+        if others.iter().any(|c| self.user_of_conn(*c) == user) {
             return;
         }
         let user = vec![user.to_string()];
