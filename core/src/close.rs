@@ -23,6 +23,9 @@ pub const TRY_AGAIN_LATER: u16 = 1013;
 pub const ABANDONED: u16 = 4000;
 /// The hub refuses the credential; the client waits for a new token.
 pub const UNAUTHORIZED: u16 = 4001;
+/// Forbidden: the connection claimed to be another user than its token's (fatal for the
+/// client: retrying cannot help).
+pub const FORBIDDEN: u16 = 4003;
 /// The client kept sending over the hub's inbound rate.
 pub const RATE_LIMITED: u16 = 4008;
 /// The client read too slowly for what it is sent.

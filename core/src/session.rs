@@ -623,6 +623,14 @@ impl Session {
         });
         validate_token(token).map_err(SessionError::InvalidToken)?;
         self.features.auth.set(Secret::new(token), expires_at);
+        if self.link == Link::Up {
+            // The open connection keeps going on the new token (the hub closes it when the old
+            // one runs out otherwise); a later hello carries it anyway.
+            let auth = wire::AuthData {
+                token: token.to_string(),
+            };
+            self.transmit(wire::encode_control("auth", &auth));
+        }
         if self.state == State::Unauthorized {
             self.reconnect.reset_attempts();
             self.stats.reconnects += 1;
@@ -930,6 +938,14 @@ impl Session {
                     self.heartbeat.on_pong(nonce, now);
                 }
             }
+            "token_expiring" => match env.data_as::<wire::TokenExpiring>() {
+                // The hub's clock says when: the app's refresh flow (`set_token`) applies, and
+                // an open link sends the new token in band.
+                Ok(t) => self.emit(Event::TokenRefreshDue {
+                    expires_at: now.add_ms(t.expires_in_ms),
+                }),
+                Err(e) => self.protocol_error(format!("invalid token_expiring: {e}")),
+            },
             "ping" => {
                 let pong = wire::encode_control("pong", &env.data);
                 self.transmit(pong);
@@ -1015,6 +1031,16 @@ impl Session {
         let retry_later = matches!(err.code.as_str(), "rate_limited" | "unavailable");
         let rejected = err.id.as_deref().filter(|_| !retry_later);
         if let Some(held) = rejected.and_then(|id| self.outbox.reject(id)) {
+            if held.msg_type == "project_subscribe" {
+                // A refused join (`forbidden`, `too_many_projects`) is not asked again: the
+                // project is left, and the app hears why (`server_error`, `dropped`).
+                let project = wire::decode(&held.text, usize::MAX, usize::MAX)
+                    .ok()
+                    .and_then(|e| e.project_id);
+                if let Some(p) = project {
+                    self.features.projects.leave(p);
+                }
+            }
             self.stats.dropped += 1;
             self.emit(Event::Dropped {
                 id: held.id,

@@ -135,6 +135,19 @@ pub fn is_valid_type(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
+/// The `id` of a frame that is not a valid envelope (a `projectId` out of range, say), if it is
+/// a JSON object with a string `id`: so the refusal can name the message.
+pub fn id_of(text: &str, max_depth: usize) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<String>,
+    }
+    if json_depth_exceeds(text.as_bytes(), max_depth) {
+        return None;
+    }
+    serde_json::from_str::<IdOnly>(text).ok()?.id
+}
+
 /// Parses and checks one inbound text frame.
 pub fn decode(text: &str, max_bytes: usize, max_depth: usize) -> Result<Envelope, WireError> {
     if text.len() > max_bytes {
@@ -275,6 +288,22 @@ pub struct Hello {
     /// The local user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+}
+
+/// `auth` data: a new token for an open connection (before the last one runs out).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthData {
+    /// The new token.
+    pub token: String,
+}
+
+/// `token_expiring` data: the connection's token runs out soon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenExpiring {
+    /// In how long (the hub closes the connection with 4001 then, unless it gets `auth`).
+    pub expires_in_ms: u64,
 }
 
 /// `welcome` data: the server accepted `hello`.

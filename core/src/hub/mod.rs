@@ -16,6 +16,7 @@
 //! ```
 
 mod agent;
+mod auth;
 mod broker;
 mod chaos;
 mod io;
@@ -33,6 +34,8 @@ use crate::timer::Timestamp;
 use crate::wire::{self, Envelope, RetryHint};
 
 pub use agent::{AgentSource, ScriptedAgent};
+use auth::Grant;
+pub use auth::{accepts_origin, Claims, HubLimits, SecretSource, TokenError, TokenVerifier};
 pub use broker::{
     presence_diff_frame, Broker, BrokerCommand, BrokerEvent, Frame, InMemoryBroker, LogPosition,
     Origin, Unrecoverable,
@@ -44,8 +47,16 @@ pub use io::{ConnId, HubInput, HubOutput};
 /// Protocol settings of the hub.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HubSettings {
-    /// Required `hello.token`, if any (a development option: one secret for everybody).
+    /// Required `hello.token`, if any (a development option: one secret for everybody; a hub
+    /// with a token verifier checks signed tokens instead).
     pub token: Option<String>,
+    /// Per-user and per-connection limits.
+    pub limits: HubLimits,
+    /// Origins whose browsers may open a WebSocket (empty: any); see `accepts_origin`.
+    pub allowed_origins: Vec<String>,
+    /// A connection whose token runs out within this is told so (`token_expiring`), so it can
+    /// send a new one before it is closed (4001) at expiry.
+    pub token_warning_ms: u64,
     /// Messages kept per session for replay on resume.
     pub replay_capacity: usize,
     /// How long a disconnected session stays resumable.
@@ -102,6 +113,11 @@ impl HubSettings {
         self
     }
 
+    /// Whether a WebSocket upgrade from `origin` is accepted (drivers ask this in the handshake).
+    pub fn accepts_origin(&self, origin: Option<&str>) -> bool {
+        accepts_origin(&self.allowed_origins, origin)
+    }
+
     /// The close reason a shutdown sends: `{"retryAfterMs":A,"spreadMs":W}` (at most 69 bytes,
     /// within a close frame's 123), or plain text when there is no window to announce.
     pub fn restart_reason(&self) -> String {
@@ -120,6 +136,9 @@ impl Default for HubSettings {
     fn default() -> Self {
         HubSettings {
             token: None,
+            limits: HubLimits::default(),
+            allowed_origins: Vec::new(),
+            token_warning_ms: 60_000,
             replay_capacity: 1024,
             session_ttl_ms: 300_000,
             hello_timeout_ms: 10_000,
@@ -142,6 +161,8 @@ impl Default for HubSettings {
     }
 }
 
+/// How long a user over the connection limit is asked to wait.
+const TOO_MANY_CONNECTIONS_RETRY_MS: u64 = 10_000;
 /// Room for the `,"epoch":"…","offset":N` a relayed message gets in the log.
 const POSITION_ROOM: usize = 64;
 /// Longest stream id a client may choose.
@@ -154,6 +175,10 @@ enum ConnTimer {
     Hello,
     /// Welcomed, then silent for too long.
     Idle,
+    /// Its token runs out soon: tell it.
+    TokenWarning,
+    /// Its token ran out.
+    TokenExpired,
     /// Chaos: drop it now.
     ChaosDrop,
     /// Chaos: stall it now.
@@ -166,6 +191,11 @@ struct Conn {
     /// Its `hello` named a session this node does not hold: the broker is asked whose it is
     /// (the `userId` the hello gave waits here for a fresh session's sake).
     greeting: Option<Option<String>>,
+    /// Its user, once welcomed (counted in `user_conns` until its end is decided).
+    user: Option<String>,
+    counted: bool,
+    /// What its verified token allows, while it lasts.
+    grant: Option<Grant>,
     /// The projects this connection joined (membership is per connection: a reconnect joins
     /// again from its position).
     projects: BTreeSet<u64>,
@@ -238,6 +268,14 @@ pub struct HubCore<B: Broker> {
     settings: HubSettings,
     broker: B,
     agent: Option<Box<dyn AgentSource>>,
+    verifier: Option<Box<dyn TokenVerifier>>,
+    /// Unpredictable bytes for session ids (the driver's CSPRNG; else the seeded PRNG, which
+    /// only tests may rely on).
+    secrets: Option<Box<dyn SecretSource>>,
+    /// Each user's open connections on this node.
+    user_conns: BTreeMap<String, usize>,
+    /// Each user's inbound rate across their connections on this node.
+    user_limiters: BTreeMap<String, RateLimiter>,
     rng: Rng,
     now: Timestamp,
     conns: BTreeMap<ConnId, Conn>,
@@ -278,6 +316,10 @@ impl<B: Broker> HubCore<B> {
             settings: settings.within_bounds(),
             broker,
             agent: None,
+            verifier: None,
+            secrets: None,
+            user_conns: BTreeMap::new(),
+            user_limiters: BTreeMap::new(),
             rng: Rng::new(seed),
             now: Timestamp::ZERO,
             conns: BTreeMap::new(),
@@ -297,6 +339,20 @@ impl<B: Broker> HubCore<B> {
     /// The same hub answering `agent_prompt` from `agent`.
     pub fn with_agent(mut self, agent: Box<dyn AgentSource>) -> Self {
         self.agent = Some(agent);
+        self
+    }
+
+    /// The same hub checking `hello.token` (and `auth`) with `verifier`: a connection is the
+    /// user its token names, and may join the projects its token lists.
+    pub fn with_verifier(mut self, verifier: Box<dyn TokenVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// The same hub drawing session ids (128 bits) from `secrets`: the operating system's
+    /// CSPRNG, which every driver outside tests passes in.
+    pub fn with_secrets(mut self, secrets: Box<dyn SecretSource>) -> Self {
+        self.secrets = Some(secrets);
         self
     }
 
@@ -595,6 +651,9 @@ impl<B: Broker> HubCore<B> {
             Conn {
                 session: None,
                 greeting: None,
+                user: None,
+                counted: false,
+                grant: None,
                 projects: BTreeSet::new(),
                 opened_at: now,
                 last_inbound: now,
@@ -631,10 +690,7 @@ impl<B: Broker> HubCore<B> {
         if text.len() > self.settings.max_frame_bytes {
             // Refused by id, so the client drops that one message instead of resending it on
             // every reconnect (the driver only cuts off frames far over the limit).
-            let depth = self.settings.max_json_depth;
-            let id = wire::decode(text, usize::MAX, depth)
-                .ok()
-                .and_then(|e| e.id);
+            let id = wire::id_of(text, self.settings.max_json_depth);
             let message = format!(
                 "frame of {} bytes is over the {} byte limit",
                 text.len(),
@@ -650,7 +706,10 @@ impl<B: Broker> HubCore<B> {
         ) {
             Ok(env) => env,
             Err(e) => {
-                self.send_error(conn, "bad_message", &e.to_string(), None, None);
+                // By id where it has one (a `projectId` out of range, say): the client drops
+                // that message instead of resending what will never be taken.
+                let id = wire::id_of(text, self.settings.max_json_depth);
+                self.send_error(conn, "bad_message", &e.to_string(), None, id.as_deref());
                 return;
             }
         };
@@ -666,8 +725,15 @@ impl<B: Broker> HubCore<B> {
             return;
         }
         let Some(sid) = c.session.clone() else {
-            if env.msg_type == "hello" {
-                self.hello(conn, &env);
+            let max = self.settings.limits.max_hello_bytes;
+            if env.msg_type == "hello" && text.len() > max {
+                let message = format!(
+                    "a hello of {} bytes is over the {max} byte limit",
+                    text.len()
+                );
+                self.refuse_hello(conn, "too_large", &message, close::POLICY);
+            } else if env.msg_type == "hello" {
+                self.hello(now, conn, &env);
             } else {
                 self.close(conn, close::POLICY, "hello expected");
             }
@@ -676,6 +742,7 @@ impl<B: Broker> HubCore<B> {
         match env.msg_type.as_str() {
             "ping" => self.pong(now, conn, &env),
             "pong" | "ack" => {}
+            "auth" => self.renew_token(now, conn, &env),
             "hello" | "welcome" | "error" => self.send_error(
                 conn,
                 "bad_message",
@@ -719,6 +786,7 @@ impl<B: Broker> HubCore<B> {
     /// A connection ended (closed by either side, failed, or let go by the driver).
     pub fn closed(&mut self, now: Timestamp, conn: ConnId) {
         let now = self.enter(now);
+        self.uncount(conn);
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
@@ -795,6 +863,14 @@ impl<B: Broker> HubCore<B> {
                     None => self.end(HubOutput::Abort { conn }),
                 },
                 ConnTimer::ChaosStall => self.end(HubOutput::Stall { conn }),
+                ConnTimer::TokenWarning => self.warn_token(now, conn),
+                // Not renewed in time: the client's token refresh flow takes over.
+                ConnTimer::TokenExpired => self.refuse_hello(
+                    conn,
+                    "unauthorized",
+                    "the token has expired",
+                    close::UNAUTHORIZED,
+                ),
             }
         }
         if scanned {
@@ -855,7 +931,19 @@ impl<B: Broker> HubCore<B> {
             c.drop_at.map(|at| (at, ConnTimer::ChaosDrop)),
             c.stall_at.map(|at| (at, ConnTimer::ChaosStall)),
         ];
+        let token = c.grant.as_ref().map(|g| match g.warned {
+            false => (
+                Timestamp::from_millis(
+                    g.expires_at
+                        .as_millis()
+                        .saturating_sub(self.settings.token_warning_ms),
+                ),
+                ConnTimer::TokenWarning,
+            ),
+            true => (g.expires_at, ConnTimer::TokenExpired),
+        });
         std::iter::once(protocol)
+            .chain([token])
             .chain(chaos)
             .flatten()
             .min_by_key(|(at, _)| *at)
@@ -868,19 +956,49 @@ impl<B: Broker> HubCore<B> {
     }
 
     fn take_token(&mut self, now: Timestamp, conn: ConnId) -> bool {
-        let RateLimitConfig::Bucket { burst, .. } = self.settings.rate_limit else {
-            return true;
+        let conn_burst = match self.settings.rate_limit {
+            RateLimitConfig::Bucket { burst, .. } => burst,
+            RateLimitConfig::Off => 0,
         };
+        let limits = &self.settings.limits;
+        let user_burst = limits.user_burst;
+        let per_user = (limits.user_messages_per_sec > 0).then_some(RateLimitConfig::Bucket {
+            per_sec: limits.user_messages_per_sec,
+            burst: limits.user_burst,
+        });
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        if c.limiter.try_acquire(now) {
+        // The connection's own bucket, then its user's across all their connections here (a
+        // user cannot multiply the rate by opening connections).
+        let mut user_wait = None;
+        let mut allowed = c.limiter.try_acquire(now);
+        if allowed {
+            if let (Some(cfg), Some(user)) = (per_user, c.user.as_ref()) {
+                let limiter = self
+                    .user_limiters
+                    .entry(user.clone())
+                    .or_insert_with(|| RateLimiter::new(cfg, now));
+                allowed = limiter.try_acquire(now);
+                if !allowed {
+                    user_wait = limiter.ready_at();
+                }
+            }
+        }
+        if allowed {
             c.excess = 0;
             return true;
         }
         c.excess += 1;
         let excess = c.excess;
-        let wait = c.limiter.ready_at().map_or(1, |at| at.ms_since(now).max(1));
+        let burst = if user_wait.is_some() {
+            user_burst
+        } else {
+            conn_burst
+        };
+        let wait = user_wait
+            .or(c.limiter.ready_at())
+            .map_or(1, |at| at.ms_since(now).max(1));
         if excess == 1 {
             self.send_error(conn, "rate_limited", "slow down", Some(wait), None);
         } else if excess > burst.max(1) * 2 {
@@ -889,53 +1007,168 @@ impl<B: Broker> HubCore<B> {
         false
     }
 
-    fn hello(&mut self, conn: ConnId, env: &Envelope) {
+    fn hello(&mut self, now: Timestamp, conn: ConnId, env: &Envelope) {
         let hello = match env.data_as::<wire::Hello>() {
             Ok(h) => h,
             Err(e) => {
-                self.send_error(
-                    conn,
-                    "bad_message",
-                    &format!("invalid hello: {e}"),
-                    None,
-                    None,
-                );
-                self.close(conn, close::POLICY, "invalid hello");
-                return;
+                let message = format!("invalid hello: {e}");
+                return self.refuse_hello(conn, "bad_message", &message, close::POLICY);
             }
         };
         if hello.protocol != wire::PROTOCOL_VERSION {
             let message = format!("this hub speaks protocol {} only", wire::PROTOCOL_VERSION);
-            self.send_error(conn, "unsupported_protocol", &message, None, None);
-            self.close(conn, close::POLICY, "unsupported protocol version");
-            return;
+            return self.refuse_hello(conn, "unsupported_protocol", &message, close::POLICY);
         }
-        if let Some(required) = &self.settings.token {
-            if hello.token.as_deref() != Some(required.as_str()) {
-                self.send_error(conn, "unauthorized", "invalid or missing token", None, None);
-                self.close(conn, close::UNAUTHORIZED, "unauthorized");
+        // Who the connection is: the token's `sub` when tokens are verified (a `userId` that
+        // differs is refused: a client claiming to be someone else is misconfigured or worse),
+        // else whatever the hello says.
+        let user = match &self.verifier {
+            Some(verifier) => {
+                let verdict = match hello.token.as_deref() {
+                    Some(token) => verifier.verify(token),
+                    None => Err(TokenError::Missing),
+                };
+                let claims = match verdict {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let message = e.to_string();
+                        return self.refuse_hello(
+                            conn,
+                            "unauthorized",
+                            &message,
+                            close::UNAUTHORIZED,
+                        );
+                    }
+                };
+                if hello.user_id.as_ref().is_some_and(|u| *u != claims.sub) {
+                    let message = "hello.userId differs from the token's sub";
+                    return self.refuse_hello(conn, "forbidden", message, close::FORBIDDEN);
+                }
+                let sub = claims.sub.clone();
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.grant = Some(Grant::new(now, claims));
+                }
+                Some(sub)
+            }
+            None => {
+                if let Some(required) = &self.settings.token {
+                    if hello.token.as_deref() != Some(required.as_str()) {
+                        let message = "invalid or missing token";
+                        return self.refuse_hello(
+                            conn,
+                            "unauthorized",
+                            message,
+                            close::UNAUTHORIZED,
+                        );
+                    }
+                }
+                hello.user_id
+            }
+        };
+        let limits = &self.settings.limits;
+        if let Some(u) = &user {
+            if u.is_empty() || u.len() > limits.max_user_id_bytes {
+                let message = format!(
+                    "a user id must be 1 to {} bytes, not {}",
+                    limits.max_user_id_bytes,
+                    u.len()
+                );
+                return self.refuse_hello(conn, "bad_message", &message, close::POLICY);
+            }
+            let open = self.user_conns.get(u).copied().unwrap_or(0);
+            if open >= limits.max_connections_per_user {
+                let message =
+                    format!("{u} has {open} connections open here, the most one user may have");
+                let retry = Some(TOO_MANY_CONNECTIONS_RETRY_MS);
+                self.send_error(conn, "too_many_connections", &message, retry, None);
+                self.close(conn, close::TRY_AGAIN_LATER, "too many connections");
                 return;
             }
         }
-        // A session this node holds resumes (its agent streams and acknowledged ids); one it
-        // does not may be another node's: the broker says whose it is. Project messages
-        // recover per project, from the positions the client joins with.
+        // A session this node holds resumes (its agent streams and acknowledged ids) for its
+        // own user only; one it does not hold may be another node's: the broker says whose it
+        // is. Project messages recover per project, from the positions the client joins with.
         match hello.session_id {
-            Some(sid) if self.sessions.contains_key(&sid) => self.welcome(conn, sid, true),
+            Some(sid) if self.sessions.contains_key(&sid) => {
+                if self.owns(&sid, user.as_deref()) {
+                    self.welcome(conn, sid, true)
+                } else {
+                    self.new_session(conn, user)
+                }
+            }
             Some(session) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.greeting = Some(hello.user_id);
+                    c.greeting = Some(user);
                 }
                 self.submit(BrokerCommand::Resume { conn, session });
             }
-            None => self.new_session(conn, hello.user_id),
+            None => self.new_session(conn, user),
         }
     }
 
-    /// The broker answered whose session a `hello` named: it resumes here, or a fresh one
-    /// starts.
-    fn resumed(&mut self, conn: ConnId, session: String, user: Option<String>) {
-        let Some(hello_user) = self
+    /// The connection's token runs out soon: it hears when (`token_expiring{expiresInMs}`), so
+    /// it can send a new one (`auth{token}`) before it is closed at expiry.
+    fn warn_token(&mut self, now: Timestamp, conn: ConnId) {
+        let Some(g) = self.conns.get_mut(&conn).and_then(|c| c.grant.as_mut()) else {
+            return;
+        };
+        g.warned = true;
+        let expiring = wire::TokenExpiring {
+            expires_in_ms: g.expires_at.ms_since(now),
+        };
+        self.push_send(
+            conn,
+            wire::encode_control("token_expiring", &expiring).into(),
+        );
+    }
+
+    /// `auth{token}`: a welcomed connection's new token, for the same user, replaces its grant
+    /// (its expiry and projects); anything else ends the connection as a bad hello would.
+    fn renew_token(&mut self, now: Timestamp, conn: ConnId, env: &Envelope) {
+        let Some(verifier) = &self.verifier else {
+            let message = "this hub does not verify tokens";
+            return self.send_error(conn, "bad_message", message, None, env.id.as_deref());
+        };
+        let verdict = match env.data_as::<wire::AuthData>() {
+            Ok(a) => verifier.verify(&a.token),
+            Err(_) => Err(TokenError::Missing),
+        };
+        let claims = match verdict {
+            Ok(c) => c,
+            Err(e) => {
+                let message = e.to_string();
+                return self.refuse_hello(conn, "unauthorized", &message, close::UNAUTHORIZED);
+            }
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.user.as_deref() != Some(claims.sub.as_str()) {
+            let message = "a renewed token must be for the same user";
+            return self.refuse_hello(conn, "forbidden", message, close::FORBIDDEN);
+        }
+        c.grant = Some(Grant::new(now, claims));
+        // A later expiry: the bound may stay early, never late.
+        self.note_deadline(conn);
+    }
+
+    /// Refuses a `hello`: the error, then the close.
+    fn refuse_hello(&mut self, conn: ConnId, code: &str, message: &str, close_code: u16) {
+        self.send_error(conn, code, message, None, None);
+        self.close(conn, close_code, code);
+    }
+
+    /// Whether a connection that is `user` (`None`: it named nobody) may resume session `sid`:
+    /// only its own user may, and an anonymous session only anonymously.
+    fn owns(&self, sid: &str, user: Option<&str>) -> bool {
+        let owner = self.sessions.get(sid).map(|s| s.user.as_str());
+        owner == Some(user.unwrap_or(sid))
+    }
+
+    /// The broker answered whose session a `hello` named: it resumes here if it is the
+    /// connection's user's, else a fresh one starts (never another user's log or streams).
+    fn resumed(&mut self, conn: ConnId, session: String, owner: Option<String>) {
+        let Some(user) = self
             .conns
             .get_mut(&conn)
             .filter(|c| !c.closing)
@@ -943,28 +1176,47 @@ impl<B: Broker> HubCore<B> {
         else {
             return; // gone before the answer came
         };
-        match user {
-            Some(user) => {
-                if !self.sessions.contains_key(&session) {
-                    let state = SessionState::new(user, self.settings.dedupe_window);
-                    self.sessions.insert(session.clone(), state);
-                }
-                self.welcome(conn, session, true);
-            }
-            None => self.new_session(conn, hello_user),
+        let theirs = owner
+            .as_deref()
+            .is_some_and(|o| o == user.as_deref().unwrap_or(&session));
+        if !theirs {
+            return self.new_session(conn, user);
         }
+        if !self.sessions.contains_key(&session) {
+            let owner = owner.unwrap_or_default();
+            let state = SessionState::new(owner, self.settings.dedupe_window);
+            self.sessions.insert(session.clone(), state);
+        }
+        self.welcome(conn, session, true);
     }
 
     /// A fresh session for a welcomed connection.
     fn new_session(&mut self, conn: ConnId, user: Option<String>) {
         self.next_session += 1;
-        // Unique across hub restarts (the seed is random unless a test fixes it), so a stale
-        // id from an earlier hub can never resume someone else.
-        let sid = format!("s{}-{:016x}", self.next_session, self.rng.up_to(u64::MAX));
+        let sid = self.session_id();
         let user = user.unwrap_or_else(|| sid.clone());
         let state = SessionState::new(user, self.settings.dedupe_window);
         self.sessions.insert(sid.clone(), state);
         self.welcome(conn, sid, false);
+    }
+
+    /// A new session id: 128 bits from the driver's CSPRNG (the only credential a resume needs
+    /// besides the user), from the seeded PRNG only where no source was given (tests).
+    fn session_id(&mut self) -> String {
+        let mut bytes = [0u8; 16];
+        match self.secrets.as_mut() {
+            Some(secrets) => secrets.fill(&mut bytes),
+            None => {
+                bytes[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+                bytes[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+            }
+        }
+        let mut sid = String::with_capacity(33);
+        sid.push('s');
+        for b in bytes {
+            sid.push_str(&format!("{b:02x}"));
+        }
+        sid
     }
 
     /// The connection is the session's now (a previous one is closed): `welcome`.
@@ -976,13 +1228,16 @@ impl<B: Broker> HubCore<B> {
         if let Some(old) = previous {
             self.close(old, close::NORMAL, "session taken over by a new connection");
         }
+        let user = self.user_of(&sid);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(sid.clone());
+            c.user = Some(user.clone());
+            c.counted = true;
         }
+        *self.user_conns.entry(user.clone()).or_insert(0) += 1;
         // From the hello deadline to the idle one, which an idle timeout shorter than the
         // hello timeout makes the earlier.
         self.note_deadline(conn);
-        let user = self.user_of(&sid);
         self.submit(BrokerCommand::SessionLive {
             session: sid.clone(),
             user,
@@ -1040,8 +1295,31 @@ impl<B: Broker> HubCore<B> {
     /// Applies a client message; `Refused` if it was (and the sender told why).
     fn apply(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: Envelope) -> Applied {
         let user = self.user_of(sid);
+        if let Some(p) = env.project_id {
+            let member = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.projects.contains(&p));
+            // Joining and leaving need no membership; the agent's streams are the session's own.
+            let own = matches!(
+                env.msg_type.as_str(),
+                "project_subscribe" | "project_unsubscribe"
+            ) || env.msg_type.starts_with("agent_");
+            if !member && !own {
+                // Only members speak in a project: nothing reaches its members, its log or its
+                // state from a connection that never joined it.
+                let message = format!("not a member of project {p}: join it first");
+                self.send_error(conn, "not_member", &message, None, env.id.as_deref());
+                return Applied::Refused;
+            }
+        }
         match (env.msg_type.as_str(), env.project_id) {
             ("project_subscribe", Some(p)) => {
+                if let Some(refusal) = self.may_join(conn, p) {
+                    let (code, message) = refusal;
+                    self.send_error(conn, code, &message, None, env.id.as_deref());
+                    return Applied::Refused;
+                }
                 let since = env.data_as::<wire::Subscribe>().unwrap_or_default();
                 self.join(conn, p, since);
             }
@@ -1142,6 +1420,24 @@ impl<B: Broker> HubCore<B> {
             _ => {}
         }
         Applied::Yes
+    }
+
+    /// Why a connection may not join `project`, if it may not: its token does not list it, or
+    /// it is in as many projects as one connection may be (a rejoin is always allowed).
+    fn may_join(&self, conn: ConnId, project: u64) -> Option<(&'static str, String)> {
+        let c = self.conns.get(&conn)?;
+        if c.projects.contains(&project) {
+            return None;
+        }
+        if c.grant.as_ref().is_some_and(|g| !g.allows(project)) {
+            let message = format!("the token does not allow project {project}");
+            return Some(("forbidden", message));
+        }
+        let max = self.settings.limits.max_projects_per_connection;
+        (c.projects.len() >= max).then(|| {
+            let message = format!("a connection may be in {max} projects at most");
+            ("too_many_projects", message)
+        })
     }
 
     /// A connection joins a project (again, after a hole, if it already is a member): the
@@ -1309,8 +1605,7 @@ impl<B: Broker> HubCore<B> {
     fn user_of_conn(&self, conn: ConnId) -> String {
         self.conns
             .get(&conn)
-            .and_then(|c| c.session.as_deref())
-            .map(|sid| self.user_of(sid))
+            .and_then(|c| c.user.clone())
             .unwrap_or_default()
     }
 
@@ -1334,6 +1629,18 @@ impl<B: Broker> HubCore<B> {
                 self.streams.len() + 1
             ),
         };
+        let running = self
+            .streams
+            .iter()
+            .filter(|((s, _), a)| s == sid && a.running)
+            .count();
+        let max = self.settings.limits.max_streams_per_connection;
+        if running >= max {
+            let message = format!("{max} agent streams are running already, the most at once");
+            let id = env.id.as_deref();
+            self.send_error(conn, "too_many_streams", &message, None, id);
+            return Applied::Refused;
+        }
         let key = (sid.to_string(), stream_id.clone());
         if self.streams.contains_key(&key) {
             let id = env.id.as_deref();
@@ -1495,6 +1802,24 @@ impl<B: Broker> HubCore<B> {
         };
         c.closing = true;
         self.outputs.push_back(output);
+        self.uncount(conn);
+    }
+
+    /// A connection whose end is decided (or that is gone) no longer counts against its user's
+    /// limit.
+    fn uncount(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn).filter(|c| c.counted) else {
+            return;
+        };
+        c.counted = false;
+        let Some(user) = c.user.clone() else { return };
+        if let Some(n) = self.user_conns.get_mut(&user) {
+            *n -= 1;
+            if *n == 0 {
+                self.user_conns.remove(&user);
+                self.user_limiters.remove(&user);
+            }
+        }
     }
 }
 

@@ -307,8 +307,18 @@ fn a_rejoin_from_a_position_replays_exactly_what_followed_and_a_takeover_closes_
         .find(|(_, s)| s.user == "bob")
         .map(|(id, _)| id.clone())
         .unwrap();
+    // Only bob resumes bob's session: another user, or nobody in particular, gets a fresh one.
+    for (conn, user) in [(7, Some("eve")), (8, None)] {
+        h.accepted(t(20), ConnId(conn));
+        let hello =
+            json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid, "userId": user}});
+        let welcome = &sent_to(&feed(&mut h, 20, conn, &hello.to_string()), conn)[0];
+        assert_eq!(welcome["data"]["resumed"], false, "{user:?}");
+        assert_ne!(welcome["data"]["sessionId"], sid.as_str());
+    }
     h.accepted(t(20), ConnId(3));
-    let hello = json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid}});
+    let hello =
+        json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid, "userId": "bob"}});
     let out = feed(&mut h, 20, 3, &hello.to_string());
     assert_eq!(sent_to(&out, 3)[0]["data"]["resumed"], true);
     let rejoin =
@@ -340,7 +350,8 @@ fn a_rejoin_from_a_position_replays_exactly_what_followed_and_a_takeover_closes_
     assert_eq!(frames[1]["type"], "project_snapshot");
     // The same session on yet another connection: the older one is closed with 1000.
     h.accepted(t(30), ConnId(4));
-    let hello = json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid}});
+    let hello =
+        json!({"type": "hello", "data": {"protocol": 2, "sessionId": sid, "userId": "bob"}});
     let out = feed(&mut h, 30, 4, &hello.to_string());
     assert_eq!(closes(&out)[0].0, 3);
     assert_eq!(closes(&out)[0].1, close::NORMAL);
