@@ -166,6 +166,20 @@ pub enum BrokerEvent {
         /// The project's state.
         state: Value,
     },
+    /// The broker could not carry out a command (it is unreachable) and gave up on it.
+    Failed {
+        /// The command.
+        command: BrokerCommand,
+        /// About when to try again.
+        retry_after_ms: u64,
+    },
+    /// The broker became unreachable: commands fail until `Up`.
+    Down {
+        /// About when it is tried again.
+        retry_after_ms: u64,
+    },
+    /// The broker is reachable again.
+    Up,
 }
 
 /// A hub node's broker: commands in, events out. An in-memory broker answers at once; a remote
@@ -175,6 +189,16 @@ pub trait Broker: Send {
     fn submit(&mut self, command: BrokerCommand);
     /// The next event for this node, if one is in.
     fn poll_event(&mut self) -> Option<BrokerEvent>;
+}
+
+impl<B: Broker + ?Sized> Broker for Box<B> {
+    fn submit(&mut self, command: BrokerCommand) {
+        (**self).submit(command)
+    }
+
+    fn poll_event(&mut self) -> Option<BrokerEvent> {
+        (**self).poll_event()
+    }
 }
 
 #[derive(Debug)]
