@@ -16,6 +16,9 @@ pub const POLICY: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 /// Service restart: the hub shuts down; its reason says when to come back (the client reconnects).
 pub const SERVICE_RESTART: u16 = 1012;
+/// Try again later: the hub cannot reach its broker to resume the session (the client
+/// reconnects).
+pub const TRY_AGAIN_LATER: u16 = 1013;
 /// The client abandons a transport itself (timeouts, transport errors).
 pub const ABANDONED: u16 = 4000;
 /// The hub refuses the credential; the client waits for a new token.

@@ -995,7 +995,8 @@ impl Session {
         self.flush(now);
     }
 
-    /// A server `error`: reported, and acted on for `rate_limited`, `unauthorized` and hints.
+    /// A server `error`: reported, and acted on for `rate_limited`, `unavailable`,
+    /// `unauthorized` and hints.
     fn on_server_error(&mut self, now: Timestamp, env: &Envelope) {
         let err = match env.data_as::<wire::ErrorData>() {
             Ok(e) => e,
@@ -1010,7 +1011,10 @@ impl Session {
             retry_after_ms: err.retry_after_ms,
             id: err.id.clone(),
         });
-        if let Some(held) = err.id.as_deref().and_then(|id| self.outbox.reject(id)) {
+        // Refused for now, not for good: the message stays and goes again after the pause.
+        let retry_later = matches!(err.code.as_str(), "rate_limited" | "unavailable");
+        let rejected = err.id.as_deref().filter(|_| !retry_later);
+        if let Some(held) = rejected.and_then(|id| self.outbox.reject(id)) {
             self.stats.dropped += 1;
             self.emit(Event::Dropped {
                 id: held.id,
@@ -1019,14 +1023,15 @@ impl Session {
             });
         }
         match err.code.as_str() {
-            "rate_limited" => {
+            "rate_limited" | "unavailable" => {
                 let pause = err
                     .retry_after_ms
                     .unwrap_or(1_000)
                     .min(self.cfg.reconnect.max_hint_ms);
                 self.limiter.pause_until(now.add_ms(pause));
-                // The hub applied nothing over its rate: what awaits an ack goes again after the
-                // pause (it deduplicates by id what it did apply).
+                // The hub applied nothing over its rate (or logged nothing without its broker):
+                // what awaits an ack goes again after the pause (it deduplicates by id what it
+                // did apply).
                 self.outbox.requeue_inflight();
             }
             "unauthorized" => {

@@ -3,14 +3,14 @@
 //! commands and events, so a remote broker (Redis, answering later) and the in-memory one
 //! (answering at once) are driven the same way.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::Value;
 
 use crate::hub::io::ConnId;
 use crate::rng::Rng;
-use crate::wire::Envelope;
+use crate::wire::{self, Envelope};
 
 /// One encoded frame, shared by every connection it goes to (encoded once).
 pub type Frame = Arc<str>;
@@ -65,7 +65,8 @@ pub struct Origin {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum BrokerCommand {
-    /// Log a project message (it gets the next offset) and publish it to every node.
+    /// Log a project message (it gets the next offset) and publish it to every node; a
+    /// message its session logged already (by `origin.id`) is not logged again (`Duplicate`).
     Publish {
         /// The project.
         project: u64,
@@ -73,6 +74,9 @@ pub enum BrokerCommand {
         message: Envelope,
         /// Who sent it.
         origin: Origin,
+        /// The sender's session: with `origin.id`, the message's key for exactly-once logging
+        /// across nodes (a resend after a failover).
+        session: Option<String>,
     },
     /// Store a project's new state (its version goes up by one) and log and publish its
     /// `project_updated{version, …state}`.
@@ -94,7 +98,7 @@ pub enum BrokerCommand {
         origin: Origin,
     },
     /// A connection joins a project: the log's top, what follows `since` (at most `limit`
-    /// messages), and the project's state.
+    /// messages), the project's state, and who is present (`user` now is, on every node).
     Join {
         /// The project.
         project: u64,
@@ -104,6 +108,17 @@ pub enum BrokerCommand {
         since: Option<LogPosition>,
         /// The most messages one replay carries.
         limit: usize,
+        /// The connection's user.
+        user: String,
+    },
+    /// A connection is no longer a member: `user` is no longer present through it.
+    Leave {
+        /// The project.
+        project: u64,
+        /// The connection.
+        conn: ConnId,
+        /// Its user.
+        user: String,
     },
     /// The project's state, for a snapshot.
     Snapshot {
@@ -111,6 +126,27 @@ pub enum BrokerCommand {
         project: u64,
         /// The connection that asked.
         conn: ConnId,
+    },
+    /// Whether a session this node does not hold can be resumed here, and whose it is.
+    Resume {
+        /// The connection whose `hello` names it.
+        conn: ConnId,
+        /// The session id.
+        session: String,
+    },
+    /// A session is connected to this node (resumable on any node while this node lives).
+    SessionLive {
+        /// The session id.
+        session: String,
+        /// Its user.
+        user: String,
+    },
+    /// A session's connection ended: resumable on any node for `ttl_ms`.
+    SessionAway {
+        /// The session id.
+        session: String,
+        /// How long it stays resumable.
+        ttl_ms: u64,
     },
 }
 
@@ -130,7 +166,16 @@ pub enum BrokerEvent {
         /// Who sent it: only on the node it came from.
         origin: Option<Origin>,
     },
-    /// A volatile frame for a project's members.
+    /// A message its session had logged already (a resend): not logged again.
+    Duplicate {
+        /// The project.
+        project: u64,
+        /// Where it was logged the first time.
+        position: LogPosition,
+        /// Who sent it (again).
+        origin: Origin,
+    },
+    /// A volatile frame for a project's members (typing, presence diffs).
     Broadcast {
         /// The project.
         project: u64,
@@ -154,6 +199,9 @@ pub enum BrokerEvent {
         version: u64,
         /// The project's state.
         state: Value,
+        /// The users present in the project on every node, each once, sorted (the joiner's
+        /// included).
+        present: Vec<String>,
     },
     /// The answer to `Snapshot`.
     Snapshot {
@@ -166,16 +214,25 @@ pub enum BrokerEvent {
         /// The project's state.
         state: Value,
     },
+    /// The answer to `Resume`.
+    Resumed {
+        /// The connection that asked.
+        conn: ConnId,
+        /// The session id.
+        session: String,
+        /// The session's user (`None`: no such session, or it expired).
+        user: Option<String>,
+    },
     /// The broker could not carry out a command (it is unreachable) and gave up on it.
     Failed {
         /// The command.
         command: BrokerCommand,
-        /// About when to try again.
+        /// When to try again.
         retry_after_ms: u64,
     },
     /// The broker became unreachable: commands fail until `Up`.
     Down {
-        /// About when it is tried again.
+        /// When to try again.
         retry_after_ms: u64,
     },
     /// The broker is reachable again.
@@ -201,6 +258,14 @@ impl<B: Broker + ?Sized> Broker for Box<B> {
     }
 }
 
+/// A `presence_diff` frame: `joins` arrived in `project`, `leaves` left.
+pub fn presence_diff_frame(project: u64, joins: Vec<String>, leaves: Vec<String>) -> Frame {
+    Envelope::new("presence_diff", &wire::PresenceDiff { joins, leaves })
+        .in_project(project)
+        .to_json()
+        .into()
+}
+
 #[derive(Debug)]
 struct ProjectLog {
     epoch: String,
@@ -209,24 +274,51 @@ struct ProjectLog {
     frames: VecDeque<(u64, Frame)>,
 }
 
+/// A node handle's number in the shared logs.
+type NodeId = usize;
+
+/// The last message keys a session logged, and where.
+#[derive(Debug, Default)]
+struct SessionKeys {
+    order: VecDeque<String>,
+    logged: BTreeMap<String, (u64, LogPosition)>,
+}
+
 #[derive(Debug)]
 struct Logs {
     capacity: usize,
+    dedupe_window: usize,
     /// Draws epochs: a broker that starts afresh must never reuse one.
     rng: Rng,
     logs: BTreeMap<u64, ProjectLog>,
     states: BTreeMap<u64, (u64, Value)>,
-    /// Each node's events, in order.
-    queues: Vec<VecDeque<BrokerEvent>>,
+    /// Who is present in each project, through which node's connection.
+    presence: BTreeMap<u64, BTreeMap<(NodeId, ConnId), String>>,
+    /// Resumable sessions and their users.
+    sessions: BTreeMap<String, String>,
+    /// Sessions away from every node, oldest first (the in-memory broker has no clock: the
+    /// oldest are forgotten beyond `MAX_AWAY`).
+    away: VecDeque<String>,
+    keys: BTreeMap<String, SessionKeys>,
+    /// Each live node's events, in order.
+    queues: BTreeMap<NodeId, VecDeque<BrokerEvent>>,
+    next_node: NodeId,
 }
 
+/// Away sessions the in-memory broker keeps resumable, at most.
+const MAX_AWAY: usize = 65_536;
+
 /// The in-memory broker: every log in memory, at most `capacity` messages each, shared by every
-/// node handle made with `add_node` (a cluster in one process: the test harness's).
+/// node handle made with `add_node` (a cluster in one process: the test harness's). A dropped
+/// handle is a node gone: its connections' presence ends.
 #[derive(Debug)]
 pub struct InMemoryBroker {
     logs: Arc<Mutex<Logs>>,
-    node: usize,
+    node: NodeId,
 }
+
+/// Message keys a session's exactly-once logging remembers by default.
+const DEDUPE_WINDOW: usize = 1024;
 
 impl InMemoryBroker {
     /// An empty broker keeping the last `capacity` messages of each project, for one node;
@@ -234,10 +326,16 @@ impl InMemoryBroker {
     pub fn new(capacity: usize, seed: u64) -> Self {
         let logs = Logs {
             capacity: capacity.max(1),
+            dedupe_window: DEDUPE_WINDOW,
             rng: Rng::new(seed),
             logs: BTreeMap::new(),
             states: BTreeMap::new(),
-            queues: vec![VecDeque::new()],
+            presence: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            away: VecDeque::new(),
+            keys: BTreeMap::new(),
+            queues: BTreeMap::from([(0, VecDeque::new())]),
+            next_node: 1,
         };
         InMemoryBroker {
             logs: Arc::new(Mutex::new(logs)),
@@ -245,13 +343,21 @@ impl InMemoryBroker {
         }
     }
 
+    /// The same broker remembering the last `window` message keys of each session.
+    pub fn with_dedupe_window(self, window: usize) -> Self {
+        self.lock().dedupe_window = window.max(1);
+        self
+    }
+
     /// Another node's handle on the same logs: what one node publishes, every node hears.
     pub fn add_node(&self) -> InMemoryBroker {
         let mut logs = self.lock();
-        logs.queues.push(VecDeque::new());
+        let node = logs.next_node;
+        logs.next_node += 1;
+        logs.queues.insert(node, VecDeque::new());
         InMemoryBroker {
             logs: self.logs.clone(),
-            node: logs.queues.len() - 1,
+            node,
         }
     }
 
@@ -267,12 +373,32 @@ impl InMemoryBroker {
 
     /// Whether this node has events waiting (for a harness deciding which node to run).
     pub fn has_events(&self) -> bool {
-        !self.lock().queues[self.node].is_empty()
+        self.lock()
+            .queues
+            .get(&self.node)
+            .is_some_and(|q| !q.is_empty())
     }
 
     fn lock(&self) -> MutexGuard<'_, Logs> {
         // A panic while holding the lock leaves the logs as they were between two commands.
         self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for InMemoryBroker {
+    fn drop(&mut self) {
+        let node = self.node;
+        let mut logs = self.lock();
+        logs.queues.remove(&node);
+        // The node's connections are gone with it (what a TTL does for a remote broker).
+        let gone: Vec<(u64, ConnId)> = logs
+            .presence
+            .iter()
+            .flat_map(|(p, m)| m.keys().filter(|(n, _)| *n == node).map(|(_, c)| (*p, *c)))
+            .collect();
+        for (project, conn) in gone {
+            logs.leave(node, project, conn);
+        }
     }
 }
 
@@ -356,7 +482,7 @@ impl Logs {
     }
 
     /// Logs a message and tells every node; `origin` only the node it came from.
-    fn publish(&mut self, from: usize, project: u64, message: Envelope, origin: Origin) {
+    fn publish(&mut self, from: NodeId, project: u64, message: Envelope, origin: Origin) {
         let (position, frame) = self.append(project, message);
         self.queue_for_every_node(from, |own| BrokerEvent::Published {
             project,
@@ -366,11 +492,130 @@ impl Logs {
         });
     }
 
-    /// Queues an event for every node; `origin` only on the node it came from.
-    fn queue_for_every_node(&mut self, from: usize, event: impl Fn(bool) -> BrokerEvent) {
-        for (node, queue) in self.queues.iter_mut().enumerate() {
-            queue.push_back(event(node == from));
+    /// Logs a message once per key: a key logged already is answered with its first place.
+    fn publish_once(
+        &mut self,
+        from: NodeId,
+        project: u64,
+        message: Envelope,
+        origin: Origin,
+        session: Option<String>,
+    ) {
+        let key = session.zip(origin.id.clone());
+        if let Some((session, id)) = &key {
+            let first = self
+                .keys
+                .get(session)
+                .and_then(|k| k.logged.get(id))
+                .filter(|(p, _)| *p == project)
+                .map(|(_, pos)| pos.clone());
+            if let Some(position) = first {
+                self.queue(
+                    from,
+                    BrokerEvent::Duplicate {
+                        project,
+                        position,
+                        origin,
+                    },
+                );
+                return;
+            }
         }
+        let (position, frame) = self.append(project, message);
+        if let Some((session, id)) = key {
+            let window = self.dedupe_window;
+            let keys = self.keys.entry(session).or_default();
+            keys.order.push_back(id.clone());
+            keys.logged.insert(id, (project, position.clone()));
+            while keys.order.len() > window {
+                if let Some(old) = keys.order.pop_front() {
+                    keys.logged.remove(&old);
+                }
+            }
+        }
+        self.queue_for_every_node(from, |own| BrokerEvent::Published {
+            project,
+            position: position.clone(),
+            frame: frame.clone(),
+            origin: own.then(|| origin.clone()),
+        });
+    }
+
+    fn queue(&mut self, node: NodeId, event: BrokerEvent) {
+        if let Some(q) = self.queues.get_mut(&node) {
+            q.push_back(event);
+        }
+    }
+
+    /// Queues an event for every node; `origin` only on the node it came from.
+    fn queue_for_every_node(&mut self, from: NodeId, event: impl Fn(bool) -> BrokerEvent) {
+        for (node, queue) in self.queues.iter_mut() {
+            queue.push_back(event(*node == from));
+        }
+    }
+
+    /// Whether `user` is present in `project` through any connection of any node.
+    fn is_present(&self, project: u64, user: &str) -> bool {
+        self.presence
+            .get(&project)
+            .is_some_and(|m| m.values().any(|u| u == user))
+    }
+
+    fn present(&self, project: u64) -> Vec<String> {
+        let users: BTreeSet<&String> = self
+            .presence
+            .get(&project)
+            .into_iter()
+            .flat_map(|m| m.values())
+            .collect();
+        users.into_iter().cloned().collect()
+    }
+
+    /// `user` present through `conn`; true if they were not before (news for the others).
+    fn arrive(&mut self, node: NodeId, project: u64, conn: ConnId, user: &str) -> bool {
+        let news = !self.is_present(project, user);
+        self.presence
+            .entry(project)
+            .or_default()
+            .insert((node, conn), user.to_string());
+        news
+    }
+
+    /// `conn`'s presence ends: every node's members hear it if its user is gone.
+    fn leave(&mut self, node: NodeId, project: u64, conn: ConnId) {
+        let Some(members) = self.presence.get_mut(&project) else {
+            return;
+        };
+        let Some(user) = members.remove(&(node, conn)) else {
+            return;
+        };
+        if members.is_empty() {
+            self.presence.remove(&project);
+        }
+        if !self.is_present(project, &user) {
+            self.presence_diff(node, project, conn, vec![], vec![user]);
+        }
+    }
+
+    fn presence_diff(
+        &mut self,
+        node: NodeId,
+        project: u64,
+        conn: ConnId,
+        joins: Vec<String>,
+        leaves: Vec<String>,
+    ) {
+        let frame = presence_diff_frame(project, joins, leaves);
+        let origin = Origin {
+            conn,
+            id: None,
+            echo: false,
+        };
+        self.queue_for_every_node(node, |own| BrokerEvent::Broadcast {
+            project,
+            frame: frame.clone(),
+            origin: own.then(|| origin.clone()),
+        });
     }
 }
 
@@ -383,7 +628,8 @@ impl Broker for InMemoryBroker {
                 project,
                 message,
                 origin,
-            } => logs.publish(node, project, message, origin),
+                session,
+            } => logs.publish_once(node, project, message, origin, session),
             BrokerCommand::Update {
                 project,
                 state,
@@ -410,34 +656,77 @@ impl Broker for InMemoryBroker {
                 conn,
                 since,
                 limit,
+                user,
             } => {
                 let top = logs.top(project);
                 let replay = since.map(|s| logs.replay(project, &s, limit));
                 let (version, state) = logs.state(project);
-                logs.queues[node].push_back(BrokerEvent::Joined {
-                    project,
-                    conn,
-                    top,
-                    replay,
-                    version,
-                    state,
-                });
+                let news = logs.arrive(node, project, conn, &user);
+                let present = logs.present(project);
+                logs.queue(
+                    node,
+                    BrokerEvent::Joined {
+                        project,
+                        conn,
+                        top,
+                        replay,
+                        version,
+                        state,
+                        present,
+                    },
+                );
+                // The others hear of the joiner after its answer went out.
+                if news {
+                    logs.presence_diff(node, project, conn, vec![user], vec![]);
+                }
             }
+            BrokerCommand::Leave { project, conn, .. } => logs.leave(node, project, conn),
             BrokerCommand::Snapshot { project, conn } => {
                 let (version, state) = logs.state(project);
-                logs.queues[node].push_back(BrokerEvent::Snapshot {
-                    project,
-                    conn,
-                    version,
-                    state,
-                });
+                logs.queue(
+                    node,
+                    BrokerEvent::Snapshot {
+                        project,
+                        conn,
+                        version,
+                        state,
+                    },
+                );
+            }
+            BrokerCommand::Resume { conn, session } => {
+                let user = logs.sessions.get(&session).cloned();
+                logs.queue(
+                    node,
+                    BrokerEvent::Resumed {
+                        conn,
+                        session,
+                        user,
+                    },
+                );
+            }
+            BrokerCommand::SessionLive { session, user } => {
+                logs.away.retain(|s| *s != session);
+                logs.sessions.insert(session, user);
+            }
+            BrokerCommand::SessionAway { session, .. } => {
+                if !logs.sessions.contains_key(&session) {
+                    return;
+                }
+                logs.away.retain(|s| *s != session);
+                logs.away.push_back(session);
+                while logs.away.len() > MAX_AWAY {
+                    if let Some(old) = logs.away.pop_front() {
+                        logs.sessions.remove(&old);
+                        logs.keys.remove(&old);
+                    }
+                }
             }
         }
     }
 
     fn poll_event(&mut self) -> Option<BrokerEvent> {
         let node = self.node;
-        self.lock().queues[node].pop_front()
+        self.lock().queues.get_mut(&node)?.pop_front()
     }
 }
 
@@ -474,6 +763,7 @@ mod tests {
             project,
             message: Envelope::new("n", &n),
             origin: origin(1),
+            session: None,
         });
     }
 
@@ -487,8 +777,12 @@ mod tests {
             conn: ConnId(9),
             since,
             limit: 10,
+            user: "u".into(),
         });
-        events(b).pop().expect("a join is answered")
+        events(b)
+            .into_iter()
+            .find(|e| matches!(e, BrokerEvent::Joined { .. }))
+            .expect("a join is answered")
     }
 
     #[test]
@@ -585,6 +879,7 @@ mod tests {
             conn: ConnId(9),
             since: at(2),
             limit: 2,
+            user: "u".into(),
         });
         assert_eq!(
             replay(events(&mut b).remove(0)),

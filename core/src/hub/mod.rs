@@ -34,7 +34,8 @@ use crate::wire::{self, Envelope, RetryHint};
 
 pub use agent::{AgentSource, ScriptedAgent};
 pub use broker::{
-    Broker, BrokerCommand, BrokerEvent, Frame, InMemoryBroker, LogPosition, Origin, Unrecoverable,
+    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, Frame, InMemoryBroker, LogPosition,
+    Origin, Unrecoverable,
 };
 pub use chaos::ChaosConfig;
 use chaos::{ConnChaos, PongFate};
@@ -162,6 +163,9 @@ enum ConnTimer {
 #[derive(Debug)]
 struct Conn {
     session: Option<String>,
+    /// Its `hello` named a session this node does not hold: the broker is asked whose it is
+    /// (the `userId` the hello gave waits here for a fresh session's sake).
+    greeting: Option<Option<String>>,
     /// The projects this connection joined (membership is per connection: a reconnect joins
     /// again from its position).
     projects: BTreeSet<u64>,
@@ -183,7 +187,21 @@ struct SessionState {
     conn: Option<ConnId>,
     user: String,
     seen: DedupeWindow,
+    /// Ids of its messages the broker is logging: a resend waits for that answer.
+    logging: BTreeSet<String>,
     expires_at: Option<Timestamp>,
+}
+
+impl SessionState {
+    fn new(user: String, dedupe_window: usize) -> Self {
+        SessionState {
+            conn: None,
+            user,
+            seen: DedupeWindow::new(dedupe_window.max(1)),
+            logging: BTreeSet::new(),
+            expires_at: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -209,8 +227,6 @@ enum Member {
     Joining {
         /// The position it recovers from.
         since: Option<LogPosition>,
-        /// Not a member before (a rejoin after a hole tells nobody).
-        new: bool,
         held: Vec<(u64, Frame)>,
     },
     /// Joined: it gets the project's messages as they are published.
@@ -229,6 +245,9 @@ pub struct HubCore<B: Broker> {
     streams: BTreeMap<(String, String), AgentStream>,
     /// Each project's member connections.
     members: BTreeMap<u64, BTreeMap<ConnId, Member>>,
+    /// Messages the broker is logging, by origin connection and id: their sessions (the answer
+    /// goes to the session's connection of the moment).
+    logging: BTreeMap<(ConnId, String), String>,
     /// Frames chaos holds back (delayed pongs), due in order: every one waits the same delay.
     delayed: VecDeque<(Timestamp, ConnId, Frame)>,
     /// No connection's timer is due before this (a lower bound: deadlines only move later once
@@ -265,6 +284,7 @@ impl<B: Broker> HubCore<B> {
             sessions: BTreeMap::new(),
             streams: BTreeMap::new(),
             members: BTreeMap::new(),
+            logging: BTreeMap::new(),
             delayed: VecDeque::new(),
             conn_due: None,
             expiry_due: None,
@@ -395,11 +415,28 @@ impl<B: Broker> HubCore<B> {
                 let except = origin.as_ref().filter(|o| !o.echo).map(|o| o.conn);
                 self.publish_locally(project, except, position.offset, &frame);
                 // The sender learns its message's place from the ack (it does not get the
-                // message back), after every frame logged before it.
+                // message back), after every frame logged before it; an echoed one carries
+                // its place itself.
                 if let Some(Origin {
-                    conn, id: Some(id), ..
+                    conn,
+                    id: Some(id),
+                    echo,
                 }) = origin
                 {
+                    let conn = self.answer_to(conn, &id);
+                    let logged = (!echo).then_some((project, position));
+                    self.push_send(conn, ack_frame(&id, logged));
+                }
+            }
+            BrokerEvent::Duplicate {
+                project,
+                position,
+                origin,
+            } => {
+                // Logged once already (through a node that died before its ack, say): acked
+                // with that first place, never logged twice.
+                if let Some(id) = origin.id {
+                    let conn = self.answer_to(origin.conn, &id);
                     self.push_send(conn, ack_frame(&id, Some((project, position))));
                 }
             }
@@ -424,15 +461,116 @@ impl<B: Broker> HubCore<B> {
                 replay,
                 version,
                 state,
-            } => self.joined(project, conn, top, replay, version, state),
+                present,
+            } => self.joined(project, conn, top, replay, version, state, present),
             BrokerEvent::Snapshot {
                 project,
                 conn,
                 version,
                 state,
             } => self.send_snapshot(conn, project, version, state),
+            BrokerEvent::Resumed {
+                conn,
+                session,
+                user,
+            } => self.resumed(conn, session, user),
+            BrokerEvent::Failed {
+                command,
+                retry_after_ms,
+            } => self.broker_failed(command, retry_after_ms),
+            BrokerEvent::Down { retry_after_ms } => {
+                // Visible degradation: every client hears it once, and holds what it sends
+                // until the hint (its messages wait in its outbox instead of being refused).
+                let live: Vec<ConnId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.session.is_some() && !c.closing)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let message = "the hub cannot reach its broker: nothing is logged until it returns";
+                for conn in live {
+                    self.send_error(conn, "unavailable", message, Some(retry_after_ms), None);
+                }
+            }
+            // Back: a remote broker catches its node up on what it missed by itself.
+            BrokerEvent::Up => {}
             // Future events: nothing this hub knows to do.
             #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    /// Takes a connection's wait for the broker's answer to its `hello`; false if it had none.
+    fn greeted(&mut self, conn: ConnId) -> bool {
+        self.conns
+            .get_mut(&conn)
+            .and_then(|c| c.greeting.take())
+            .is_some()
+    }
+
+    /// A message goes to the broker to be logged: a resend waits for its answer.
+    fn logging(&mut self, conn: ConnId, sid: &str, id: Option<&str>) {
+        let (Some(id), Some(s)) = (id, self.sessions.get_mut(sid)) else {
+            return;
+        };
+        s.logging.insert(id.to_string());
+        self.logging.insert((conn, id.to_string()), sid.to_string());
+    }
+
+    /// Where the answer about a message the broker was logging goes: its session's connection
+    /// now (the client may have reconnected meanwhile), else the one it came on.
+    fn answer_to(&mut self, origin: ConnId, id: &str) -> ConnId {
+        let Some(sid) = self.logging.remove(&(origin, id.to_string())) else {
+            return origin;
+        };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return origin;
+        };
+        s.logging.remove(id);
+        s.conn.unwrap_or(origin)
+    }
+
+    /// The broker gave up on a command: whoever it was for hears so (`unavailable`, with when
+    /// to try again), so nothing is lost in silence.
+    fn broker_failed(&mut self, command: BrokerCommand, retry_after_ms: u64) {
+        let hint = Some(retry_after_ms);
+        let message = "the hub cannot reach its broker";
+        match command {
+            BrokerCommand::Publish { origin, .. } | BrokerCommand::Update { origin, .. } => {
+                let Some(id) = origin.id else {
+                    return self.send_error(origin.conn, "unavailable", message, hint, None);
+                };
+                let sid = self.logging.get(&(origin.conn, id.clone())).cloned();
+                let conn = self.answer_to(origin.conn, &id);
+                if let Some(s) = sid.and_then(|sid| self.sessions.get_mut(&sid)) {
+                    // Not logged: the client's resend is news.
+                    s.seen.forget(&id);
+                }
+                self.send_error(conn, "unavailable", message, hint, Some(&id));
+            }
+            BrokerCommand::Join { project, conn, .. } => {
+                // Not a member after all; the client asks again (its join timer).
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.projects.remove(&project);
+                }
+                if let Some(members) = self.members.get_mut(&project) {
+                    members.remove(&conn);
+                    if members.is_empty() {
+                        self.members.remove(&project);
+                    }
+                }
+                self.send_error(conn, "unavailable", message, hint, None);
+            }
+            BrokerCommand::Snapshot { conn, .. } => {
+                self.send_error(conn, "unavailable", message, hint, None)
+            }
+            // Whose session it is cannot be known: the client comes back later rather than
+            // lose it to a fresh one.
+            BrokerCommand::Resume { conn, .. } if self.greeted(conn) => {
+                self.send_error(conn, "unavailable", message, hint, None);
+                self.close(conn, close::TRY_AGAIN_LATER, "broker unavailable");
+            }
+            // Volatile or kept alive by a TTL: nothing anybody waits for.
             _ => {}
         }
     }
@@ -456,6 +594,7 @@ impl<B: Broker> HubCore<B> {
             conn,
             Conn {
                 session: None,
+                greeting: None,
                 projects: BTreeSet::new(),
                 opened_at: now,
                 last_inbound: now,
@@ -515,8 +654,18 @@ impl<B: Broker> HubCore<B> {
                 return;
             }
         };
-        let session = self.conns.get(&conn).and_then(|c| c.session.clone());
-        let Some(sid) = session else {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.greeting.is_some() {
+            // Its welcome waits on the broker: nothing else is taken before it.
+            if env.msg_type != "hello" {
+                let message = "wait for welcome";
+                self.send_error(conn, "bad_message", message, None, env.id.as_deref());
+            }
+            return;
+        }
+        let Some(sid) = c.session.clone() else {
             if env.msg_type == "hello" {
                 self.hello(conn, &env);
             } else {
@@ -587,9 +736,14 @@ impl<B: Broker> HubCore<B> {
         };
         if s.conn == Some(conn) {
             s.conn = None;
-            let at = now.add_ms(self.settings.session_ttl_ms);
+            let ttl_ms = self.settings.session_ttl_ms;
+            let at = now.add_ms(ttl_ms);
             s.expires_at = Some(at);
             self.expiry_due = Some(self.expiry_due.map_or(at, |d| d.min(at)));
+            self.submit(BrokerCommand::SessionAway {
+                session: sid,
+                ttl_ms,
+            });
         }
     }
 
@@ -763,34 +917,58 @@ impl<B: Broker> HubCore<B> {
                 return;
             }
         }
-        // A known session resumes (its agent streams and acknowledged ids); project messages
+        // A session this node holds resumes (its agent streams and acknowledged ids); one it
+        // does not may be another node's: the broker says whose it is. Project messages
         // recover per project, from the positions the client joins with.
-        let known = hello
-            .session_id
-            .as_deref()
-            .filter(|sid| self.sessions.contains_key(*sid))
-            .map(str::to_string);
-        let resumed = known.is_some();
-        let sid = match known {
-            Some(sid) => sid,
-            None => {
-                self.next_session += 1;
-                // Unique across hub restarts (the seed is random unless a test fixes it), so a
-                // stale id from an earlier hub can never resume someone else.
-                let sid = format!("s{}-{:016x}", self.next_session, self.rng.up_to(u64::MAX));
-                let user = hello.user_id.unwrap_or_else(|| sid.clone());
-                self.sessions.insert(
-                    sid.clone(),
-                    SessionState {
-                        conn: None,
-                        user,
-                        seen: DedupeWindow::new(self.settings.dedupe_window.max(1)),
-                        expires_at: None,
-                    },
-                );
-                sid
+        match hello.session_id {
+            Some(sid) if self.sessions.contains_key(&sid) => self.welcome(conn, sid, true),
+            Some(session) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.greeting = Some(hello.user_id);
+                }
+                self.submit(BrokerCommand::Resume { conn, session });
             }
+            None => self.new_session(conn, hello.user_id),
+        }
+    }
+
+    /// The broker answered whose session a `hello` named: it resumes here, or a fresh one
+    /// starts.
+    fn resumed(&mut self, conn: ConnId, session: String, user: Option<String>) {
+        let Some(hello_user) = self
+            .conns
+            .get_mut(&conn)
+            .filter(|c| !c.closing)
+            .and_then(|c| c.greeting.take())
+        else {
+            return; // gone before the answer came
         };
+        match user {
+            Some(user) => {
+                if !self.sessions.contains_key(&session) {
+                    let state = SessionState::new(user, self.settings.dedupe_window);
+                    self.sessions.insert(session.clone(), state);
+                }
+                self.welcome(conn, session, true);
+            }
+            None => self.new_session(conn, hello_user),
+        }
+    }
+
+    /// A fresh session for a welcomed connection.
+    fn new_session(&mut self, conn: ConnId, user: Option<String>) {
+        self.next_session += 1;
+        // Unique across hub restarts (the seed is random unless a test fixes it), so a stale
+        // id from an earlier hub can never resume someone else.
+        let sid = format!("s{}-{:016x}", self.next_session, self.rng.up_to(u64::MAX));
+        let user = user.unwrap_or_else(|| sid.clone());
+        let state = SessionState::new(user, self.settings.dedupe_window);
+        self.sessions.insert(sid.clone(), state);
+        self.welcome(conn, sid, false);
+    }
+
+    /// The connection is the session's now (a previous one is closed): `welcome`.
+    fn welcome(&mut self, conn: ConnId, sid: String, resumed: bool) {
         let previous = self.sessions.get_mut(&sid).and_then(|s| {
             s.expires_at = None;
             s.conn.replace(conn)
@@ -804,6 +982,11 @@ impl<B: Broker> HubCore<B> {
         // From the hello deadline to the idle one, which an idle timeout shorter than the
         // hello timeout makes the earlier.
         self.note_deadline(conn);
+        let user = self.user_of(&sid);
+        self.submit(BrokerCommand::SessionLive {
+            session: sid.clone(),
+            user,
+        });
         let welcome = wire::Welcome {
             session_id: sid,
             resumed,
@@ -824,6 +1007,14 @@ impl<B: Broker> HubCore<B> {
     fn application(&mut self, now: Timestamp, conn: ConnId, sid: &str, env: Envelope) {
         let id = env.id.clone();
         if let Some(id) = &id {
+            if self
+                .sessions
+                .get(sid)
+                .is_some_and(|s| s.logging.contains(id))
+            {
+                // A resend of one the broker is logging: its answer comes to this connection.
+                return;
+            }
             let fresh = self.sessions.get_mut(sid).is_none_or(|s| s.seen.insert(id));
             if !fresh {
                 // A resend of something already applied: ack again, apply once.
@@ -861,18 +1052,21 @@ impl<B: Broker> HubCore<B> {
                 self.leave(p, conn, &user);
             }
             ("project_update", Some(p)) => {
-                // Every member hears the new version, the editor included.
+                // Every member hears the new version, the editor included; the editor's ack
+                // follows it (a broker that cannot store it says so instead).
                 let origin = Origin {
                     conn,
-                    id: None,
+                    id: env.id.clone(),
                     echo: true,
                 };
                 let state = env.data_value();
+                self.logging(conn, sid, env.id.as_deref());
                 self.submit(BrokerCommand::Update {
                     project: p,
                     state,
                     origin,
                 });
+                return Applied::Logged;
             }
             ("project_sync_request", Some(p)) => {
                 self.submit(BrokerCommand::Snapshot { project: p, conn })
@@ -936,10 +1130,12 @@ impl<B: Broker> HubCore<B> {
                 };
                 // Encoded once by the broker, the same bytes for every other member, on every
                 // node; the ack follows the message's publication.
+                self.logging(conn, sid, message.id.as_deref());
                 self.submit(BrokerCommand::Publish {
                     project: p,
                     message,
                     origin,
+                    session: Some(sid.to_string()),
                 });
                 return Applied::Logged;
             }
@@ -951,17 +1147,15 @@ impl<B: Broker> HubCore<B> {
     /// A connection joins a project (again, after a hole, if it already is a member): the
     /// broker says where it continues from; until then what the project publishes waits.
     fn join(&mut self, conn: ConnId, project: u64, since: wire::Subscribe) {
-        let new = self
-            .conns
-            .get_mut(&conn)
-            .is_some_and(|c| c.projects.insert(project));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.projects.insert(project);
+        }
         let since = match (since.epoch, since.offset) {
             (Some(epoch), Some(offset)) => Some(LogPosition { epoch, offset }),
             _ => None,
         };
         let member = Member::Joining {
             since: since.clone(),
-            new,
             held: Vec::new(),
         };
         self.members
@@ -969,17 +1163,20 @@ impl<B: Broker> HubCore<B> {
             .or_default()
             .insert(conn, member);
         let limit = self.settings.replay_capacity;
+        let user = self.user_of_conn(conn);
         self.submit(BrokerCommand::Join {
             project,
             conn,
             since,
             limit,
+            user,
         });
     }
 
     /// The broker answered a join: the answer with the position the connection continues
     /// from, the messages it missed or the snapshot, what was published meanwhile, then who is
     /// present.
+    #[allow(clippy::too_many_arguments)] // the answer's fields, as the broker gave them
     fn joined(
         &mut self,
         project: u64,
@@ -988,6 +1185,7 @@ impl<B: Broker> HubCore<B> {
         replay: Option<Result<Vec<Frame>, Unrecoverable>>,
         version: u64,
         state: Value,
+        members: Vec<String>,
     ) {
         let Some(member) = self
             .members
@@ -996,7 +1194,7 @@ impl<B: Broker> HubCore<B> {
         else {
             return; // gone, or left, before the answer came
         };
-        let Member::Joining { since, new, held } = std::mem::replace(member, Member::Live) else {
+        let Member::Joining { since, held } = std::mem::replace(member, Member::Live) else {
             return;
         };
         let (joined, frames) = match (since, replay) {
@@ -1047,14 +1245,10 @@ impl<B: Broker> HubCore<B> {
                 self.push_send(conn, frame);
             }
         }
-        // Presence is volatile: sent on every join, never logged.
-        let members = self.present_users(project);
+        // Presence is volatile: sent on every join, never logged; the broker tells every
+        // node's members of a new arrival.
         let presence = Envelope::new("presence_state", &wire::PresenceState { members });
         self.push_send(conn, presence.in_project(project).to_json().into());
-        if new {
-            let user = self.user_of_conn(conn);
-            self.presence_diff(project, conn, &user, true);
-        }
     }
 
     /// A connection is no longer a member (it left, or it is gone).
@@ -1062,15 +1256,19 @@ impl<B: Broker> HubCore<B> {
         let Some(members) = self.members.get_mut(&project) else {
             return;
         };
-        let Some(was) = members.remove(&conn) else {
+        if members.remove(&conn).is_none() {
             return;
-        };
+        }
         if members.is_empty() {
             self.members.remove(&project);
         }
-        if matches!(was, Member::Live) {
-            self.presence_diff(project, conn, user, false);
-        }
+        // Present since its join was asked: the broker tells every node's members if the user
+        // is gone.
+        self.submit(BrokerCommand::Leave {
+            project,
+            conn,
+            user: user.to_string(),
+        });
     }
 
     /// A published project message to this hub's members but `except`; a member still joining
@@ -1248,44 +1446,6 @@ impl<B: Broker> HubCore<B> {
             .flatten()
             .filter(|(_, m)| matches!(m, Member::Live))
             .map(|(c, _)| *c)
-    }
-
-    /// The users of a project's joined member connections, each once, sorted.
-    fn present_users(&self, project: u64) -> Vec<String> {
-        // Members are welcomed connections: each has a session, so a user.
-        let users: BTreeSet<String> = self
-            .live_members(project)
-            .map(|c| self.user_of_conn(c))
-            .collect();
-        users.into_iter().collect()
-    }
-
-    /// Tells the other members that `user` joined or left, unless another connection of theirs
-    /// keeps them present.
-    fn presence_diff(&mut self, project: u64, conn: ConnId, user: &str, joined: bool) {
-        let others: Vec<ConnId> = self.live_members(project).filter(|c| *c != conn).collect();
-        if others.iter().any(|c| self.user_of_conn(*c) == user) {
-            return;
-        }
-        let user = vec![user.to_string()];
-        let diff = if joined {
-            wire::PresenceDiff {
-                joins: user,
-                leaves: vec![],
-            }
-        } else {
-            wire::PresenceDiff {
-                joins: vec![],
-                leaves: user,
-            }
-        };
-        let frame: Frame = Envelope::new("presence_diff", &diff)
-            .in_project(project)
-            .to_json()
-            .into();
-        for c in others {
-            self.push_send(c, frame.clone());
-        }
     }
 
     fn send_error(
