@@ -13,7 +13,8 @@ use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, Cmd, Script, Value};
 use serde_json::Value as Json;
 use sockline_core::hub::{
-    Broker, BrokerCommand, BrokerEvent, Frame, LogPosition, Origin, Unrecoverable,
+    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, Frame, LogPosition, Origin,
+    Unrecoverable,
 };
 use sockline_core::Envelope;
 use tokio::sync::mpsc;
@@ -30,6 +31,8 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Messages kept per project log (exact `MAXLEN`): the replay capacity.
     pub capacity: usize,
+    /// Message keys remembered per session for exactly-once logging (its last N).
+    pub dedupe_window: usize,
 }
 
 impl RedisConfig {
@@ -39,6 +42,7 @@ impl RedisConfig {
             url: url.into(),
             prefix: "sockline".into(),
             capacity,
+            dedupe_window: 1024,
         }
     }
 }
@@ -62,6 +66,10 @@ impl std::fmt::Debug for RedisBroker {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one round trip may take before the connection counts as broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a node's liveness key (and a live session's key) lives unless refreshed.
+const LIVE_TTL: Duration = Duration::from_secs(10);
+/// How often the worker refreshes them and sweeps the presence of nodes that are gone.
+const HEARTBEAT: Duration = Duration::from_secs(3);
 /// The first and the longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
@@ -78,9 +86,13 @@ impl RedisBroker {
         let keys = Keys {
             prefix: cfg.prefix.clone(),
             channel: format!("{}:events", cfg.prefix),
+            nodes: format!("{}:nodes", cfg.prefix),
         };
         let scripts = Scripts::new();
-        let link = Link::open(&client, &scripts, &keys.channel).await?;
+        let mut link = Link::open(&client, &scripts, &keys.channel).await?;
+        heartbeat_cmds(&keys, &node, &HashMap::new())
+            .query_async::<()>(&mut link.cmd)
+            .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let events = Arc::new(Mutex::new(VecDeque::new()));
         let worker = Worker {
@@ -89,6 +101,9 @@ impl RedisBroker {
             scripts,
             node: node.clone(),
             capacity: cfg.capacity.max(1),
+            dedupe_window: cfg.dedupe_window.max(1),
+            live: HashMap::new(),
+            duplicates: Vec::new(),
             rng,
             next_token: 0,
             rx,
@@ -136,9 +151,33 @@ impl Broker for RedisBroker {
 struct Keys {
     prefix: String,
     channel: String,
+    /// The set of node ids that may have presence entries.
+    nodes: String,
 }
 
 impl Keys {
+    fn presence(&self, project: u64) -> String {
+        format!("{}:p:{project}:presence", self.prefix)
+    }
+    /// A node's liveness key (it has a TTL: gone means the node is).
+    fn node(&self, node: &str) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+    /// The projects a node has presence entries in.
+    fn node_projects(&self, node: &str) -> String {
+        format!("{}:node:{node}:projects", self.prefix)
+    }
+    /// A resumable session: its user.
+    fn session(&self, session: &str) -> String {
+        format!("{}:s:{session}", self.prefix)
+    }
+    /// A session's logged message keys (id → `project|epoch|offset`) and their order.
+    fn session_keys(&self, session: &str) -> (String, String) {
+        (
+            format!("{}:s:{session}:keys", self.prefix),
+            format!("{}:s:{session}:order", self.prefix),
+        )
+    }
     fn log(&self, project: u64) -> String {
         format!("{}:p:{project}:log", self.prefix)
     }
@@ -175,9 +214,31 @@ local function append(meta, log, chan, candidate, maxlen, msg, project, node, to
 end
 "#;
 
-/// KEYS: meta, log, channel. ARGV: epoch candidate, maxlen, message, project, node, token.
+/// KEYS: meta, log, channel, session keys, session key order. ARGV: epoch candidate, maxlen,
+/// message, project, node, token, session (`''`: none), message id, window, keys' TTL (ms). A
+/// message whose key its session logged already (in this project) is not logged again: the
+/// reply is {'dup', epoch, offset} of its first place. Key and entry are written together, so a
+/// resend through another node after a failover is caught whatever the timing.
 const PUBLISH_LUA: &str = r#"
-return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+local keyed = ARGV[7] ~= '' and ARGV[8] ~= ''
+if keyed then
+  local prev = redis.call('HGET', KEYS[4], ARGV[8])
+  if prev then
+    local p, e, o = string.match(prev, '^(%d+)|([^|]*)|(%d+)$')
+    if p == ARGV[4] then return {'dup', e, tonumber(o)} end
+  end
+end
+local r = append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+if keyed then
+  redis.call('HSET', KEYS[4], ARGV[8], ARGV[4] .. '|' .. r[1] .. '|' .. string.format('%d', r[2]))
+  redis.call('RPUSH', KEYS[5], ARGV[8])
+  while redis.call('LLEN', KEYS[5]) > tonumber(ARGV[9]) do
+    redis.call('HDEL', KEYS[4], redis.call('LPOP', KEYS[5]))
+  end
+  redis.call('PEXPIRE', KEYS[4], ARGV[10])
+  redis.call('PEXPIRE', KEYS[5], ARGV[10])
+end
+return r
 "#;
 
 /// KEYS: meta, log, channel, state. ARGV: epoch candidate, maxlen, frame prefix (ending in
@@ -190,10 +251,12 @@ local msg = ARGV[3] .. string.format('%d', version) .. ARGV[4]
 return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], msg, ARGV[5], ARGV[6], ARGV[7])
 "#;
 
-/// KEYS: meta, log, state, channel. ARGV: epoch candidate, has-position (0/1), its epoch, its
-/// offset, replay limit, project, node, token. The decision is `InMemoryBroker`'s; the marker
-/// published last gives the answer its place among the channel's messages.
-/// Returns {epoch, top, version, state, outcome, frames...}.
+/// KEYS: meta, log, state, channel, presence, node's projects. ARGV: epoch candidate,
+/// has-position (0/1), its epoch, its offset, replay limit, project, node, token, user, conn,
+/// the `presence_diff{joins: [user]}` frame. The decision is `InMemoryBroker`'s; the marker
+/// published after it gives the answer its place among the channel's messages, and the diff
+/// (only if the user was not present through any connection) follows it.
+/// Returns {epoch, top, version, state, outcome, n, n present users..., frames...}.
 const JOIN_LUA: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local top = 0
@@ -206,6 +269,20 @@ else
 end
 local st = redis.call('HMGET', KEYS[3], 'version', 'state')
 local out = {epoch, top, st[1] or '', st[2] or '', 'none'}
+local user = ARGV[9]
+local seen = {[user] = true}
+local news = true
+for _, u in ipairs(redis.call('HVALS', KEYS[5])) do
+  if u == user then news = false end
+  seen[u] = true
+end
+redis.call('HSET', KEYS[5], ARGV[7] .. ':' .. ARGV[10], user)
+redis.call('SADD', KEYS[6], ARGV[6])
+local present = {}
+for u, _ in pairs(seen) do present[#present + 1] = u end
+table.sort(present)
+out[6] = #present
+for _, u in ipairs(present) do out[#out + 1] = u end
 if ARGV[2] == '1' then
   local since = tonumber(ARGV[4])
   if ARGV[3] ~= epoch then
@@ -237,6 +314,56 @@ if ARGV[2] == '1' then
   end
 end
 redis.call('PUBLISH', KEYS[4], 'J|' .. ARGV[6] .. '|' .. ARGV[7] .. '|' .. ARGV[8])
+if news then
+  redis.call('PUBLISH', KEYS[4], 'B|' .. ARGV[6] .. '|' .. ARGV[7] .. '|c' .. ARGV[10] .. '|' .. ARGV[11])
+end
+return out
+"#;
+
+/// KEYS: presence, channel. ARGV: project, node, conn, user, the `presence_diff{leaves: [user]}`
+/// frame. The diff goes out only if no other connection keeps the user present.
+const LEAVE_LUA: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[2] .. ':' .. ARGV[3]) == 0 then return 0 end
+for _, u in ipairs(redis.call('HVALS', KEYS[1])) do
+  if u == ARGV[4] then return 0 end
+end
+redis.call('PUBLISH', KEYS[2], 'B|' .. ARGV[1] .. '|' .. ARGV[2] .. '|c' .. ARGV[3] .. '|' .. ARGV[5])
+return 1
+"#;
+
+/// KEYS: the nodes set. ARGV: key prefix. Removes the presence entries of every node whose
+/// liveness key expired; returns {project, user, ...} for each user no longer present (the
+/// caller publishes their diffs: their frames are the core's to encode). Touches keys it
+/// computes, so it is for a single Redis, not a Redis Cluster.
+const SWEEP_LUA: &str = r#"
+local out = {}
+local prefix = ARGV[1]
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', prefix .. ':node:' .. n) == 0 then
+    local projects = prefix .. ':node:' .. n .. ':projects'
+    for _, p in ipairs(redis.call('SMEMBERS', projects)) do
+      local h = prefix .. ':p:' .. p .. ':presence'
+      local all = redis.call('HGETALL', h)
+      local gone, kept = {}, {}
+      for i = 1, #all, 2 do
+        if string.sub(all[i], 1, #n + 1) == n .. ':' then
+          redis.call('HDEL', h, all[i])
+          gone[all[i + 1]] = true
+        else
+          kept[all[i + 1]] = true
+        end
+      end
+      for u, _ in pairs(gone) do
+        if not kept[u] then
+          out[#out + 1] = p
+          out[#out + 1] = u
+        end
+      end
+    end
+    redis.call('DEL', projects)
+    redis.call('SREM', KEYS[1], n)
+  end
+end
 return out
 "#;
 
@@ -268,6 +395,8 @@ struct Scripts {
     update: Script,
     join: Script,
     read: Script,
+    leave: Script,
+    sweep: Script,
 }
 
 impl Scripts {
@@ -277,11 +406,20 @@ impl Scripts {
             update: Script::new(&format!("{APPEND_LUA}{UPDATE_LUA}")),
             join: Script::new(JOIN_LUA),
             read: Script::new(READ_LUA),
+            leave: Script::new(LEAVE_LUA),
+            sweep: Script::new(SWEEP_LUA),
         }
     }
 
-    fn all(&self) -> [&Script; 4] {
-        [&self.publish, &self.update, &self.join, &self.read]
+    fn all(&self) -> [&Script; 6] {
+        [
+            &self.publish,
+            &self.update,
+            &self.join,
+            &self.read,
+            &self.leave,
+            &self.sweep,
+        ]
     }
 }
 
@@ -351,6 +489,7 @@ struct JoinReply {
     replay: Option<Result<Vec<Frame>, Unrecoverable>>,
     version: u64,
     state: Json,
+    present: Vec<String>,
 }
 
 /// What a pipelined command's reply is for.
@@ -359,6 +498,18 @@ enum Sent {
     Logged {
         command: BrokerCommand,
         token: u64,
+    },
+    /// The same, unless the reply says it was a duplicate.
+    Publish {
+        command: BrokerCommand,
+        token: u64,
+    },
+    Resume {
+        command: BrokerCommand,
+    },
+    /// Nothing waits for its answer.
+    Quiet {
+        command: BrokerCommand,
     },
     Join {
         command: BrokerCommand,
@@ -395,6 +546,37 @@ struct Worker {
     /// Join answers waiting for their markers, by token.
     joins: HashMap<u64, JoinReply>,
     backoff: Duration,
+    dedupe_window: usize,
+    /// The sessions connected to this node, and their users (their keys are kept alive).
+    live: HashMap<String, String>,
+    /// Duplicates whose first place this node has not emitted yet: they wait for it.
+    duplicates: Vec<(u64, LogPosition, Origin)>,
+}
+
+/// One pipeline refreshing a node's liveness (and its live sessions' keys).
+fn heartbeat_cmds(keys: &Keys, node: &str, live: &HashMap<String, String>) -> redis::Pipeline {
+    let ttl = LIVE_TTL.as_millis() as u64;
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(keys.node(node))
+        .arg(1)
+        .arg("PX")
+        .arg(ttl)
+        .ignore();
+    pipe.cmd("SADD").arg(&keys.nodes).arg(node).ignore();
+    for (session, user) in live {
+        // SET rather than PEXPIRE: a Redis that lost its data gets the session back.
+        pipe.cmd("SET")
+            .arg(keys.session(session))
+            .arg(user)
+            .arg("PX")
+            .arg(ttl)
+            .ignore();
+        let (k, o) = keys.session_keys(session);
+        pipe.cmd("PEXPIRE").arg(k).arg(ttl).ignore();
+        pipe.cmd("PEXPIRE").arg(o).arg(ttl).ignore();
+    }
+    pipe
 }
 
 impl Worker {
@@ -425,6 +607,8 @@ impl Worker {
     /// Carries out commands and relays the channel until the connection breaks (`Err`) or the
     /// broker is dropped (`Ok`).
     async fn serve(&mut self, link: &mut Link) -> Result<(), Fault> {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 // The channel first: the events already in are older than any command's answer.
@@ -440,16 +624,66 @@ impl Worker {
                     }
                 }
                 command = self.rx.recv() => {
-                    let Some(command) = command else { return Ok(()) };
+                    let Some(command) = command else {
+                        self.leave_cluster(link).await;
+                        return Ok(());
+                    };
                     let mut batch = vec![command];
                     while let Ok(c) = self.rx.try_recv() {
                         batch.push(c);
                     }
                     self.send(link, batch).await?;
                 }
+                _ = heartbeat.tick() => self.heartbeat(link).await?,
             }
             self.flush();
         }
+    }
+
+    /// Keeps this node (and its sessions) alive and ends the presence of nodes that are gone.
+    async fn heartbeat(&mut self, link: &mut Link) -> Result<(), Fault> {
+        let broken = |e: redis::RedisError| {
+            tracing::warn!(error = %e, "redis broker: heartbeat failed");
+            Fault {
+                in_flight: Vec::new(),
+            }
+        };
+        heartbeat_cmds(&self.keys, &self.node, &self.live)
+            .query_async::<()>(&mut link.cmd)
+            .await
+            .map_err(broken)?;
+        self.sweep(link).await.map_err(broken)
+    }
+
+    /// Removes the presence of every node whose liveness key expired and tells every node who
+    /// left.
+    async fn sweep(&mut self, link: &mut Link) -> redis::RedisResult<()> {
+        let gone: Vec<String> = evalsha(&self.scripts.sweep, &[&self.keys.nodes], &[&self.keys.prefix])
+            .query_async(&mut link.cmd)
+            .await?;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for pair in gone.chunks_exact(2) {
+            let Ok(project) = pair[0].parse::<u64>() else {
+                continue;
+            };
+            let frame = presence_diff_frame(project, vec![], vec![pair[1].clone()]);
+            let payload = format!("B|{project}|{}|-|{frame}", self.node);
+            pipe.cmd("PUBLISH").arg(&self.keys.channel).arg(payload).ignore();
+        }
+        pipe.query_async::<()>(&mut link.cmd).await
+    }
+
+    /// The broker was dropped (its hub stopped): this node's presence ends now rather than when
+    /// its liveness key expires.
+    async fn leave_cluster(&mut self, link: &mut Link) {
+        let _ = redis::cmd("DEL")
+            .arg(self.keys.node(&self.node))
+            .query_async::<()>(&mut link.cmd)
+            .await;
+        let _ = self.sweep(link).await;
     }
 
     fn token(&mut self) -> u64 {
@@ -473,6 +707,7 @@ impl Worker {
                     project,
                     message,
                     origin,
+                    session,
                 } => {
                     let token = self.token();
                     let mut message = message.clone();
@@ -481,6 +716,8 @@ impl Worker {
                     message.offset = None;
                     let (meta, log) = (self.keys.meta(*project), self.keys.log(*project));
                     let candidate = self.candidate();
+                    let session = session.as_deref().unwrap_or_default();
+                    let (skeys, sorder) = self.keys.session_keys(session);
                     let args = [
                         candidate.as_str(),
                         &capacity,
@@ -488,11 +725,15 @@ impl Worker {
                         &project.to_string(),
                         &self.node,
                         &token.to_string(),
+                        session,
+                        origin.id.as_deref().unwrap_or_default(),
+                        &self.dedupe_window.to_string(),
+                        &LIVE_TTL.as_millis().to_string(),
                     ];
-                    let keys = [meta.as_str(), &log, &self.keys.channel];
+                    let keys = [meta.as_str(), &log, &self.keys.channel, &skeys, &sorder];
                     pipe.add_command(evalsha(&self.scripts.publish, &keys, &args));
                     self.origins.insert(token, origin.clone());
-                    sent.push(Sent::Logged { command, token });
+                    sent.push(Sent::Publish { command, token });
                 }
                 BrokerCommand::Update {
                     project,
@@ -536,9 +777,10 @@ impl Worker {
                 }
                 BrokerCommand::Join {
                     project,
+                    conn,
                     since,
                     limit,
-                    ..
+                    user,
                 } => {
                     let token = self.token();
                     let keys = [
@@ -546,6 +788,8 @@ impl Worker {
                         self.keys.log(*project),
                         self.keys.state(*project),
                         self.keys.channel.clone(),
+                        self.keys.presence(*project),
+                        self.keys.node_projects(&self.node),
                     ];
                     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                     let (has, epoch, offset) = match since {
@@ -562,6 +806,9 @@ impl Worker {
                         &project.to_string(),
                         &self.node,
                         &token.to_string(),
+                        user,
+                        &conn.0.to_string(),
+                        &presence_diff_frame(*project, vec![user.clone()], vec![]),
                     ];
                     pipe.add_command(evalsha(&self.scripts.join, &keys, &args));
                     sent.push(Sent::Join { command, token });
@@ -576,6 +823,48 @@ impl Worker {
                         conn: *conn,
                         command,
                     });
+                }
+                BrokerCommand::Leave {
+                    project,
+                    conn,
+                    user,
+                } => {
+                    let keys = [self.keys.presence(*project), self.keys.channel.clone()];
+                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                    let frame = presence_diff_frame(*project, vec![], vec![user.clone()]);
+                    let args = [
+                        &project.to_string(),
+                        &self.node,
+                        &conn.0.to_string(),
+                        user,
+                        &*frame,
+                    ];
+                    pipe.add_command(evalsha(&self.scripts.leave, &keys, &args));
+                    sent.push(Sent::Quiet { command });
+                }
+                BrokerCommand::Resume { session, .. } => {
+                    pipe.cmd("GET").arg(self.keys.session(session));
+                    sent.push(Sent::Resume { command });
+                }
+                BrokerCommand::SessionLive { session, user } => {
+                    self.live.insert(session.clone(), user.clone());
+                    let ttl = LIVE_TTL.as_millis() as u64;
+                    pipe.cmd("SET")
+                        .arg(self.keys.session(session))
+                        .arg(user)
+                        .arg("PX")
+                        .arg(ttl);
+                    sent.push(Sent::Quiet { command });
+                }
+                BrokerCommand::SessionAway { session, ttl_ms } => {
+                    self.live.remove(session);
+                    // Resumable anywhere for its TTL, then gone with its message keys.
+                    let ttl = (*ttl_ms).max(1);
+                    let (k, o) = self.keys.session_keys(session);
+                    pipe.cmd("PEXPIRE").arg(self.keys.session(session)).arg(ttl).ignore();
+                    pipe.cmd("PEXPIRE").arg(k).arg(ttl).ignore();
+                    pipe.cmd("PEXPIRE").arg(o).arg(ttl);
+                    sent.push(Sent::Quiet { command });
                 }
                 other => {
                     // A command this broker does not know yet: say so rather than drop it.
@@ -607,13 +896,7 @@ impl Worker {
                 // under a connection that survived): start over, as after a broken connection.
                 lost_scripts |= e.code() == "NOSCRIPT";
                 tracing::warn!(error = ?e, "redis broker: command refused");
-                let command = match s {
-                    Sent::Logged { command, token } => {
-                        self.origins.remove(&token);
-                        command
-                    }
-                    Sent::Join { command, .. } | Sent::Snapshot { command, .. } => command,
-                };
+                let command = self.forget(s);
                 self.emit(BrokerEvent::Failed {
                     command,
                     retry_after_ms: BACKOFF_MIN.as_millis() as u64,
@@ -621,7 +904,27 @@ impl Worker {
                 continue;
             }
             match s {
-                Sent::Logged { .. } => {} // answered through the channel
+                Sent::Logged { .. } | Sent::Quiet { .. } => {} // answered through the channel
+                Sent::Publish { command, token } => {
+                    if let Some(position) = duplicate_of(&reply) {
+                        let BrokerCommand::Publish { project, .. } = command else {
+                            continue;
+                        };
+                        if let Some(origin) = self.origins.remove(&token) {
+                            self.duplicate(project, position, origin);
+                        }
+                    }
+                }
+                Sent::Resume { command } => {
+                    let BrokerCommand::Resume { conn, session } = command else {
+                        continue;
+                    };
+                    self.emit(BrokerEvent::Resumed {
+                        conn,
+                        session,
+                        user: text_of(&reply),
+                    });
+                }
                 Sent::Join { command, token } => match join_reply(command.clone(), &reply) {
                     Some(r) => {
                         self.joins.insert(token, r);
@@ -659,15 +962,23 @@ impl Worker {
     fn unknown_outcome(&mut self, sent: Vec<Sent>) -> Fault {
         let in_flight = sent
             .into_iter()
-            .map(|s| match s {
-                Sent::Logged { command, token } => {
-                    self.origins.remove(&token);
-                    command
-                }
-                Sent::Join { command, .. } | Sent::Snapshot { command, .. } => command,
-            })
+            .map(|s| self.forget(s))
             .collect();
         Fault { in_flight }
+    }
+
+    /// A sent command given up on: its origin (if it waits for one) is forgotten.
+    fn forget(&mut self, sent: Sent) -> BrokerCommand {
+        match sent {
+            Sent::Logged { command, token } | Sent::Publish { command, token } => {
+                self.origins.remove(&token);
+                command
+            }
+            Sent::Join { command, .. }
+            | Sent::Snapshot { command, .. }
+            | Sent::Resume { command }
+            | Sent::Quiet { command } => command,
+        }
     }
 
     /// One message of the events channel.
@@ -737,6 +1048,14 @@ impl Worker {
         if node != self.node {
             return None;
         }
+        if let Some(conn) = token.strip_prefix('c') {
+            // A presence diff about one of this node's connections: not for that connection.
+            return Some(Origin {
+                conn: sockline_core::hub::ConnId(conn.parse().ok()?),
+                id: None,
+                echo: false,
+            });
+        }
         token.parse().ok().and_then(|t| self.origins.remove(&t))
     }
 
@@ -797,6 +1116,30 @@ impl Worker {
             frame,
             origin,
         });
+        if !self.duplicates.is_empty() {
+            let waiting = std::mem::take(&mut self.duplicates);
+            for (project, position, origin) in waiting {
+                self.duplicate(project, position, origin);
+            }
+        }
+    }
+
+    /// A resend's first place: answered once this node has emitted that place (the sender's
+    /// ack must not overtake the messages before it), at once if it has or never will.
+    fn duplicate(&mut self, project: u64, position: LogPosition, origin: Origin) {
+        let waits = self
+            .cursors
+            .get(&project)
+            .is_some_and(|c| c.epoch == position.epoch && c.last < position.offset);
+        if waits {
+            self.duplicates.push((project, position, origin));
+        } else {
+            self.emit(BrokerEvent::Duplicate {
+                project,
+                position,
+                origin,
+            });
+        }
     }
 
     /// Emits what the log holds from `from` to `to` (`None`: its end) if it still is the
@@ -901,6 +1244,7 @@ impl Worker {
             replay: reply.replay,
             version: reply.version,
             state: reply.state,
+            present: reply.present,
         });
         Ok(())
     }
@@ -1054,9 +1398,11 @@ fn join_reply(command: BrokerCommand, reply: &Value) -> Option<JoinReply> {
         offset: u64_of(&items[1])?,
     };
     let (version, state) = state_of(&items[2], &items[3]);
+    let n = usize::try_from(u64_of(items.get(5)?)?).ok()?;
+    let present: Vec<String> = items.get(6..6 + n)?.iter().filter_map(text_of).collect();
     let replay = match text_of(&items[4])?.as_str() {
         "none" => None,
-        "ok" => Some(Ok(items[5..]
+        "ok" => Some(Ok(items[6 + n..]
             .iter()
             .filter_map(text_of)
             .map(Frame::from)
@@ -1075,6 +1421,21 @@ fn join_reply(command: BrokerCommand, reply: &Value) -> Option<JoinReply> {
         replay,
         version,
         state,
+        present,
+    })
+}
+
+/// A publish script's `{'dup', epoch, offset}`: the first place of a message logged already.
+fn duplicate_of(reply: &Value) -> Option<LogPosition> {
+    let Value::Array(items) = reply else {
+        return None;
+    };
+    if items.len() != 3 || text_of(&items[0]).as_deref() != Some("dup") {
+        return None;
+    }
+    Some(LogPosition {
+        epoch: text_of(&items[1])?,
+        offset: u64_of(&items[2])?,
     })
 }
 

@@ -198,9 +198,8 @@ impl Hub {
         let broker: Box<dyn Broker> = match &cfg.redis {
             Some(url) => {
                 let redis = crate::hub::RedisConfig {
-                    url: url.clone(),
                     prefix: cfg.redis_prefix.clone(),
-                    capacity: cfg.settings.replay_capacity,
+                    ..crate::hub::RedisConfig::new(url.clone(), cfg.settings.replay_capacity)
                 };
                 let ready = broker_ready.clone();
                 let wake: crate::hub::redis::Wake = Arc::new(move || ready.notify_one());
