@@ -270,14 +270,14 @@ end
 local st = redis.call('HMGET', KEYS[3], 'version', 'state')
 local out = {epoch, top, st[1] or '', st[2] or '', 'none'}
 local user = ARGV[9]
-local seen = {[user] = true}
 local news = true
 for _, u in ipairs(redis.call('HVALS', KEYS[5])) do
   if u == user then news = false end
-  seen[u] = true
 end
 redis.call('HSET', KEYS[5], ARGV[7] .. ':' .. ARGV[10], user)
 redis.call('SADD', KEYS[6], ARGV[6])
+local seen = {}
+for _, u in ipairs(redis.call('HVALS', KEYS[5])) do seen[u] = true end
 local present = {}
 for u, _ in pairs(seen) do present[#present + 1] = u end
 table.sort(present)
@@ -658,9 +658,13 @@ impl Worker {
     /// Removes the presence of every node whose liveness key expired and tells every node who
     /// left.
     async fn sweep(&mut self, link: &mut Link) -> redis::RedisResult<()> {
-        let gone: Vec<String> = evalsha(&self.scripts.sweep, &[&self.keys.nodes], &[&self.keys.prefix])
-            .query_async(&mut link.cmd)
-            .await?;
+        let gone: Vec<String> = evalsha(
+            &self.scripts.sweep,
+            &[&self.keys.nodes],
+            &[&self.keys.prefix],
+        )
+        .query_async(&mut link.cmd)
+        .await?;
         if gone.is_empty() {
             return Ok(());
         }
@@ -671,7 +675,10 @@ impl Worker {
             };
             let frame = presence_diff_frame(project, vec![], vec![pair[1].clone()]);
             let payload = format!("B|{project}|{}|-|{frame}", self.node);
-            pipe.cmd("PUBLISH").arg(&self.keys.channel).arg(payload).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(&self.keys.channel)
+                .arg(payload)
+                .ignore();
         }
         pipe.query_async::<()>(&mut link.cmd).await
     }
@@ -861,7 +868,10 @@ impl Worker {
                     // Resumable anywhere for its TTL, then gone with its message keys.
                     let ttl = (*ttl_ms).max(1);
                     let (k, o) = self.keys.session_keys(session);
-                    pipe.cmd("PEXPIRE").arg(self.keys.session(session)).arg(ttl).ignore();
+                    pipe.cmd("PEXPIRE")
+                        .arg(self.keys.session(session))
+                        .arg(ttl)
+                        .ignore();
                     pipe.cmd("PEXPIRE").arg(k).arg(ttl).ignore();
                     pipe.cmd("PEXPIRE").arg(o).arg(ttl);
                     sent.push(Sent::Quiet { command });
@@ -960,10 +970,7 @@ impl Worker {
     /// failed (the hub tells their senders; an at-least-once client resends), and their origins
     /// forgotten, so a message that was logged after all reaches this node as anyone else's.
     fn unknown_outcome(&mut self, sent: Vec<Sent>) -> Fault {
-        let in_flight = sent
-            .into_iter()
-            .map(|s| self.forget(s))
-            .collect();
+        let in_flight = sent.into_iter().map(|s| self.forget(s)).collect();
         Fault { in_flight }
     }
 
