@@ -633,3 +633,104 @@ fn a_dead_node_s_clients_fail_over_and_recover_every_project_message_from_the_sh
         assert!(recovered, "client {i}: {:?}", net.events(ids[i]));
     }
 }
+
+const THREE: [&str; 3] = ["ws://n0.test/ws", "ws://n1.test/ws", "ws://n2.test/ws"];
+
+/// A client of `user` that starts on node `first` and fails over through `urls` after it.
+fn on_nodes(net: &mut Network, user: &str, urls: &[&str]) -> ClientId {
+    let mut c = config(user);
+    c.url.clear();
+    c.urls = urls.iter().map(|u| u.to_string()).collect();
+    net.add_client(c).unwrap()
+}
+
+fn join_all(net: &mut Network, ids: &[ClientId], project: u64) {
+    for &id in ids {
+        net.with(id, |s, now| {
+            s.subscribe(now, "*", None).unwrap();
+            s.join_project(now, project).unwrap();
+            s.connect(now).unwrap();
+        });
+    }
+    net.until(2_000, |n| {
+        ids.iter()
+            .all(|&id| n.session(id).project_version(project).is_some())
+    })
+    .unwrap();
+    net.advance(100).unwrap();
+}
+
+#[test]
+fn presence_spans_every_node_and_a_dead_node_s_users_leave_everywhere() {
+    let mut net = Network::with_nodes(HubSettings::default(), 8, &THREE);
+    // ann can only reach node 0: when it dies she is gone.
+    let ann = on_nodes(&mut net, "ann", &THREE[..1]);
+    let bob = on_nodes(&mut net, "bob", &[THREE[1]]);
+    let cat = on_nodes(&mut net, "cat", &[THREE[2]]);
+    join_all(&mut net, &[ann, bob, cat], 5);
+    for id in [ann, bob, cat] {
+        assert_eq!(
+            net.session(id).presence(5),
+            ["ann", "bob", "cat"],
+            "everyone sees everyone, whichever node they are on"
+        );
+    }
+    // A second connection of bob's, through another node, changes nobody's view.
+    let bob2 = on_nodes(&mut net, "bob", &[THREE[0]]);
+    join_all(&mut net, &[bob2], 5);
+    assert_eq!(net.session(cat).presence(5), ["ann", "bob", "cat"]);
+    net.kill_node(0);
+    net.advance(500).unwrap();
+    for id in [bob, cat] {
+        assert_eq!(
+            net.session(id).presence(5),
+            ["bob", "cat"],
+            "ann left with her node; bob stays through his other connection"
+        );
+    }
+}
+
+#[test]
+fn a_session_resumes_on_another_node() {
+    let mut net = Network::with_nodes(HubSettings::default(), 9, &THREE);
+    let ann = on_nodes(&mut net, "ann", &THREE);
+    join_all(&mut net, &[ann], 2);
+    net.drop_link(ann);
+    // The next attempt goes to node 1, which never saw the session: the broker knows it.
+    net.until(10_000, |n| readies(n, ann).len() == 2).unwrap();
+    assert_eq!(readies(&net, ann), [false, true]);
+    let sessions: Vec<String> = net
+        .events(ann)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Ready { session_id, .. } => Some(session_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sessions[0], sessions[1], "the same session");
+    assert_eq!(net.node(1).sessions(), 1, "node 1 holds it now");
+}
+
+#[test]
+fn a_message_logged_by_a_node_that_died_before_its_ack_is_logged_once() {
+    let mut net = Network::with_nodes(HubSettings::default(), 10, &THREE);
+    net.set_latency_ms(50);
+    let ann = on_nodes(&mut net, "ann", &THREE);
+    let bob = on_nodes(&mut net, "bob", &[THREE[1]]);
+    join_all(&mut net, &[ann, bob], 3);
+    // What node 0 sends ann piles up unread, so its ack dies with it.
+    net.stop_reading(ann);
+    let id = send_note(&mut net, ann, 3, 1, Delivery::AtLeastOnce);
+    net.advance(75).unwrap();
+    assert_eq!(net.broker().log(3).len(), 1, "logged by node 0");
+    net.kill_node(0);
+    net.until(20_000, |n| acked(n, ann).contains(&id)).unwrap();
+    net.advance(1_000).unwrap();
+    assert_eq!(
+        net.broker().log(3).len(),
+        1,
+        "the resend through node 1 is the same message: logged once"
+    );
+    assert_eq!(notes(&net, bob), [json!(1)], "bob gets it once");
+    assert_eq!(net.session(ann).stats().dropped, 0);
+}

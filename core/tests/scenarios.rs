@@ -810,6 +810,37 @@ fn rate_limited_error_pauses_sending_only() {
 }
 
 #[test]
+fn a_message_refused_as_unavailable_is_kept_and_sent_again_after_the_hint() {
+    let mut h = open(config());
+    h.server.auto_ack = false;
+    let id = h
+        .send(SendRequest::new("order", json!(1)).delivery(Delivery::AtLeastOnce))
+        .unwrap();
+    let first = h.transmitted().last().unwrap().to_string();
+    h.inject(&format!(
+        r#"{{"type":"error","data":{{"code":"unavailable","message":"no broker","retryAfterMs":1500,"id":"{id}"}}}}"#
+    ));
+    assert!(
+        !h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Dropped { .. })),
+        "not dropped: the hub will take it later"
+    );
+    assert_eq!(h.server.received_app().len(), 1);
+    h.advance(1_499);
+    assert_eq!(h.server.received_app().len(), 1, "held until the hint");
+    h.advance(1);
+    assert_eq!(h.server.received_app().len(), 2);
+    assert_eq!(
+        h.transmitted().last().unwrap(),
+        &first,
+        "the same message, same id"
+    );
+    assert_eq!(h.session.stats().dropped, 0);
+    assert_eq!(h.state(), State::Open);
+}
+
+#[test]
 fn offline_pauses_reconnect_and_online_reconnects_at_once() {
     let mut h = open(config());
     h.server_close(1006, "");

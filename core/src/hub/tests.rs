@@ -15,7 +15,7 @@ fn hub_with(settings: HubSettings) -> HubCore<InMemoryBroker> {
 }
 
 /// Drains every output up to the timeout.
-fn drain(h: &mut HubCore<InMemoryBroker>) -> Vec<HubOutput> {
+fn drain<B: Broker>(h: &mut HubCore<B>) -> Vec<HubOutput> {
     let mut out = Vec::new();
     loop {
         match h.poll_output() {
@@ -45,13 +45,13 @@ fn closes(out: &[HubOutput]) -> Vec<(u64, u16, String)> {
         .collect()
 }
 
-fn feed(h: &mut HubCore<InMemoryBroker>, at: u64, conn: u64, text: &str) -> Vec<HubOutput> {
+fn feed<B: Broker>(h: &mut HubCore<B>, at: u64, conn: u64, text: &str) -> Vec<HubOutput> {
     h.frame(t(at), ConnId(conn), text);
     drain(h)
 }
 
 /// Connects, says hello and joins `project`; returns what the join brought.
-fn join(h: &mut HubCore<InMemoryBroker>, conn: u64, user: &str, project: u64) -> Vec<HubOutput> {
+fn join<B: Broker>(h: &mut HubCore<B>, conn: u64, user: &str, project: u64) -> Vec<HubOutput> {
     h.accepted(t(0), ConnId(conn));
     let hello = json!({"type": "hello", "data": {"protocol": 2, "userId": user}});
     feed(h, 0, conn, &hello.to_string());
@@ -534,4 +534,127 @@ fn a_shutdown_announces_the_configured_window_bounded_and_none_when_off() {
         r#"{"retryAfterMs":100000,"spreadMs":200000}"#
     );
     assert!(reason_of(u64::MAX, u64::MAX).len() <= 123);
+}
+
+/// A broker that can become unreachable: it then fails every command (what a remote broker does
+/// while its server is gone; the real one is tested against redis-server in the tokio driver).
+struct Flaky {
+    inner: InMemoryBroker,
+    down: bool,
+    events: VecDeque<BrokerEvent>,
+}
+
+impl Flaky {
+    fn set_down(&mut self, down: bool) {
+        self.down = down;
+        self.events.push_back(if down {
+            BrokerEvent::Down {
+                retry_after_ms: 700,
+            }
+        } else {
+            BrokerEvent::Up
+        });
+    }
+}
+
+impl Broker for Flaky {
+    fn submit(&mut self, command: BrokerCommand) {
+        if self.down {
+            self.events.push_back(BrokerEvent::Failed {
+                command,
+                retry_after_ms: 700,
+            });
+        } else {
+            self.inner.submit(command);
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<BrokerEvent> {
+        self.events.pop_front().or_else(|| self.inner.poll_event())
+    }
+}
+
+fn flaky_hub() -> HubCore<Flaky> {
+    let broker = Flaky {
+        inner: InMemoryBroker::new(64, 3),
+        down: false,
+        events: VecDeque::new(),
+    };
+    HubCore::new(HubSettings::default(), broker, 1)
+}
+
+/// Takes the hub's broker down or up and tells the hub, as a driver would.
+fn set_broker_down(h: &mut HubCore<Flaky>, at: u64, down: bool) -> Vec<HubOutput> {
+    h.broker.set_down(down);
+    h.broker_ready(t(at));
+    drain(h)
+}
+
+#[test]
+fn without_its_broker_the_hub_says_so_and_refuses_messages_by_id_until_it_returns() {
+    let mut h = flaky_hub();
+    join(&mut h, 1, "ann", 5);
+    join(&mut h, 2, "bob", 5);
+    drain(&mut h);
+    let out = set_broker_down(&mut h, 10, true);
+    for conn in [1, 2] {
+        let got = sent_to(&out, conn);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["data"]["code"], "unavailable");
+        assert_eq!(got[0]["data"]["retryAfterMs"], 700);
+    }
+    let note = r#"{"type":"note","data":1,"id":"m1","projectId":5}"#;
+    let out = feed(&mut h, 20, 1, note);
+    let to_ann = sent_to(&out, 1);
+    assert_eq!(to_ann.len(), 1, "{to_ann:?}");
+    assert_eq!(to_ann[0]["type"], "error");
+    assert_eq!(to_ann[0]["data"]["code"], "unavailable");
+    assert_eq!(to_ann[0]["data"]["id"], "m1", "by id: the client keeps it");
+    assert!(sent_to(&out, 2).is_empty(), "nothing relayed");
+    let update = r#"{"type":"project_update","data":{"x":1},"id":"u1","projectId":5}"#;
+    let to_ann = sent_to(&feed(&mut h, 21, 1, update), 1);
+    assert_eq!(
+        to_ann[0]["data"]["id"], "u1",
+        "an update is not acked unstored"
+    );
+    assert!(set_broker_down(&mut h, 30, false).is_empty());
+    // The resend is news (nothing was logged): relayed once, acked with its place.
+    let out = feed(&mut h, 40, 1, note);
+    assert_eq!(sent_to(&out, 2).len(), 1);
+    let ack = &sent_to(&out, 1)[0];
+    assert_eq!(ack["type"], "ack");
+    assert_eq!(ack["data"]["offset"], 1);
+    assert!(feed(&mut h, 41, 1, note)
+        .iter()
+        .all(|o| !matches!(o, HubOutput::Send { conn, .. } if *conn == ConnId(2))));
+}
+
+#[test]
+fn without_its_broker_a_join_is_refused_and_a_hello_naming_an_unknown_session_is_closed_1013() {
+    let mut h = flaky_hub();
+    h.accepted(t(0), ConnId(1));
+    feed(
+        &mut h,
+        0,
+        1,
+        r#"{"type":"hello","data":{"protocol":2,"userId":"ann"}}"#,
+    );
+    set_broker_down(&mut h, 5, true);
+    let sub = r#"{"type":"project_subscribe","data":{},"projectId":5}"#;
+    let to_ann = sent_to(&feed(&mut h, 10, 1, sub), 1);
+    assert_eq!(to_ann.len(), 1, "no project_joined: {to_ann:?}");
+    assert_eq!(to_ann[0]["data"]["code"], "unavailable");
+    // Asked again once the broker is back: a full answer.
+    set_broker_down(&mut h, 20, false);
+    let to_ann = sent_to(&feed(&mut h, 30, 1, sub), 1);
+    assert_eq!(to_ann[0]["type"], "project_joined");
+    set_broker_down(&mut h, 40, true);
+    h.accepted(t(50), ConnId(2));
+    let hello = r#"{"type":"hello","data":{"protocol":2,"sessionId":"s9-elsewhere"}}"#;
+    let out = feed(&mut h, 50, 2, hello);
+    assert_eq!(sent_to(&out, 2)[0]["data"]["code"], "unavailable");
+    assert_eq!(
+        closes(&out),
+        [(2, close::TRY_AGAIN_LATER, "broker unavailable".to_string())]
+    );
 }

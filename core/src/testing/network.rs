@@ -415,17 +415,18 @@ impl Network {
     /// connections until `revive_node`.
     pub fn kill_node(&mut self, i: usize) {
         self.drop_links_of(i);
+        // Its process is gone at once (its broker handle too: its members' presence ends, as
+        // a remote broker's TTL would end it); what revives is a fresh one.
+        self.nodes[i].generation += 1;
+        self.renew_node(i);
         self.nodes[i].down_until = Some(None);
     }
 
     /// Hub node `i`, dead, starts again afresh on the shared broker (a live node carries on).
     pub fn revive_node(&mut self, i: usize) {
-        if self.nodes[i].down_until != Some(None) {
-            return;
+        if self.nodes[i].down_until == Some(None) {
+            self.nodes[i].down_until = None;
         }
-        self.nodes[i].generation += 1;
-        self.renew_node(i);
-        self.nodes[i].down_until = None;
     }
 
     fn generation(&self) -> u64 {
