@@ -119,6 +119,13 @@ pub struct HubArgs {
     /// Fraction of outbound frames to corrupt (0.0-1.0).
     #[arg(long, default_value_t = 0.0)]
     pub chaos_corrupt: f64,
+    /// Share projects (logs, states) with every hub on this Redis, e.g. `redis://127.0.0.1:6379`;
+    /// without it the hub keeps them in memory, alone.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Prefix of the Redis keys and events channel (one Redis, several clusters).
+    #[arg(long, default_value = "sockline", requires = "redis")]
+    pub redis_prefix: String,
 }
 
 fn parse_range(flag: &str, v: &str) -> Result<std::ops::Range<u64>, String> {
@@ -211,6 +218,8 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
         }),
         outbound_queue: args.outbound_queue.max(1),
         static_dir: args.static_dir.clone().or_else(built_demo),
+        redis: args.redis.clone(),
+        redis_prefix: args.redis_prefix.clone(),
         ..crate::hub::HubConfig::default()
     })
 }
@@ -232,7 +241,7 @@ async fn hub(args: HubArgs) -> u8 {
     let handle = match crate::hub::Hub::start(cfg).await {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("sockline hub: cannot listen on {}: {e}", args.listen);
+            eprintln!("sockline hub: cannot start on {}: {e}", args.listen);
             return EXIT_USAGE;
         }
     };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sockline_core::hub::{
-    ConnId, Frame, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker, ScriptedAgent,
+    Broker, ConnId, Frame, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker, ScriptedAgent,
 };
 use sockline_core::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,6 +42,11 @@ pub struct HubConfig {
     pub seed: u64,
     /// Serve `wss://` with this TLS configuration (every connection must then be a WebSocket).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Share projects with other hubs through the Redis at this URL (`redis://host:port`);
+    /// `None`: this hub's own in-memory broker.
+    pub redis: Option<String>,
+    /// Prefix of the Redis keys and channel (several clusters can share one Redis).
+    pub redis_prefix: String,
 }
 
 impl Default for HubConfig {
@@ -54,6 +59,8 @@ impl Default for HubConfig {
             static_dir: None,
             seed: fastrand::u64(..),
             tls: None,
+            redis: None,
+            redis_prefix: "sockline".into(),
         }
     }
 }
@@ -91,7 +98,7 @@ struct ConnHandle {
 
 /// The hub's protocol state, shareable so a restarted hub can carry on where one stopped (as a
 /// broker shared by several hub processes would).
-pub type HubState = Arc<Mutex<HubCore<InMemoryBroker>>>;
+pub type HubState = Arc<Mutex<HubCore<Box<dyn Broker>>>>;
 
 /// Connection ids are unique across every hub in the process, so hubs sharing a state never mix
 /// up their connections.
@@ -102,6 +109,8 @@ struct Shared {
     conns: Mutex<BTreeMap<ConnId, ConnHandle>>,
     /// The core's deadline may have moved.
     changed: Notify,
+    /// The broker has events for the core (a remote broker's worker says so).
+    broker_ready: Arc<Notify>,
     accepted: AtomicU64,
     cfg: HubConfig,
 }
@@ -127,7 +136,7 @@ impl Shared {
 
     /// Applies `apply` to the core at the current time and carries out what it asks (a frame
     /// goes in borrowed: no copy of its text on the hub's hot path).
-    fn feed_with(&self, apply: impl FnOnce(&mut HubCore<InMemoryBroker>, Timestamp)) {
+    fn feed_with(&self, apply: impl FnOnce(&mut HubCore<Box<dyn Broker>>, Timestamp)) {
         let mut apply = Some(apply);
         let mut pending: Vec<HubInput> = Vec::new();
         // The outputs are handed to the connections' queues before the core's lock is released:
@@ -185,26 +194,55 @@ impl Shared {
 impl Hub {
     /// Binds and starts serving with fresh state; returns once the listener is bound.
     pub async fn start(cfg: HubConfig) -> std::io::Result<HubHandle> {
-        // The broker's epochs come from this process's randomness, never from `cfg.seed`: a hub
-        // restarted with the same seed and no state must not reuse the logs' epochs (a client
-        // would take the new log for the old one).
-        let broker = InMemoryBroker::new(cfg.settings.replay_capacity, fastrand::u64(..));
+        let broker_ready = Arc::new(Notify::new());
+        let broker: Box<dyn Broker> = match &cfg.redis {
+            Some(url) => {
+                let redis = crate::hub::RedisConfig {
+                    prefix: cfg.redis_prefix.clone(),
+                    ..crate::hub::RedisConfig::new(url.clone(), cfg.settings.replay_capacity)
+                };
+                let ready = broker_ready.clone();
+                let wake: crate::hub::redis::Wake = Arc::new(move || ready.notify_one());
+                let broker = crate::hub::RedisBroker::connect(redis, wake)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("redis at {url}: {e}")))?;
+                Box::new(broker)
+            }
+            // The broker's epochs come from this process's randomness, never from `cfg.seed`: a
+            // hub restarted with the same seed and no state must not reuse the logs' epochs (a
+            // client would take the new log for the old one).
+            None => Box::new(InMemoryBroker::new(
+                cfg.settings.replay_capacity,
+                fastrand::u64(..),
+            )),
+        };
         let mut core = HubCore::new(cfg.settings.clone(), broker, cfg.seed);
         if let Some(agent) = cfg.agent.clone() {
             core = core.with_agent(Box::new(agent));
         }
-        Hub::start_with_state(cfg, Arc::new(Mutex::new(core))).await
+        Hub::serve_state(cfg, Arc::new(Mutex::new(core)), broker_ready).await
     }
 
     /// Starts serving an existing state (sessions, replay logs, projects, agent streams), e.g.
     /// the state of a hub that was shut down.
     pub async fn start_with_state(cfg: HubConfig, state: HubState) -> std::io::Result<HubHandle> {
+        // A state's in-memory broker answers at once; a Redis broker's wake-ups went to the hub
+        // that made it, so a hub is best started afresh on Redis (its logs are there anyway).
+        Hub::serve_state(cfg, state, Arc::new(Notify::new())).await
+    }
+
+    async fn serve_state(
+        cfg: HubConfig,
+        state: HubState,
+        broker_ready: Arc<Notify>,
+    ) -> std::io::Result<HubHandle> {
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             core: state,
             conns: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
+            broker_ready,
             accepted: AtomicU64::new(0),
             cfg,
         });
@@ -256,7 +294,7 @@ impl HubHandle {
         self.with_core(|c| c.relayed())
     }
 
-    fn with_core<R>(&self, f: impl FnOnce(&HubCore<InMemoryBroker>) -> R) -> R {
+    fn with_core<R>(&self, f: impl FnOnce(&HubCore<Box<dyn Broker>>) -> R) -> R {
         match self.shared.core.lock() {
             Ok(c) => f(&c),
             Err(p) => f(&p.into_inner()),
@@ -285,6 +323,7 @@ impl Drop for HubHandle {
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let ticker = tokio::spawn(tick_loop(shared.clone()));
+    let broker = tokio::spawn(broker_loop(shared.clone()));
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -309,6 +348,15 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::
     .await;
     conns.abort_all();
     ticker.abort();
+    broker.abort();
+}
+
+/// Feeds the core `broker_ready` whenever the broker says it has events.
+async fn broker_loop(shared: Arc<Shared>) {
+    loop {
+        shared.broker_ready.notified().await;
+        shared.feed(HubInput::BrokerReady);
+    }
 }
 
 /// Sleeps until the core's next deadline (or until an input may have moved it), then feeds it.
@@ -646,11 +694,13 @@ mod tests {
     /// What every connection's task holds for its whole life (the hub's memory per connection).
     #[tokio::test]
     async fn future_sizes() {
-        let core = HubCore::new(HubSettings::default(), InMemoryBroker::new(1, 1), 1);
+        let broker: Box<dyn Broker> = Box::new(InMemoryBroker::new(1, 1));
+        let core = HubCore::new(HubSettings::default(), broker, 1);
         let shared = Arc::new(Shared {
             core: Arc::new(Mutex::new(core)),
             conns: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
+            broker_ready: Arc::new(Notify::new()),
             accepted: AtomicU64::new(0),
             cfg: HubConfig::default(),
         });
