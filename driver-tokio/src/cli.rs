@@ -62,9 +62,26 @@ pub struct HubArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// Require this token in `hello` (close 4001 otherwise).
-    #[arg(long)]
+    /// Require this token in `hello` (close 4001 otherwise): a development option, one shared
+    /// secret for everybody (use --jwt-secret-file or --jwt-public-key-file in production).
+    #[arg(long, conflicts_with_all = ["jwt_secret_file", "jwt_public_key_file"])]
     pub token: Option<String>,
+    /// Verify `hello.token` as an HS256 JWT signed with the secret in this file (at least 32
+    /// bytes): a connection is its token's `sub`, may join its `projects` claim only.
+    #[arg(long, value_name = "PATH", conflicts_with = "jwt_public_key_file")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+    /// Verify `hello.token` as an RS256 or ES256 JWT with the public key (PEM) in this file.
+    #[arg(long, value_name = "PATH")]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// Accept WebSocket upgrades only from browsers on this origin (repeatable, e.g.
+    /// `https://app.example`); without it any origin may connect.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// Per-user and per-connection limits as JSON with the `HubLimits` keys, e.g.
+    /// `{"maxConnectionsPerUser":8,"maxProjectsPerConnection":16}` (unnamed keys keep their
+    /// defaults).
+    #[arg(long, value_name = "JSON")]
+    pub limits: Option<String>,
     /// Directory served at `/` (default: the browser demo built by bindings-wasm/build.sh,
     /// when there is one).
     #[arg(long = "static", value_name = "DIR")]
@@ -182,6 +199,24 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
             sockline_core::hub::MAX_RESTART_WINDOW_MS
         ));
     }
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))
+    };
+    let jwt = match (&args.jwt_secret_file, &args.jwt_public_key_file) {
+        (Some(path), _) => Some(
+            crate::hub::JwtVerifier::hs256(&read("--jwt-secret-file", path)?)
+                .map_err(|e| format!("--jwt-secret-file: {e}"))?,
+        ),
+        (None, Some(path)) => Some(
+            crate::hub::JwtVerifier::public_key_pem(&read("--jwt-public-key-file", path)?)
+                .map_err(|e| format!("--jwt-public-key-file: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    let limits = match &args.limits {
+        Some(json) => serde_json::from_str(json).map_err(|e| format!("--limits: {e}"))?,
+        None => sockline_core::hub::HubLimits::default(),
+    };
     let chaos = sockline_core::hub::ChaosConfig {
         seed: args.chaos_seed,
         drop_ms: args
@@ -203,6 +238,8 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
         listen: args.listen,
         settings: sockline_core::hub::HubSettings {
             token: args.token.clone(),
+            limits,
+            allowed_origins: args.allowed_origins.clone(),
             replay_capacity: args.replay,
             rate_limit: rate,
             agent_chunk_ms: args.agent_chunk_ms,
@@ -220,6 +257,7 @@ pub fn hub_config(args: &HubArgs) -> Result<crate::hub::HubConfig, String> {
         static_dir: args.static_dir.clone().or_else(built_demo),
         redis: args.redis.clone(),
         redis_prefix: args.redis_prefix.clone(),
+        jwt: jwt.map(std::sync::Arc::new),
         ..crate::hub::HubConfig::default()
     })
 }

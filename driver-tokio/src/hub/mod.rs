@@ -1,8 +1,10 @@
 //! The reference hub: the tokio server around `sockline_core::hub::HubCore`, the protocol's
 //! server half that every client is tested against.
 
-pub mod redis;
-pub mod server;
+mod jwt;
+mod redis;
+mod server;
 
-pub use self::redis::{RedisBroker, RedisConfig};
+pub use jwt::{JwtKeyError, JwtVerifier, OsSecrets, MIN_SECRET_BYTES};
+pub use redis::{RedisBroker, RedisConfig, Wake};
 pub use server::{Hub, HubConfig, HubHandle, HubState};

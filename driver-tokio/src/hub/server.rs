@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sockline_core::hub::{
-    Broker, ConnId, Frame, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker, ScriptedAgent,
+    Broker, Claims, ConnId, Frame, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker,
+    ScriptedAgent, TokenError, TokenVerifier,
 };
+
+use crate::hub::{JwtVerifier, OsSecrets};
 use sockline_core::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,6 +50,9 @@ pub struct HubConfig {
     pub redis: Option<String>,
     /// Prefix of the Redis keys and channel (several clusters can share one Redis).
     pub redis_prefix: String,
+    /// Checks `hello.token` as a signed JWT: a connection is its token's `sub` (`None`: the
+    /// settings' shared token, if any, or anybody).
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl Default for HubConfig {
@@ -61,7 +67,17 @@ impl Default for HubConfig {
             tls: None,
             redis: None,
             redis_prefix: "sockline".into(),
+            jwt: None,
         }
+    }
+}
+
+/// One verifier for every hub started with the same config.
+struct SharedVerifier(Arc<JwtVerifier>);
+
+impl TokenVerifier for SharedVerifier {
+    fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.0.verify(token)
     }
 }
 
@@ -202,7 +218,7 @@ impl Hub {
                     ..crate::hub::RedisConfig::new(url.clone(), cfg.settings.replay_capacity)
                 };
                 let ready = broker_ready.clone();
-                let wake: crate::hub::redis::Wake = Arc::new(move || ready.notify_one());
+                let wake: crate::hub::Wake = Arc::new(move || ready.notify_one());
                 let broker = crate::hub::RedisBroker::connect(redis, wake)
                     .await
                     .map_err(|e| std::io::Error::other(format!("redis at {url}: {e}")))?;
@@ -216,9 +232,14 @@ impl Hub {
                 fastrand::u64(..),
             )),
         };
-        let mut core = HubCore::new(cfg.settings.clone(), broker, cfg.seed);
+        // Session ids from the OS CSPRNG: with a resume they are credentials.
+        let mut core =
+            HubCore::new(cfg.settings.clone(), broker, cfg.seed).with_secrets(Box::new(OsSecrets));
         if let Some(agent) = cfg.agent.clone() {
             core = core.with_agent(Box::new(agent));
+        }
+        if let Some(jwt) = cfg.jwt.clone() {
+            core = core.with_verifier(Box::new(SharedVerifier(jwt)));
         }
         Hub::serve_state(cfg, Arc::new(Mutex::new(core)), broker_ready).await
     }
@@ -435,14 +456,26 @@ where
         .read_buffer_size(4096);
     // The callback's signature is tungstenite's; its large error type is not ours to box.
     #[allow(clippy::result_large_err)]
+    let settings = &shared.cfg.settings;
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == "/ws" {
-            Ok(resp)
-        } else {
-            let mut e = ErrorResponse::new(Some("no WebSocket here; use /ws".into()));
-            *e.status_mut() = StatusCode::NOT_FOUND;
+        let refuse = |status, why: &str| {
+            let mut e = ErrorResponse::new(Some(why.into()));
+            *e.status_mut() = status;
             Err(e)
+        };
+        if req.uri().path() != "/ws" {
+            return refuse(StatusCode::NOT_FOUND, "no WebSocket here; use /ws");
         }
+        // Which origins a browser may connect from is the core's decision (cross-site
+        // WebSocket hijacking: another site's page riding the user's cookies).
+        let origin = req
+            .headers()
+            .get("origin")
+            .map(|o| o.to_str().unwrap_or("\u{fffd}"));
+        if !settings.accepts_origin(origin) {
+            return refuse(StatusCode::FORBIDDEN, "this origin may not connect");
+        }
+        Ok(resp)
     };
     let ws = match tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config))
         .await
