@@ -33,6 +33,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the hub's many flags make its variant the largest, at no cost.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Connect to a server, print every output as it happens, send JSON lines read from stdin.
     Connect(ConnectArgs),

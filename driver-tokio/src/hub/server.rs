@@ -454,10 +454,11 @@ where
         .max_message_size(Some(transport_limit))
         .max_frame_size(Some(transport_limit))
         .read_buffer_size(4096);
+    let settings = &shared.cfg.settings;
     // The callback's signature is tungstenite's; its large error type is not ours to box.
     #[allow(clippy::result_large_err)]
-    let settings = &shared.cfg.settings;
     let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        #[allow(clippy::result_large_err)]
         let refuse = |status, why: &str| {
             let mut e = ErrorResponse::new(Some(why.into()));
             *e.status_mut() = status;
