@@ -6,12 +6,12 @@ use std::sync::Mutex;
 use pyo3::exceptions::{PyIndexError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use sockline_core::hub::{HubSettings, ScriptedAgent};
+use sockline_core::hub::{HubLimits, HubSettings, ScriptedAgent};
 use sockline_core::testing::{ClientId, LinkFaults, Network, Watchdog};
 use sockline_core::{Input, RateLimitConfig, Session};
 
 use crate::config::{config_from_kwargs, Urls};
-use crate::convert::{json_to_py, to_py};
+use crate::convert::{json_to_py, py_to_value, to_py};
 use crate::session::{check, input_from_py, lock, outcome_to_py, send_request};
 
 /// Client sessions and a hub on in-memory links, driven together in virtual time.
@@ -62,12 +62,30 @@ fn rate_limit(value: &Bound<'_, PyAny>) -> PyResult<RateLimitConfig> {
     ))
 }
 
+/// `limits={...}` with the core's `HubLimits` keys in snake_case (an unknown key is an error).
+fn hub_limits(limits: &Bound<'_, PyDict>) -> PyResult<HubLimits> {
+    let mut camel = serde_json::Map::new();
+    for (k, v) in limits.iter() {
+        let key: String = k.extract()?;
+        let mut parts = key.split('_');
+        let mut name = parts.next().unwrap_or_default().to_string();
+        for p in parts {
+            let mut c = p.chars();
+            name.extend(c.next().map(|f| f.to_ascii_uppercase()));
+            name.push_str(c.as_str());
+        }
+        camel.insert(name, py_to_value(&v, &format!("limits[{key:?}]"))?);
+    }
+    serde_json::from_value(serde_json::Value::Object(camel))
+        .map_err(|e| PyValueError::new_err(format!("limits: {e}")))
+}
+
 #[pymethods]
 impl PyNetwork {
     /// A hub with these settings and no clients; `seed` fixes session ids, client seeds and
     /// every fault. `agent_chunks=None` gives a hub without an agent.
     #[new]
-    #[pyo3(signature = (*, seed = 0, latency_ms = 5, agent_chunks = Some(20), agent_chunk_ms = 50, token = None, replay_capacity = 1024, session_ttl_ms = 300_000, hello_timeout_ms = 10_000, idle_timeout_ms = 120_000, max_frame_bytes = 1 << 20, rate_limit = None, restart_retry_after_ms = 0, restart_spread_ms = 3_000))]
+    #[pyo3(signature = (*, seed = 0, latency_ms = 5, agent_chunks = Some(20), agent_chunk_ms = 50, token = None, replay_capacity = 1024, session_ttl_ms = 300_000, hello_timeout_ms = 10_000, idle_timeout_ms = 120_000, max_frame_bytes = 1 << 20, rate_limit = None, restart_retry_after_ms = 0, restart_spread_ms = 3_000, limits = None, token_warning_ms = 60_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         seed: u64,
@@ -83,6 +101,8 @@ impl PyNetwork {
         rate_limit: Option<&Bound<'_, PyAny>>,
         restart_retry_after_ms: u64,
         restart_spread_ms: u64,
+        limits: Option<&Bound<'_, PyDict>>,
+        token_warning_ms: u64,
     ) -> PyResult<Self> {
         let mut settings = HubSettings {
             token,
@@ -94,8 +114,12 @@ impl PyNetwork {
             max_frame_bytes,
             restart_retry_after_ms,
             restart_spread_ms,
+            token_warning_ms,
             ..HubSettings::default()
         };
+        if let Some(l) = limits {
+            settings.limits = hub_limits(l)?;
+        }
         if let Some(r) = rate_limit {
             settings.rate_limit = self::rate_limit(r)?;
         }

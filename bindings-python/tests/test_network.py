@@ -112,3 +112,17 @@ def test_bad_arguments_are_clear_errors() -> None:
     c = net.add_client(user_id="ann")
     with pytest.raises(TimeoutError):
         net.until(lambda n: n.state(c) == "open", 1_000)
+
+
+def test_the_hubs_limits_are_the_cores_and_a_refused_join_is_left() -> None:
+    with pytest.raises(ValueError, match="unknown field `maxProjects`"):
+        Network(limits={"max_projects": 1})
+    net = Network(seed=6, limits={"max_projects_per_connection": 1})
+    (ann,) = joined(net, ["ann"], 7)
+    net.join_project(ann, 8)
+    net.advance(1_000)
+    errors = [e for e in net.events(ann) if e["kind"] == "server_error"]
+    assert [e["code"] for e in errors] == ["too_many_projects"]
+    # Not asked again: the session left the project it was refused.
+    net.advance(30_000)
+    assert len([e for e in net.events(ann) if e["kind"] == "server_error"]) == 1

@@ -57,8 +57,30 @@ export interface HubOptions {
   restartRetryAfterMs?: number;
   /** ... and to draw its reconnect uniformly over this many ms above that (`spreadMs`, 3000 by default); both 0: no hint. */
   restartSpreadMs?: number;
+  /** Per-user and per-connection limits (the hub's defaults for the keys not given). */
+  limits?: HubLimits;
+  /** A token running out within this many ms is announced (`token_expiring`; 60000 by default). */
+  tokenWarningMs?: number;
   /** One-way delay of every frame (5 ms by default). */
   latencyMs?: number;
+}
+
+/** The hub's limits, each refused with its own error code (`docs/security.md`). */
+export interface HubLimits {
+  /** Connections one user may have open (`too_many_connections`, close 1013; 32). */
+  maxConnectionsPerUser?: number;
+  /** Projects one connection may be in (`too_many_projects`; 64). */
+  maxProjectsPerConnection?: number;
+  /** Messages per second one user may send across their connections (`rate_limited`; 400, 0: none). */
+  userMessagesPerSec?: number;
+  /** ... and the burst over it (800). */
+  userBurst?: number;
+  /** Largest `hello`, in bytes (`too_large`, close 1008; 8192). */
+  maxHelloBytes?: number;
+  /** Longest user id, in bytes (`bad_message`, close 1008; 128). */
+  maxUserIdBytes?: number;
+  /** Agent streams one connection may run at once (`too_many_streams`; 4). */
+  maxStreamsPerConnection?: number;
 }
 
 /** Clients and the real hub core on in-memory links, driven together in virtual time. */

@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 use sockline_core::hub::{
-    AgentSource, ChaosConfig, ConnId, HubCore, HubInput, HubOutput, HubSettings, InMemoryBroker,
-    ScriptedAgent,
+    AgentSource, ChaosConfig, ConnId, HubCore, HubInput, HubLimits, HubOutput, HubSettings,
+    InMemoryBroker, ScriptedAgent,
 };
 use sockline_core::RateLimitConfig;
 use wasm_bindgen::prelude::*;
@@ -30,6 +30,8 @@ const HUB_KEYS: &[&str] = &[
     "chaos",
     "restartRetryAfterMs",
     "restartSpreadMs",
+    "limits",
+    "tokenWarningMs",
 ];
 
 /// The chaos options (camelCased `ChaosConfig` fields).
@@ -179,6 +181,14 @@ pub(crate) fn hub_options(
     if let Some(v) = get(map, "restartSpreadMs") {
         s.restart_spread_ms = number("restartSpreadMs", v)?;
     }
+    if let Some(v) = get(map, "limits") {
+        // The core's own camelCase keys, unknown ones refused.
+        s.limits = serde_json::from_value::<HubLimits>(v.clone())
+            .map_err(|e| invalid(format!("limits: {e}")))?;
+    }
+    if let Some(v) = get(map, "tokenWarningMs") {
+        s.token_warning_ms = number("tokenWarningMs", v)?;
+    }
     let agent = match map.get("agentChunks") {
         None => Some(ScriptedAgent::default()),
         Some(Value::Null) => None,
@@ -202,7 +212,7 @@ impl Hub {
     /// A hub from options JSON (`token`, `replayCapacity`, `sessionTtlMs`, `helloTimeoutMs`,
     /// `agentChunks` (`null`: no agent), `agentChunkMs`, `dedupeWindow`, `idleTimeoutMs`,
     /// `maxFrameBytes`, `maxJsonDepth`, `rateLimit`, `chaos`, `restartRetryAfterMs`,
-    /// `restartSpreadMs`); `seed` fixes session ids and chaos.
+    /// `restartSpreadMs`, `limits`, `tokenWarningMs`); `seed` fixes session ids and chaos.
     #[wasm_bindgen(constructor)]
     pub fn new(options_json: &str, seed: f64) -> Result<Hub> {
         let seed = whole("seed", seed)?;

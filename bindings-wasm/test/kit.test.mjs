@@ -78,6 +78,22 @@ test("a socket opens after the latency and its hello gets a welcome", async () =
   hub.free();
 });
 
+test("the hub's limits are the core's: a second project over the limit is refused by id", async () => {
+  await ready();
+  assert.throws(() => new VirtualHub({ limits: { maxProjects: 1 } }, 1), /limits: unknown field `maxProjects`/);
+  const hub = new VirtualHub({ limits: { maxProjectsPerConnection: 1 } }, 3);
+  const ann = member(hub, "ann", 7);
+  ann.ws.send(JSON.stringify({ type: "project_subscribe", data: {}, projectId: 8, id: "j8" }));
+  hub.advance(100);
+  const [refused] = ann.of("error");
+  assert.equal(refused.data.code, "too_many_projects");
+  assert.equal(refused.data.id, "j8");
+  ann.ws.send(JSON.stringify({ type: "note", data: 1, projectId: 8, id: "n1" }));
+  hub.advance(100);
+  assert.equal(ann.of("error")[1].data.code, "not_member");
+  hub.free();
+});
+
 test("two sockets in one project relay, acked once, with the log position", async () => {
   await ready();
   const hub = new VirtualHub({ latencyMs: 2 }, 2);

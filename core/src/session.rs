@@ -1031,16 +1031,6 @@ impl Session {
         let retry_later = matches!(err.code.as_str(), "rate_limited" | "unavailable");
         let rejected = err.id.as_deref().filter(|_| !retry_later);
         if let Some(held) = rejected.and_then(|id| self.outbox.reject(id)) {
-            if held.msg_type == "project_subscribe" {
-                // A refused join (`forbidden`, `too_many_projects`) is not asked again: the
-                // project is left, and the app hears why (`server_error`, `dropped`).
-                let project = wire::decode(&held.text, usize::MAX, usize::MAX)
-                    .ok()
-                    .and_then(|e| e.project_id);
-                if let Some(p) = project {
-                    self.features.projects.leave(p);
-                }
-            }
             self.stats.dropped += 1;
             self.emit(Event::Dropped {
                 id: held.id,
@@ -1049,6 +1039,13 @@ impl Session {
             });
         }
         match err.code.as_str() {
+            // A refused join is not asked again (on a timer or after a reconnect): the project
+            // is left, and the app hears why (`server_error`).
+            "forbidden" | "too_many_projects" if env.project_id.is_some() => {
+                if let Some(p) = env.project_id {
+                    self.features.projects.leave(p);
+                }
+            }
             "rate_limited" | "unavailable" => {
                 let pause = err
                     .retry_after_ms

@@ -1,6 +1,6 @@
 //! Scenario tests: a session driven through the scripted server on a virtual clock.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use sockline_core::testing::{Accept, Harness};
 use sockline_core::{
     Config, Delivery, DropReason, Event, Jitter, Output, Overflow, SendRequest, SessionError,
@@ -838,6 +838,59 @@ fn a_message_refused_as_unavailable_is_kept_and_sent_again_after_the_hint() {
     );
     assert_eq!(h.session.stats().dropped, 0);
     assert_eq!(h.state(), State::Open);
+}
+
+#[test]
+fn token_expiring_asks_for_a_token_and_set_token_while_open_sends_it_in_band() {
+    let mut h = open(config());
+    let now = h.now().as_millis();
+    h.inject(r#"{"type":"token_expiring","data":{"expiresInMs":60000}}"#);
+    assert!(h.events().contains(&&Event::TokenRefreshDue {
+        expires_at: Timestamp::from_millis(now + 60_000)
+    }));
+    h.with(|s, n| s.set_token(n, "fresh", None)).unwrap();
+    assert_eq!(
+        h.transmitted().last().unwrap(),
+        &r#"{"type":"auth","data":{"token":"fresh"}}"#,
+        "the open link renews in band, no reconnect"
+    );
+    assert_eq!(h.server.opens(), 1);
+    assert_eq!(h.state(), State::Open);
+}
+
+#[test]
+fn a_join_refused_by_id_is_left_not_asked_again() {
+    let mut h = open(config());
+    h.server.auto_ack = false;
+    h.with(|s, n| s.join_project(n, 9)).unwrap();
+    let sub = h
+        .transmitted()
+        .into_iter()
+        .rev()
+        .find(|t| t.contains("project_subscribe"))
+        .map(str::to_string)
+        .unwrap();
+    let id = serde_json::from_str::<Value>(&sub).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.inject(&format!(
+        r#"{{"type":"error","data":{{"code":"forbidden","message":"no","id":"{id}"}},"projectId":9}}"#
+    ));
+    let subs = |h: &Harness| {
+        h.transmitted()
+            .iter()
+            .filter(|t| t.contains("project_subscribe"))
+            .count()
+    };
+    h.advance(60_000);
+    assert_eq!(subs(&h), 1, "never asked again");
+    // Nor after a reconnect: the project was left.
+    h.server_close(1006, "");
+    h.advance(5_000);
+    assert_eq!(h.state(), State::Open);
+    assert_eq!(h.server.opens(), 2);
+    assert_eq!(subs(&h), 1);
 }
 
 #[test]

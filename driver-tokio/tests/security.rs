@@ -322,3 +322,69 @@ async fn a_silent_handshake_an_oversized_hello_and_a_connection_flood_are_cut_of
     still_served(&mut ann, &mut bob, 7).await;
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_renews_its_token_in_band_and_one_that_does_not_is_closed_at_expiry() {
+    use sockline_core::{Config, Event, Secret, State};
+    use sockline_tokio::Client;
+    let hub = hub(HubSettings {
+        token_warning_ms: 2_500,
+        ..HubSettings::default()
+    })
+    .await;
+    // Both tokens run out 3 s from now (JWT `exp` is in whole seconds: 2-3 s).
+    let short = |user: &str| token(json!({"sub": user, "exp": now_s() + 3}), SECRET);
+    let client = |user: &str| {
+        let mut c = Config::new(hub.url());
+        c.token = Some(Secret::new(short(user)));
+        Client::connect(c).unwrap()
+    };
+    let (ann, bob) = (client("ann"), client("bob"));
+    let (mut ann_events, mut bob_events) = (ann.events(), bob.events());
+    // Ann does what an app does on `token_refresh_due`: fetches a new token and sets it.
+    let renewed = tokio::time::timeout(WAIT, async {
+        while let Some(e) = ann_events.recv().await {
+            if matches!(e, Event::TokenRefreshDue { .. }) {
+                ann.set_token(&valid("ann"), None).await.unwrap();
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(renewed, "the hub's token_expiring became token_refresh_due");
+    // Bob does not: the hub closes him with 4001 at expiry and he waits for a token.
+    let mut bob_state = bob.state();
+    tokio::time::timeout(WAIT, bob_state.wait_for(|s| *s == State::Unauthorized))
+        .await
+        .expect("bob is closed at expiry")
+        .unwrap();
+    let mut bob_saw = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), bob_events.recv()).await
+    {
+        bob_saw.push(e);
+    }
+    assert!(
+        bob_saw
+            .iter()
+            .any(|e| matches!(e, Event::ServerError { code, .. } if code == "unauthorized")),
+        "{bob_saw:?}"
+    );
+    // Past the first token's expiry ann is still on her first connection.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(*ann.state().borrow(), State::Open);
+    let mut readies = 0;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(50), ann_events.recv()).await
+    {
+        readies += usize::from(matches!(e, Event::Ready { .. }));
+        assert!(!matches!(e, Event::ServerError { .. }), "{e:?}");
+    }
+    assert_eq!(
+        readies, 0,
+        "no reconnect: the first welcome came before the refresh"
+    );
+    ann.close().await.unwrap();
+    bob.close().await.unwrap();
+    hub.shutdown().await;
+}

@@ -431,10 +431,15 @@ class Network:
         rate_limit: str | tuple[int, int] | None = None,
         restart_retry_after_ms: int = 0,
         restart_spread_ms: int = 3_000,
+        limits: dict[str, int] | None = None,
+        token_warning_ms: int = 60_000,
     ) -> Network:
         """A hub with these settings and no clients; a restart tells each client to reconnect
         ``restart_retry_after_ms`` plus a uniform draw over ``restart_spread_ms`` after it (both 0:
-        no hint)."""
+        no hint). ``limits`` takes the hub's limit keys (``max_connections_per_user``,
+        ``max_projects_per_connection``, ``user_messages_per_sec``, ``user_burst``,
+        ``max_hello_bytes``, ``max_user_id_bytes``, ``max_streams_per_connection``); an unknown
+        key raises ``ValueError``."""
     def add_client(self, url: str | Sequence[str] = "ws://hub.test/ws", **config: Any) -> int:
         """Adds an idle client; returns its number."""
     @property

@@ -1315,9 +1315,16 @@ impl<B: Broker> HubCore<B> {
         }
         match (env.msg_type.as_str(), env.project_id) {
             ("project_subscribe", Some(p)) => {
-                if let Some(refusal) = self.may_join(conn, p) {
-                    let (code, message) = refusal;
-                    self.send_error(conn, code, &message, None, env.id.as_deref());
+                if let Some((code, message)) = self.may_join(conn, p) {
+                    // In the project: the client knows which join to give up.
+                    let data = wire::ErrorData {
+                        code: code.to_string(),
+                        message,
+                        retry_after_ms: None,
+                        id: env.id.clone(),
+                    };
+                    let refusal = Envelope::new("error", &data).in_project(p);
+                    self.push_send(conn, refusal.to_json().into());
                     return Applied::Refused;
                 }
                 let since = env.data_as::<wire::Subscribe>().unwrap_or_default();
