@@ -133,6 +133,8 @@ test("a dropped link is 1006 on the socket, closed at the hub, and the session r
   const ann2 = socket(hub);
   hub.advance(5);
   ann2.ws.send(hello("ann", { sessionId: ann.sessionId }));
+  // Membership is per connection: only a member speaks in a project.
+  ann2.ws.send(join(7));
   ann2.ws.send(JSON.stringify({ type: "note", data: "while you were away", projectId: 7 }));
   hub.advance(50);
   const bob2 = socket(hub);

@@ -962,10 +962,13 @@ impl<B: Broker> HubCore<B> {
         };
         let limits = &self.settings.limits;
         let user_burst = limits.user_burst;
-        let per_user = (limits.user_messages_per_sec > 0).then_some(RateLimitConfig::Bucket {
-            per_sec: limits.user_messages_per_sec,
-            burst: limits.user_burst,
-        });
+        // `Off` turns off every inbound rate, the per-user one too.
+        let limited = matches!(self.settings.rate_limit, RateLimitConfig::Bucket { .. });
+        let per_user =
+            (limited && limits.user_messages_per_sec > 0).then_some(RateLimitConfig::Bucket {
+                per_sec: limits.user_messages_per_sec,
+                burst: limits.user_burst,
+            });
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
