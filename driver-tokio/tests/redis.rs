@@ -132,15 +132,68 @@ struct Node {
 }
 
 async fn node(url: &str, capacity: usize) -> Node {
+    node_with(RedisConfig::new(url, capacity)).await
+}
+
+async fn node_with(cfg: RedisConfig) -> Node {
     let ready = Arc::new(Notify::new());
     let wake = ready.clone();
-    let broker = RedisBroker::connect(
-        RedisConfig::new(url, capacity),
-        Arc::new(move || wake.notify_one()),
-    )
-    .await
-    .expect("redis reachable");
+    let broker = RedisBroker::connect(cfg, Arc::new(move || wake.notify_one()))
+        .await
+        .expect("redis reachable");
     Node { broker, ready }
+}
+
+/// A short liveness TTL and heartbeat, so that a dead node is noticed within a second.
+fn fast_config(url: &str) -> RedisConfig {
+    RedisConfig {
+        live_ttl: Duration::from_millis(600),
+        heartbeat: Duration::from_millis(200),
+        ..RedisConfig::new(url, 64)
+    }
+}
+
+/// A tokio runtime of its own for a broker node or a hub that the test kills as a process
+/// death would: `kill` drops every task of it at once (each connection's socket closes without a
+/// close frame, the broker's worker goes without deleting its liveness key or sweeping). Dropped
+/// without `kill` (a failed test), it is shut down in the background.
+struct Doomed(Option<tokio::runtime::Runtime>);
+
+impl Doomed {
+    fn new() -> Doomed {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        Doomed(Some(rt))
+    }
+
+    /// Runs `f` on this runtime (whatever it spawns lives there) and returns its output.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let rt = self.0.as_ref().expect("not killed yet");
+        rt.spawn(f).await.expect("ran")
+    }
+
+    /// Every task dropped, every socket closed; returns once they all are.
+    async fn kill(&mut self) {
+        if let Some(rt) = self.0.take() {
+            tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(5)))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Doomed {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Node {
@@ -210,6 +263,43 @@ fn update(project: u64, state: Value) -> BrokerCommand {
             echo: true,
         },
     }
+}
+
+fn join_as(project: u64, conn: u64, user: &str) -> BrokerCommand {
+    BrokerCommand::Join {
+        project,
+        conn: ConnId(conn),
+        since: None,
+        limit: 10,
+        user: user.into(),
+    }
+}
+
+fn leave_as(project: u64, conn: u64, user: &str) -> BrokerCommand {
+    BrokerCommand::Leave {
+        project,
+        conn: ConnId(conn),
+        user: user.into(),
+    }
+}
+
+/// A presence diff's frame, if `e` is one.
+fn diff_of(e: &BrokerEvent) -> Option<String> {
+    match e {
+        BrokerEvent::Broadcast { frame, .. } if frame.contains("presence_diff") => {
+            Some(frame.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// A raw connection to the test's Redis.
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 fn join(project: u64, since: Option<LogPosition>, limit: usize, user: &str) -> BrokerCommand {
@@ -410,7 +500,7 @@ async fn a_resend_through_another_node_is_a_duplicate_and_presence_spans_nodes()
         BrokerEvent::Published { position, .. } => position,
         other => panic!("{other:?}"),
     };
-    b.next().await;
+    // (Node b has no member in project 3: it is not told of a's message at all.)
     // The ack died with node a: the client resends through node b.
     b.submit(publish(3, text, origin(5, "k1"), Some("s1")));
     assert_eq!(
@@ -542,8 +632,13 @@ async fn two_nodes_publishing_at_once_see_one_order_and_joins_in_their_place() {
     let mut a = node(&redis.url(), 4096).await;
     let mut b = node(&redis.url(), 4096).await;
     let n = 600;
-    let (mut ea, mut eb) = (Vec::new(), Vec::new());
-    let (mut joins_a, mut joins_b) = (0, 0);
+    // Each node follows the project from the start (a node is told of others' messages only
+    // in projects it has members in).
+    a.submit(join(1, None, 10, "ann"));
+    b.submit(join(1, None, 10, "bob"));
+    let mut ea = a.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
+    let mut eb = b.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
+    let (mut joins_a, mut joins_b) = (1, 1);
     for i in 0..n {
         let text = format!(r#"{{"type":"n","data":{i}}}"#);
         a.submit(publish(1, &text, origin(1, "a"), None));
@@ -736,6 +831,304 @@ async fn a_node_whose_connection_broke_goes_down_comes_up_and_misses_nothing() {
     assert!(from.is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_dies_silently_leaves_presence_within_its_ttl() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let cfg = fast_config(&url);
+    let mut a = node_with(cfg.clone()).await;
+    let mut doomed = Doomed::new();
+    let b_cfg = cfg.clone();
+    let mut b = doomed.run(node_with(b_cfg)).await;
+    let b_id = b.broker.node_id().to_string();
+    a.submit(join_as(5, 1, "ann"));
+    a.submit(join_as(6, 2, "ann"));
+    a.until(|e| matches!(e, BrokerEvent::Joined { project: 6, .. }))
+        .await;
+    b.submit(join_as(5, 9, "bob"));
+    b.submit(join_as(5, 10, "carol"));
+    b.submit(join_as(6, 11, "bob"));
+    b.until(|e| matches!(e, BrokerEvent::Joined { project: 6, .. }))
+        .await;
+    let mut want: BTreeSet<(u64, &str)> = [(5, "bob"), (5, "carol"), (6, "bob")].into();
+    let mut joined = want.clone();
+    while !joined.is_empty() {
+        let e = a.next().await;
+        if let (Some(f), BrokerEvent::Broadcast { project, .. }) = (diff_of(&e), &e) {
+            joined.retain(|(p, u)| !(p == project && f.contains(&format!(r#""joins":["{u}"]"#))));
+        }
+    }
+    // Node b's process dies: no DEL of its liveness key, no sweep of its own.
+    doomed.kill().await;
+    let died = Instant::now();
+    drop(b);
+    while !want.is_empty() {
+        let e = a.next().await;
+        if let (
+            Some(f),
+            BrokerEvent::Broadcast {
+                project, origin, ..
+            },
+        ) = (diff_of(&e), &e)
+        {
+            assert!(!f.contains("ann"), "a live node's user stays: {f}");
+            assert_eq!(origin, &None, "a swept user is nobody's connection here");
+            want.retain(|(p, u)| !(p == project && f.contains(&format!(r#""leaves":["{u}"]"#))));
+        }
+    }
+    let after = died.elapsed();
+    eprintln!("a silent node's users left after {after:?} (ttl 600 ms, heartbeat 200 ms)");
+    // Its key lived on for the rest of its TTL (at least 400 ms: refreshed at most 200 ms before
+    // the death); the sweep came within one heartbeat of its expiry.
+    assert!(
+        after >= Duration::from_millis(350),
+        "not before the TTL: {after:?}"
+    );
+    assert!(
+        after <= Duration::from_millis(600 + 200 + 300),
+        "within TTL + a period: {after:?}"
+    );
+    let mut con = raw(&url).await;
+    for p in [5, 6] {
+        let users: Vec<String> = redis::cmd("HVALS")
+            .arg(format!("sockline:p:{p}:presence"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(users, vec!["ann".to_string()], "project {p}");
+    }
+    let nodes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("sockline:nodes")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes,
+        vec![a.broker.node_id().to_string()],
+        "the dead node is forgotten"
+    );
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(format!("sockline:node:{b_id}:projects"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+    // The live node, meanwhile, kept itself alive through several TTLs.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let alive: u64 = redis::cmd("EXISTS")
+        .arg(format!("sockline:node:{}", a.broker.node_id()))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(alive, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_that_meets_a_broken_connection_still_ends_the_presence() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut a = node(&url, 16).await;
+    let mut b = node(&url, 16).await;
+    a.submit(join_as(4, 1, "ann"));
+    a.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
+    b.submit(join_as(4, 9, "bob"));
+    b.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
+    a.until(|e| diff_of(e).is_some_and(|f| f.contains(r#""joins":["bob"]"#)))
+        .await;
+    // Every command connection is cut (the nodes' pub/sub ones stay); bob's leave is the first
+    // command node b sends on its broken one.
+    let mut con = raw(&url).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    b.submit(leave_as(4, 9, "bob"));
+    let got = b.until(|e| matches!(e, BrokerEvent::Up)).await;
+    assert!(
+        !got.iter().any(|e| matches!(e, BrokerEvent::Failed { .. })),
+        "a leave is carried out later, not given up on: {got:?}"
+    );
+    a.until(|e| diff_of(e).is_some_and(|f| f.contains(r#""leaves":["bob"]"#)))
+        .await;
+    let mut con = raw(&url).await;
+    let users: Vec<String> = redis::cmd("HVALS")
+        .arg("sockline:p:4:presence")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(users, vec!["ann".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_follows_only_projects_it_has_members_in() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut a = node(&url, 16).await;
+    let mut b = node(&url, 16).await;
+    // Node b has a member in 40 projects, one after the other, then none.
+    for p in 0..40 {
+        b.submit(join_as(1000 + p, 9, "bob"));
+        b.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
+        b.submit(leave_as(1000 + p, 9, "bob"));
+    }
+    b.submit(join_as(7, 9, "bob"));
+    b.until(|e| matches!(e, BrokerEvent::Joined { project: 7, .. }))
+        .await;
+    let mut con = raw(&url).await;
+    let projects: Vec<u64> = redis::cmd("SMEMBERS")
+        .arg(format!("sockline:node:{}:projects", b.broker.node_id()))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        projects,
+        vec![7],
+        "the node's set holds the projects it is in now"
+    );
+    // Node a publishes in all of them, 7 last: node b is told of 7's only.
+    for p in 0..40 {
+        a.submit(publish(
+            1000 + p,
+            r#"{"type":"n","data":1}"#,
+            origin(1, "x"),
+            None,
+        ));
+    }
+    a.submit(publish(7, r#"{"type":"n","data":2}"#, origin(1, "y"), None));
+    let mut own = Vec::new();
+    while published(&own).len() < 41 {
+        own.push(a.next().await);
+    }
+    assert!(
+        published(&own).iter().all(|p| p.2.is_some()),
+        "node a, a member nowhere, is told only of its own messages (for their acks)"
+    );
+    let got = b
+        .until(|e| matches!(e, BrokerEvent::Published { .. }))
+        .await;
+    let (position, frame, _) = published(&got).remove(0);
+    assert!(frame.contains(r#""data":2"#), "{frame}");
+    assert_eq!(position.offset, 1);
+    // A sender that left before its message came back still gets its ack.
+    a.submit(join_as(8, 3, "ann"));
+    a.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
+    a.submit(publish(8, r#"{"type":"n","data":3}"#, origin(3, "z"), None));
+    a.submit(leave_as(8, 3, "ann"));
+    let got = a
+        .until(|e| matches!(e, BrokerEvent::Published { project: 8, .. }))
+        .await;
+    assert_eq!(published(&got)[0].2, Some(origin(3, "z")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_channel_is_ignored() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut a = node(&url, 16).await;
+    let mut con = raw(&url).await;
+    for junk in [
+        "P",
+        "B",
+        "J",
+        "",
+        "P|",
+        "P|x|y",
+        "B|1",
+        "J|1|n",
+        "P|1|n|t|e|x|f",
+        "é",
+    ] {
+        let _: () = redis::cmd("PUBLISH")
+            .arg("sockline:events")
+            .arg(junk)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    // The worker is still there, in order.
+    a.submit(publish(1, r#"{"type":"n","data":1}"#, origin(1, "x"), None));
+    let got = a
+        .until(|e| matches!(e, BrokerEvent::Published { .. }))
+        .await;
+    assert_eq!(published(&got)[0].0.offset, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_catches_up_many_projects_in_one_round_trip() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut a = node(&url, 4096).await;
+    let mut b = node(&url, 4096).await;
+    let projects = 60u64;
+    for p in 0..projects {
+        b.submit(join_as(p, 9, "bob"));
+    }
+    let mut joined = 0;
+    while joined < projects {
+        if let BrokerEvent::Joined { .. } = b.next().await {
+            joined += 1;
+        }
+    }
+    let victim = newest_subscriber(&url).await;
+    let mut con = raw(&url).await;
+    // Node b's events connection is cut while node a publishes in every project.
+    let rounds = 10;
+    for i in 0..rounds {
+        for p in 0..projects {
+            a.submit(publish(
+                p,
+                &format!(r#"{{"type":"n","data":{i}}}"#),
+                origin(1, "x"),
+                None,
+            ));
+        }
+        if i == 2 {
+            let _: () = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(victim)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let total = (projects * rounds) as usize;
+    let mut events = Vec::new();
+    while published(&events).len() < total {
+        events.push(b.next().await);
+    }
+    let down = events
+        .iter()
+        .position(|e| matches!(e, BrokerEvent::Down { .. }));
+    if !events.iter().any(|e| matches!(e, BrokerEvent::Up)) {
+        // The catch-up's last messages come just before its `Up`.
+        events.extend(b.until(|e| matches!(e, BrokerEvent::Up)).await);
+    }
+    let up = events.iter().position(|e| matches!(e, BrokerEvent::Up));
+    assert!(
+        matches!((down, up), (Some(d), Some(u)) if d < u),
+        "{down:?} {up:?}"
+    );
+    for p in 0..projects {
+        check_order(&events, p);
+        let n = published(&events)
+            .iter()
+            .filter(|(_, f, _)| f.contains(&format!(r#""projectId":{p},"#)))
+            .count();
+        assert_eq!(n, rounds as usize, "project {p}");
+    }
+    // What node b caught up on came between Down and Up.
+    let caught = events[down.unwrap()..up.unwrap()]
+        .iter()
+        .filter(|e| matches!(e, BrokerEvent::Published { .. }))
+        .count();
+    eprintln!("caught up {caught} messages of {projects} projects on reconnect");
+}
+
 // ---- a cluster of hubs ----------------------------------------------------------------------
 
 async fn hub(url: &str, capacity: usize) -> HubHandle {
@@ -850,25 +1243,25 @@ impl Member {
     /// Every other member's messages `0..n` exactly once each, in order per sender and in one
     /// log order (offsets rising, within each epoch `from_epoch..`).
     fn check(&self, senders: &BTreeSet<String>, n: u64, since: usize) {
-        let got = &self.got[since..];
-        let mut per: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-        for (from, k, _) in got {
-            assert_ne!(
-                from, &self.name,
-                "a member does not get its own messages back"
-            );
-            per.entry(from).or_default().push(*k);
-        }
-        for s in senders.iter().filter(|s| **s != self.name) {
-            let want: Vec<u64> = (0..n).collect();
-            assert_eq!(per.get(s.as_str()), Some(&want), "{} got {s}'s", self.name);
-        }
-        assert!(
-            got.windows(2).all(|w| w[0].2 < w[1].2),
-            "{} got them in log order",
-            self.name
-        );
+        check_got(&self.name, &self.got[since..], senders, n);
     }
+}
+
+/// What `Member::check` checks, of `name`'s messages `got`.
+fn check_got(name: &str, got: &[(String, u64, u64)], senders: &BTreeSet<String>, n: u64) {
+    let mut per: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (from, k, _) in got {
+        assert_ne!(from, name, "a member does not get its own messages back");
+        per.entry(from).or_default().push(*k);
+    }
+    for s in senders.iter().filter(|s| *s != name) {
+        let want: Vec<u64> = (0..n).collect();
+        assert_eq!(per.get(s.as_str()), Some(&want), "{name} got {s}'s");
+    }
+    assert!(
+        got.windows(2).all(|w| w[0].2 < w[1].2),
+        "{name} got them in log order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1121,4 +1514,127 @@ async fn a_client_away_longer_than_the_log_holds_gets_a_snapshot() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_while_clients_publish_loses_and_duplicates_nothing() {
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    // Hub 0 runs on a runtime of its own: killing it is a process death (no close frames, no
+    // broker cleanup, its liveness key and presence entries left to expire).
+    let mut doomed = Doomed::new();
+    let u = url.clone();
+    let hub0 = doomed.run(async move { hub(&u, 1024).await }).await;
+    let hubs = [hub(&url, 1024).await, hub(&url, 1024).await];
+    let urls = [hub0.url(), hubs[0].url(), hubs[1].url()];
+    let mut members = Vec::new();
+    for i in 0..12usize {
+        // Each starts on its own hub (the first URL); every project has members on every hub.
+        let mine: Vec<String> = (0..3).map(|k| urls[(i + k) % 3].clone()).collect();
+        let project = 200 + (i / 3 % 3) as u64;
+        members.push(member(mine, &format!("k{i:02}"), project).await);
+    }
+    for m in members.iter_mut() {
+        m.joined().await;
+    }
+    let senders: BTreeMap<u64, BTreeSet<String>> =
+        members.iter().fold(BTreeMap::new(), |mut acc, m| {
+            acc.entry(m.project).or_default().insert(m.name.clone());
+            acc
+        });
+    // Every member publishes one message every 10 ms for about 400 ms; hub 0 dies 150 ms in.
+    let rounds = 40u64;
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        doomed.kill().await;
+        drop(hub0);
+        Instant::now()
+    });
+    let mut ids: Vec<BTreeSet<String>> = vec![BTreeSet::new(); members.len()];
+    for n in 0..rounds {
+        for (i, m) in members.iter().enumerate() {
+            let data = json!({"from": m.name, "n": n});
+            let id = m
+                .client
+                .send(
+                    SendRequest::new("chat", data)
+                        .project(m.project)
+                        .delivery(Delivery::AtLeastOnce),
+                )
+                .await
+                .unwrap();
+            ids[i].insert(id);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = killer.await.unwrap();
+    // Every message is acked in the end (the killed hub's clients resend theirs elsewhere).
+    for (i, m) in members.iter_mut().enumerate() {
+        let mut waiting = std::mem::take(&mut ids[i]);
+        while !waiting.is_empty() {
+            wait_event(&mut m.events, |e| match e {
+                Event::Acked { id } => Some(waiting.remove(id)),
+                Event::Dropped { id, reason, .. } => panic!("{} dropped {id}: {reason:?}", m.name),
+                _ => None,
+            })
+            .await;
+        }
+    }
+    eprintln!(
+        "12 clients, 3 hubs, one killed: every message acked {:?} after the kill",
+        killed.elapsed()
+    );
+    // Every member got every other member's messages once each, in order, in one log order.
+    let mut place: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    let mut echoed = 0;
+    for m in members.iter_mut() {
+        let others = senders[&m.project].iter().filter(|s| **s != m.name);
+        let total = others.count() * rounds as usize;
+        let deadline = Instant::now() + WAIT;
+        while m.got.iter().filter(|g| g.0 != m.name).count() < total {
+            assert!(Instant::now() < deadline, "{} has too few", m.name);
+            m.receive(m.got.len() + 1).await;
+        }
+        // A message the killed hub logged but never acked comes back to its own sender in the
+        // replay of its rejoin (before its resend is acked as a duplicate): the core delivers
+        // it, at most once (see the lead's note in the report). Every other member's once.
+        let own: Vec<(String, u64, u64)> =
+            m.got.iter().filter(|g| g.0 == m.name).cloned().collect();
+        let mut ns: Vec<u64> = own.iter().map(|g| g.1).collect();
+        ns.dedup();
+        assert_eq!(ns.len(), own.len(), "{} got one of its own twice", m.name);
+        echoed += own.len();
+        let theirs: Vec<_> = m.got.iter().filter(|g| g.0 != m.name).cloned().collect();
+        check_got(&m.name, &theirs, &senders[&m.project], rounds);
+        assert!(
+            m.got.windows(2).all(|w| w[0].2 < w[1].2),
+            "{} got everything in log order",
+            m.name
+        );
+        for (from, n, offset) in &m.got {
+            let at = place.entry((from.clone(), *n)).or_insert(*offset);
+            assert_eq!(
+                at, offset,
+                "{} got {from}'s {n} at the same place as all",
+                m.name
+            );
+        }
+    }
+    // Nothing more comes: a late duplicate would.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for m in members.iter_mut() {
+        let late = timeout(Duration::from_millis(1), m.inbox.recv()).await;
+        assert!(late.is_err(), "{} got one more: {late:?}", m.name);
+    }
+    let open: usize = hubs.iter().map(|h| h.connections_open()).sum();
+    assert_eq!(open, 12, "the killed hub's clients are on the two left");
+    eprintln!("{echoed} own messages came back to their senders in a replay");
+    eprintln!("all checked by {:?}", started.elapsed());
+    for m in &members {
+        m.client.close().await.unwrap();
+    }
+    for h in hubs {
+        h.shutdown().await;
+    }
 }

@@ -4,7 +4,7 @@
 //! per node sends commands in pipelines and turns the channel back into the ordered events the
 //! hub core relies on (`docs/cluster.md`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, Cmd, Script, Value};
 use serde_json::Value as Json;
 use sockline_core::hub::{
-    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, Frame, LogPosition, Origin,
+    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, ConnId, Frame, LogPosition, Origin,
     Unrecoverable,
 };
 use sockline_core::Envelope;
@@ -33,6 +33,14 @@ pub struct RedisConfig {
     pub capacity: usize,
     /// Message keys remembered per session for exactly-once logging (its last N).
     pub dedupe_window: usize,
+    /// How long this node's liveness key (and a session connected to it) lives unless
+    /// refreshed: a node that dies without a word keeps its users present in every project for
+    /// about this long plus one `heartbeat` of the node that sweeps it. Default 10 s.
+    pub live_ttl: Duration,
+    /// How often the node refreshes its liveness key and its sessions' keys, and sweeps the
+    /// presence of nodes whose key expired. Keep it well under `live_ttl` (at most a third of
+    /// it, so that one late refresh does not make a live node look dead). Default 3 s.
+    pub heartbeat: Duration,
 }
 
 impl RedisConfig {
@@ -43,6 +51,8 @@ impl RedisConfig {
             prefix: "sockline".into(),
             capacity,
             dedupe_window: 1024,
+            live_ttl: LIVE_TTL,
+            heartbeat: HEARTBEAT,
         }
     }
 }
@@ -66,13 +76,15 @@ impl std::fmt::Debug for RedisBroker {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one round trip may take before the connection counts as broken.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a node's liveness key (and a live session's key) lives unless refreshed.
+/// How long a node's liveness key (and a live session's key) lives unless refreshed (default).
 const LIVE_TTL: Duration = Duration::from_secs(10);
-/// How often the worker refreshes them and sweeps the presence of nodes that are gone.
+/// How often the worker refreshes them and sweeps the presence of nodes that are gone (default).
 const HEARTBEAT: Duration = Duration::from_secs(3);
 /// The first and the longest wait between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// Projects whose logs one catch-up round trip reads.
+const CATCH_UP_BATCH: usize = 256;
 
 impl RedisBroker {
     /// Connects to Redis (failing if it is unreachable now) and starts the node's worker task on
@@ -89,8 +101,10 @@ impl RedisBroker {
             nodes: format!("{}:nodes", cfg.prefix),
         };
         let scripts = Scripts::new();
+        let live_ttl = cfg.live_ttl.max(Duration::from_millis(2));
+        let heartbeat = cfg.heartbeat.clamp(Duration::from_millis(1), live_ttl / 2);
         let mut link = Link::open(&client, &scripts, &keys.channel).await?;
-        heartbeat_cmds(&keys, &node, &HashMap::new())
+        heartbeat_cmds(&keys, &node, &HashMap::new(), live_ttl)
             .query_async::<()>(&mut link.cmd)
             .await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -102,6 +116,10 @@ impl RedisBroker {
             node: node.clone(),
             capacity: cfg.capacity.max(1),
             dedupe_window: cfg.dedupe_window.max(1),
+            live_ttl,
+            heartbeat,
+            follows: HashMap::new(),
+            leaves: Vec::new(),
             live: HashMap::new(),
             duplicates: Vec::new(),
             rng,
@@ -320,13 +338,21 @@ end
 return out
 "#;
 
-/// KEYS: presence, channel. ARGV: project, node, conn, user, the `presence_diff{leaves: [user]}`
-/// frame. The diff goes out only if no other connection keeps the user present.
+/// KEYS: presence, channel, node's projects. ARGV: project, node, conn, user, the
+/// `presence_diff{leaves: [user]}` frame. The diff goes out only if no other connection keeps
+/// the user present; the project leaves the node's set once the node has no entry in it (the set
+/// holds the projects the node is in now, not every one it ever was in).
 const LEAVE_LUA: &str = r#"
 if redis.call('HDEL', KEYS[1], ARGV[2] .. ':' .. ARGV[3]) == 0 then return 0 end
-for _, u in ipairs(redis.call('HVALS', KEYS[1])) do
-  if u == ARGV[4] then return 0 end
+local mine = ARGV[2] .. ':'
+local present, ours = false, false
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i + 1] == ARGV[4] then present = true end
+  if string.sub(all[i], 1, #mine) == mine then ours = true end
 end
+if not ours then redis.call('SREM', KEYS[3], ARGV[1]) end
+if present then return 0 end
 redis.call('PUBLISH', KEYS[2], 'B|' .. ARGV[1] .. '|' .. ARGV[2] .. '|c' .. ARGV[3] .. '|' .. ARGV[5])
 return 1
 "#;
@@ -484,7 +510,7 @@ struct Cursor {
 struct JoinReply {
     command: BrokerCommand,
     project: u64,
-    conn: sockline_core::hub::ConnId,
+    conn: ConnId,
     top: LogPosition,
     replay: Option<Result<Vec<Frame>, Unrecoverable>>,
     version: u64,
@@ -517,7 +543,7 @@ enum Sent {
     },
     Snapshot {
         project: u64,
-        conn: sockline_core::hub::ConnId,
+        conn: ConnId,
         command: BrokerCommand,
     },
 }
@@ -540,6 +566,11 @@ struct Worker {
     wake: Wake,
     /// Events not handed to the hub yet (handed over in one lock per step).
     queued: Vec<BrokerEvent>,
+    /// The projects this node follows (it has members in, or joining): their connections. Only
+    /// these have cursors, are caught up after a reconnect and have their messages emitted;
+    /// another project's message reaches the hub only if it is this node's own (to be acked).
+    follows: HashMap<u64, HashSet<ConnId>>,
+    /// Where this node is in each followed project's log.
     cursors: HashMap<u64, Cursor>,
     /// This node's commands whose messages have not come through the channel yet, by token.
     origins: HashMap<u64, Origin>,
@@ -547,15 +578,24 @@ struct Worker {
     joins: HashMap<u64, JoinReply>,
     backoff: Duration,
     dedupe_window: usize,
+    live_ttl: Duration,
+    heartbeat: Duration,
     /// The sessions connected to this node, and their users (their keys are kept alive).
     live: HashMap<String, String>,
     /// Duplicates whose first place this node has not emitted yet: they wait for it.
     duplicates: Vec<(u64, LogPosition, Origin)>,
+    /// Leaves still to carry out (they met a broken connection): sent ahead of the next batch.
+    leaves: Vec<BrokerCommand>,
 }
 
 /// One pipeline refreshing a node's liveness (and its live sessions' keys).
-fn heartbeat_cmds(keys: &Keys, node: &str, live: &HashMap<String, String>) -> redis::Pipeline {
-    let ttl = LIVE_TTL.as_millis() as u64;
+fn heartbeat_cmds(
+    keys: &Keys,
+    node: &str,
+    live: &HashMap<String, String>,
+    ttl: Duration,
+) -> redis::Pipeline {
+    let ttl = ttl.as_millis() as u64;
     let mut pipe = redis::pipe();
     pipe.cmd("SET")
         .arg(keys.node(node))
@@ -592,7 +632,7 @@ impl Worker {
                     Some(l) => l,
                     None => return,
                 };
-                match self.catch_up(&mut link).await {
+                match self.recover(&mut link).await {
                     Ok(()) => break,
                     Err(f) => self.fail_all(f.in_flight),
                 }
@@ -607,12 +647,15 @@ impl Worker {
     /// Carries out commands and relays the channel until the connection breaks (`Err`) or the
     /// broker is dropped (`Ok`).
     async fn serve(&mut self, link: &mut Link) -> Result<(), Fault> {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        let mut heartbeat = tokio::time::interval(self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                // The channel first: the events already in are older than any command's answer.
                 biased;
+                // The heartbeat before everything: a node kept busy by the channel must still
+                // refresh its liveness key, or the other nodes sweep a live node's presence.
+                _ = heartbeat.tick() => self.heartbeat(link).await?,
+                // Then the channel: the events already in are older than any command's answer.
                 msg = link.sub.next() => {
                     let Some(msg) = msg else {
                         return Err(Fault { in_flight: Vec::new() });
@@ -628,13 +671,13 @@ impl Worker {
                         self.leave_cluster(link).await;
                         return Ok(());
                     };
-                    let mut batch = vec![command];
+                    let mut batch = std::mem::take(&mut self.leaves);
+                    batch.push(command);
                     while let Ok(c) = self.rx.try_recv() {
                         batch.push(c);
                     }
                     self.send(link, batch).await?;
                 }
-                _ = heartbeat.tick() => self.heartbeat(link).await?,
             }
             self.flush();
         }
@@ -648,10 +691,14 @@ impl Worker {
                 in_flight: Vec::new(),
             }
         };
-        heartbeat_cmds(&self.keys, &self.node, &self.live)
+        heartbeat_cmds(&self.keys, &self.node, &self.live, self.live_ttl)
             .query_async::<()>(&mut link.cmd)
             .await
             .map_err(broken)?;
+        if !self.leaves.is_empty() {
+            let leaves = std::mem::take(&mut self.leaves);
+            self.send(link, leaves).await?;
+        }
         self.sweep(link).await.map_err(broken)
     }
 
@@ -735,7 +782,7 @@ impl Worker {
                         session,
                         origin.id.as_deref().unwrap_or_default(),
                         &self.dedupe_window.to_string(),
-                        &LIVE_TTL.as_millis().to_string(),
+                        &self.live_ttl.as_millis().to_string(),
                     ];
                     let keys = [meta.as_str(), &log, &self.keys.channel, &skeys, &sorder];
                     pipe.add_command(evalsha(&self.scripts.publish, &keys, &args));
@@ -818,6 +865,7 @@ impl Worker {
                         &presence_diff_frame(*project, vec![user.clone()], vec![]),
                     ];
                     pipe.add_command(evalsha(&self.scripts.join, &keys, &args));
+                    self.follows.entry(*project).or_default().insert(*conn);
                     sent.push(Sent::Join { command, token });
                 }
                 BrokerCommand::Snapshot { project, conn } => {
@@ -836,9 +884,14 @@ impl Worker {
                     conn,
                     user,
                 } => {
-                    let keys = [self.keys.presence(*project), self.keys.channel.clone()];
+                    let keys = [
+                        self.keys.presence(*project),
+                        self.keys.channel.clone(),
+                        self.keys.node_projects(&self.node),
+                    ];
                     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                     let frame = presence_diff_frame(*project, vec![], vec![user.clone()]);
+                    self.unfollow(*project, *conn);
                     let args = [
                         &project.to_string(),
                         &self.node,
@@ -855,7 +908,7 @@ impl Worker {
                 }
                 BrokerCommand::SessionLive { session, user } => {
                     self.live.insert(session.clone(), user.clone());
-                    let ttl = LIVE_TTL.as_millis() as u64;
+                    let ttl = self.live_ttl.as_millis() as u64;
                     pipe.cmd("SET")
                         .arg(self.keys.session(session))
                         .arg(user)
@@ -879,10 +932,7 @@ impl Worker {
                 other => {
                     // A command this broker does not know yet: say so rather than drop it.
                     tracing::warn!(?other, "redis broker: unsupported command");
-                    self.emit(BrokerEvent::Failed {
-                        command: other.clone(),
-                        retry_after_ms: BACKOFF_MAX.as_millis() as u64,
-                    });
+                    self.failed(other.clone(), BACKOFF_MAX.as_millis() as u64);
                 }
             }
         }
@@ -907,10 +957,7 @@ impl Worker {
                 lost_scripts |= e.code() == "NOSCRIPT";
                 tracing::warn!(error = ?e, "redis broker: command refused");
                 let command = self.forget(s);
-                self.emit(BrokerEvent::Failed {
-                    command,
-                    retry_after_ms: BACKOFF_MIN.as_millis() as u64,
-                });
+                self.failed(command, BACKOFF_MIN.as_millis() as u64);
                 continue;
             }
             match s {
@@ -939,10 +986,7 @@ impl Worker {
                     Some(r) => {
                         self.joins.insert(token, r);
                     }
-                    None => self.emit(BrokerEvent::Failed {
-                        command,
-                        retry_after_ms: BACKOFF_MIN.as_millis() as u64,
-                    }),
+                    None => self.failed(command, BACKOFF_MIN.as_millis() as u64),
                 },
                 Sent::Snapshot { project, conn, .. } => {
                     let (version, state) = match &reply {
@@ -993,10 +1037,12 @@ impl Worker {
         let Ok(text) = std::str::from_utf8(payload) else {
             return Ok(());
         };
-        let mut parts = text.splitn(2, '|');
-        match parts.next() {
-            Some("P") => {
-                let mut f = text[2..].splitn(6, '|');
+        // Anybody can publish on the channel: whatever does not parse is ignored, never a
+        // panic (that would end the worker and with it the node's broker).
+        let (kind, rest) = text.split_once('|').unwrap_or((text, ""));
+        match kind {
+            "P" => {
+                let mut f = rest.splitn(6, '|');
                 let (
                     Some(project),
                     Some(node),
@@ -1015,8 +1061,8 @@ impl Worker {
                 let tag = (node == self.node).then_some(token);
                 self.logged(link, project, epoch, offset, frame, tag).await
             }
-            Some("B") => {
-                let mut f = text[2..].splitn(4, '|');
+            "B" => {
+                let mut f = rest.splitn(4, '|');
                 let (Some(project), Some(node), Some(token), Some(frame)) =
                     (f.next(), f.next(), f.next(), f.next())
                 else {
@@ -1033,8 +1079,8 @@ impl Worker {
                 });
                 Ok(())
             }
-            Some("J") => {
-                let mut f = text[2..].splitn(3, '|');
+            "J" => {
+                let mut f = rest.splitn(3, '|');
                 let (Some(_project), Some(node), Some(token)) = (f.next(), f.next(), f.next())
                 else {
                     return Ok(());
@@ -1058,7 +1104,7 @@ impl Worker {
         if let Some(conn) = token.strip_prefix('c') {
             // A presence diff about one of this node's connections: not for that connection.
             return Some(Origin {
-                conn: sockline_core::hub::ConnId(conn.parse().ok()?),
+                conn: ConnId(conn.parse().ok()?),
                 id: None,
                 echo: false,
             });
@@ -1077,6 +1123,17 @@ impl Worker {
         frame: &str,
         tag: Option<&str>,
     ) -> Result<(), Fault> {
+        if !self.follows.contains_key(&project) {
+            // Nobody here is a member: only the sender's ack is wanted (it may have left
+            // meanwhile), and nothing is kept for the project.
+            let origin = tag
+                .and_then(|t| t.parse().ok())
+                .and_then(|t| self.origins.remove(&t));
+            if origin.is_some() {
+                self.emit_published(project, epoch, offset, frame.into(), origin);
+            }
+            return Ok(());
+        }
         if let Some(c) = self.cursors.get(&project) {
             if c.epoch == epoch {
                 if offset <= c.last {
@@ -1107,13 +1164,15 @@ impl Worker {
         frame: Frame,
         origin: Option<Origin>,
     ) {
-        self.cursors.insert(
-            project,
-            Cursor {
-                epoch: epoch.to_string(),
-                last: offset,
-            },
-        );
+        if self.follows.contains_key(&project) {
+            self.cursors.insert(
+                project,
+                Cursor {
+                    epoch: epoch.to_string(),
+                    last: offset,
+                },
+            );
+        }
         self.emit(BrokerEvent::Published {
             project,
             position: LogPosition {
@@ -1123,6 +1182,11 @@ impl Worker {
             frame,
             origin,
         });
+        self.release_duplicates();
+    }
+
+    /// The held duplicates whose first place is now emitted (or never will be) go.
+    fn release_duplicates(&mut self) {
         if !self.duplicates.is_empty() {
             let waiting = std::mem::take(&mut self.duplicates);
             for (project, position, origin) in waiting {
@@ -1168,15 +1232,7 @@ impl Worker {
         from: u64,
         to: Option<u64>,
     ) -> Result<Option<(String, u64)>, Fault> {
-        let keys = [self.keys.meta(project), self.keys.log(project)];
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let last = to.map_or("+".to_string(), |t| t.to_string());
-        let count = self.capacity.to_string();
-        let cmd = evalsha(
-            &self.scripts.read,
-            &keys,
-            &[&from.to_string(), &last, &count],
-        );
+        let cmd = self.read_cmd(project, from, to);
         let reply: Value = match cmd.query_async(&mut link.cmd).await {
             Ok(v) => v,
             Err(e) => {
@@ -1186,14 +1242,33 @@ impl Worker {
                 });
             }
         };
+        Ok(self.take_read(project, reply))
+    }
+
+    /// The read script for a project's entries from `from` to `to` (`None`: the log's end).
+    fn read_cmd(&self, project: u64, from: u64, to: Option<u64>) -> Cmd {
+        let keys = [self.keys.meta(project), self.keys.log(project)];
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let last = to.map_or("+".to_string(), |t| t.to_string());
+        let count = self.capacity.to_string();
+        evalsha(
+            &self.scripts.read,
+            &keys,
+            &[&from.to_string(), &last, &count],
+        )
+    }
+
+    /// Emits what a read returned past the cursor, if the log still is the cursor's epoch;
+    /// returns the log's epoch and top (`None`: the log is gone).
+    fn take_read(&mut self, project: u64, reply: Value) -> Option<(String, u64)> {
         let Value::Array(items) = reply else {
-            return Ok(None);
+            return None;
         };
         if items.len() < 2 {
-            return Ok(None);
+            return None;
         }
         let (Some(epoch), Some(top)) = (text_of(&items[0]), u64_of(&items[1])) else {
-            return Ok(None);
+            return None;
         };
         let same = self.cursors.get(&project).is_some_and(|c| c.epoch == epoch);
         if same {
@@ -1216,7 +1291,7 @@ impl Worker {
                 self.emit_published(project, &epoch, offset, frame.into(), origin);
             }
         }
-        Ok(Some((epoch, top)))
+        Some((epoch, top))
     }
 
     /// A join's marker came through: everything up to its top has been emitted (filled in if the
@@ -1225,6 +1300,8 @@ impl Worker {
         let project = reply.project;
         let top = reply.top.clone();
         match self.cursors.get(&project) {
+            // The joiner left before its answer, and nobody else here is a member.
+            _ if !self.follows.contains_key(&project) => {}
             Some(c) if c.epoch == top.epoch => {
                 if c.last < top.offset {
                     let from = c.last + 1;
@@ -1275,12 +1352,56 @@ impl Worker {
             .into_iter()
             .chain(joins.into_values().map(|j| j.command))
         {
-            self.emit(BrokerEvent::Failed {
-                command,
-                retry_after_ms,
-            });
+            self.failed(command, retry_after_ms);
         }
         self.flush();
+    }
+
+    /// The broker gives up on a command. A join given up on is no member (the core drops it),
+    /// so its connection no longer makes this node follow the project.
+    ///
+    /// Presence must not outlive its connection, so a leave is never given up on, and neither
+    /// is the entry a failed join may have written (its script may have run before the
+    /// connection broke): both go again, before anything else, once Redis answers.
+    fn failed(&mut self, command: BrokerCommand, retry_after_ms: u64) {
+        match &command {
+            BrokerCommand::Join {
+                project,
+                conn,
+                user,
+                ..
+            } => {
+                self.unfollow(*project, *conn);
+                self.leaves.push(BrokerCommand::Leave {
+                    project: *project,
+                    conn: *conn,
+                    user: user.clone(),
+                });
+            }
+            BrokerCommand::Leave { .. } => {
+                // Nobody waits for its answer: it is carried out later instead.
+                self.leaves.push(command);
+                return;
+            }
+            _ => {}
+        }
+        self.emit(BrokerEvent::Failed {
+            command,
+            retry_after_ms,
+        });
+    }
+
+    /// A connection is no longer a member: once a project has none here, this node stops
+    /// following it (its cursor goes; a later join starts from that join's top).
+    fn unfollow(&mut self, project: u64, conn: ConnId) {
+        let Some(conns) = self.follows.get_mut(&project) else {
+            return;
+        };
+        conns.remove(&conn);
+        if conns.is_empty() {
+            self.follows.remove(&project);
+            self.cursors.remove(&project);
+        }
     }
 
     fn retry_after_ms(&self) -> u64 {
@@ -1299,7 +1420,7 @@ impl Worker {
                     command = self.rx.recv() => {
                         let command = command?;
                         let retry_after_ms = self.retry_after_ms();
-                        self.emit(BrokerEvent::Failed { command, retry_after_ms });
+                        self.failed(command, retry_after_ms);
                         self.flush();
                     }
                 }
@@ -1314,6 +1435,15 @@ impl Worker {
         }
     }
 
+    /// Connected again: the leaves that met the broken connection, then the catch-up.
+    async fn recover(&mut self, link: &mut Link) -> Result<(), Fault> {
+        if !self.leaves.is_empty() {
+            let leaves = std::mem::take(&mut self.leaves);
+            self.send(link, leaves).await?;
+        }
+        self.catch_up(link).await
+    }
+
     /// Subscribed again: every project this node follows gets what its log holds past the
     /// node's cursor (the channel lost it meanwhile). A log that is gone or has another epoch
     /// was lost by Redis: its next message carries the new epoch and members recover by
@@ -1321,21 +1451,44 @@ impl Worker {
     async fn catch_up(&mut self, link: &mut Link) -> Result<(), Fault> {
         let projects: Vec<(u64, Cursor)> =
             self.cursors.iter().map(|(p, c)| (*p, c.clone())).collect();
-        for (project, cursor) in projects {
-            match self.read_into(link, project, cursor.last + 1, None).await? {
-                Some((epoch, top)) if epoch == cursor.epoch => {
-                    if let Some(c) = self.cursors.get_mut(&project) {
-                        // Entries that aged out are lost to this node: members see the hole.
-                        c.last = c.last.max(top);
-                    }
+        // One round trip per `CATCH_UP_BATCH` projects (a pipeline of reads), not per project;
+        // bounded, so that one reply never grows past what the response timeout allows.
+        for chunk in projects.chunks(CATCH_UP_BATCH) {
+            let mut pipe = redis::pipe();
+            for (project, cursor) in chunk {
+                pipe.add_command(self.read_cmd(*project, cursor.last + 1, None));
+            }
+            let replies: Vec<Value> = match pipe.query_async::<Vec<Value>>(&mut link.cmd).await {
+                Ok(r) if r.len() == chunk.len() => r,
+                Ok(_) => {
+                    return Err(Fault {
+                        in_flight: Vec::new(),
+                    })
                 }
-                _ => {
-                    self.cursors.remove(&project);
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis broker: catch-up failed");
+                    return Err(Fault {
+                        in_flight: Vec::new(),
+                    });
+                }
+            };
+            for ((project, cursor), reply) in chunk.iter().zip(replies) {
+                match self.take_read(*project, reply) {
+                    Some((epoch, top)) if epoch == cursor.epoch => {
+                        if let Some(c) = self.cursors.get_mut(project) {
+                            // Entries that aged out are lost to this node: members see the hole.
+                            c.last = c.last.max(top);
+                        }
+                    }
+                    _ => {
+                        self.cursors.remove(project);
+                    }
                 }
             }
         }
         // Whatever was sent before the fault and not seen since will not be.
         self.origins.clear();
+        self.release_duplicates();
         Ok(())
     }
 
