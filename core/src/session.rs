@@ -1084,11 +1084,6 @@ impl Session {
             if !self.sequence(now, p, epoch, offset) {
                 return;
             }
-            if let Some(id) = env.id.as_deref() {
-                if self.own_logged(id) {
-                    return;
-                }
-            }
         } else if let Some(id) = &env.id {
             // Only messages without a log position are deduplicated by id: a logged one already
             // is, by its offset, and ids are unique per sender only, so two senders' messages
@@ -1101,19 +1096,6 @@ impl Session {
         if self.apply_features(now, &env) {
             self.deliver(env);
         }
-    }
-
-    /// Whether a logged message is this session's own, back in a replay (a node died after
-    /// logging it, before its ack came): it is that ack (the position already moved past it),
-    /// and it is not delivered, as the sender never gets its own messages.
-    fn own_logged(&mut self, id: &str) -> bool {
-        if let Some(h) = self.outbox.ack(id) {
-            self.stats.acked += 1;
-            self.emit(Event::Acked { id: h.id });
-            return true;
-        }
-        id.strip_prefix(self.id_prefix.as_str())
-            .is_some_and(|rest| rest.starts_with('-'))
     }
 
     /// Checks a project message's log position (inbound, or acked for the client's own); true

@@ -110,6 +110,8 @@ pub enum BrokerCommand {
         limit: usize,
         /// The connection's user.
         user: String,
+        /// The connection's session: its own messages in the replay are named in `own`.
+        session: Option<String>,
     },
     /// A connection is no longer a member: `user` is no longer present through it.
     Leave {
@@ -202,6 +204,9 @@ pub enum BrokerEvent {
         /// The users present in the project on every node, each once, sorted (the joiner's
         /// included).
         present: Vec<String>,
+        /// The joiner's session's own messages in the replay, by offset and id: the hub acks
+        /// those instead of sending them back (a node died after logging one, before its ack).
+        own: Vec<(u64, String)>,
     },
     /// The answer to `Snapshot`.
     Snapshot {
@@ -270,9 +275,20 @@ pub fn presence_diff_frame(project: u64, joins: Vec<String>, leaves: Vec<String>
 struct ProjectLog {
     epoch: String,
     top: u64,
-    /// The last messages, oldest first, each with its offset.
-    frames: VecDeque<(u64, Frame)>,
+    /// The last messages, oldest first.
+    frames: VecDeque<Entry>,
 }
+
+/// A logged message: its offset, its frame, and its sender's key (session, id) if it had one.
+#[derive(Debug)]
+struct Entry {
+    offset: u64,
+    frame: Frame,
+    key: Option<(String, String)>,
+}
+
+/// What follows a position in a log, or why it cannot be recovered.
+type Replay = Result<Vec<Frame>, Unrecoverable>;
 
 /// A node handle's number in the shared logs.
 type NodeId = usize;
@@ -367,7 +383,7 @@ impl InMemoryBroker {
         self.lock()
             .logs
             .get(&project)
-            .map(|l| l.frames.iter().map(|(_, f)| f.clone()).collect())
+            .map(|l| l.frames.iter().map(|e| e.frame.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -412,7 +428,12 @@ impl Logs {
         })
     }
 
-    fn append(&mut self, project: u64, mut message: Envelope) -> (LogPosition, Frame) {
+    fn append(
+        &mut self,
+        project: u64,
+        mut message: Envelope,
+        key: Option<(String, String)>,
+    ) -> (LogPosition, Frame) {
         let capacity = self.capacity;
         let log = self.log(project);
         log.top += 1;
@@ -423,7 +444,11 @@ impl Logs {
         if log.frames.len() >= capacity {
             log.frames.pop_front();
         }
-        log.frames.push_back((log.top, frame.clone()));
+        log.frames.push_back(Entry {
+            offset: log.top,
+            frame: frame.clone(),
+            key,
+        });
         let position = LogPosition {
             epoch: log.epoch.clone(),
             offset: log.top,
@@ -439,12 +464,33 @@ impl Logs {
         }
     }
 
+    /// What follows `since`, and which of it is `session`'s own (offset, id).
     fn replay(
         &mut self,
         project: u64,
         since: &LogPosition,
         limit: usize,
-    ) -> Result<Vec<Frame>, Unrecoverable> {
+        session: Option<&str>,
+    ) -> (Replay, Vec<(u64, String)>) {
+        let own = |log: &ProjectLog| {
+            log.frames
+                .iter()
+                .filter(|e| e.offset > since.offset)
+                .filter_map(|e| match &e.key {
+                    Some((s, id)) if Some(s.as_str()) == session => Some((e.offset, id.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let frames = self.replay_frames(project, since, limit);
+        let mine = match (&frames, self.logs.get(&project)) {
+            (Ok(_), Some(log)) => own(log),
+            _ => Vec::new(),
+        };
+        (frames, mine)
+    }
+
+    fn replay_frames(&mut self, project: u64, since: &LogPosition, limit: usize) -> Replay {
         let log = self.log(project);
         if log.epoch != since.epoch {
             return Err(Unrecoverable::EpochChanged);
@@ -459,7 +505,7 @@ impl Logs {
         }
         // The top lives apart from the kept messages: a quiet project whose messages all aged
         // out still recovers a client that saw the last one (nothing was missed).
-        let oldest = log.frames.front().map_or(log.top + 1, |(o, _)| *o);
+        let oldest = log.frames.front().map_or(log.top + 1, |e| e.offset);
         if oldest > offset + 1 {
             return Err(Unrecoverable::TooOld);
         }
@@ -469,8 +515,8 @@ impl Logs {
         Ok(log
             .frames
             .iter()
-            .filter(|(o, _)| *o > offset)
-            .map(|(_, f)| f.clone())
+            .filter(|e| e.offset > offset)
+            .map(|e| e.frame.clone())
             .collect())
     }
 
@@ -483,7 +529,7 @@ impl Logs {
 
     /// Logs a message and tells every node; `origin` only the node it came from.
     fn publish(&mut self, from: NodeId, project: u64, message: Envelope, origin: Origin) {
-        let (position, frame) = self.append(project, message);
+        let (position, frame) = self.append(project, message, None);
         self.queue_for_every_node(from, |own| BrokerEvent::Published {
             project,
             position: position.clone(),
@@ -521,7 +567,7 @@ impl Logs {
                 return;
             }
         }
-        let (position, frame) = self.append(project, message);
+        let (position, frame) = self.append(project, message, key.clone());
         if let Some((session, id)) = key {
             let window = self.dedupe_window;
             let keys = self.keys.entry(session).or_default();
@@ -657,9 +703,16 @@ impl Broker for InMemoryBroker {
                 since,
                 limit,
                 user,
+                session,
             } => {
                 let top = logs.top(project);
-                let replay = since.map(|s| logs.replay(project, &s, limit));
+                let (replay, own) = match since {
+                    Some(s) => {
+                        let (r, own) = logs.replay(project, &s, limit, session.as_deref());
+                        (Some(r), own)
+                    }
+                    None => (None, Vec::new()),
+                };
                 let (version, state) = logs.state(project);
                 let news = logs.arrive(node, project, conn, &user);
                 let present = logs.present(project);
@@ -673,6 +726,7 @@ impl Broker for InMemoryBroker {
                         version,
                         state,
                         present,
+                        own,
                     },
                 );
                 // The others hear of the joiner after its answer went out.
@@ -778,6 +832,7 @@ mod tests {
             since,
             limit: 10,
             user: "u".into(),
+            session: None,
         });
         events(b)
             .into_iter()
@@ -880,6 +935,7 @@ mod tests {
             since: at(2),
             limit: 2,
             user: "u".into(),
+            session: None,
         });
         assert_eq!(
             replay(events(&mut b).remove(0)),

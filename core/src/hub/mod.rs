@@ -518,7 +518,18 @@ impl<B: Broker> HubCore<B> {
                 version,
                 state,
                 present,
-            } => self.joined(project, conn, top, replay, version, state, present),
+                own,
+            } => {
+                let answer = Answer {
+                    top,
+                    replay,
+                    version,
+                    state,
+                    members: present,
+                    own,
+                };
+                self.joined(project, conn, answer)
+            }
             BrokerEvent::Snapshot {
                 project,
                 conn,
@@ -1470,29 +1481,29 @@ impl<B: Broker> HubCore<B> {
             .insert(conn, member);
         let limit = self.settings.replay_capacity;
         let user = self.user_of_conn(conn);
+        let session = self.conns.get(&conn).and_then(|c| c.session.clone());
         self.submit(BrokerCommand::Join {
             project,
             conn,
             since,
             limit,
             user,
+            session,
         });
     }
 
     /// The broker answered a join: the answer with the position the connection continues
     /// from, the messages it missed or the snapshot, what was published meanwhile, then who is
     /// present.
-    #[allow(clippy::too_many_arguments)] // the answer's fields, as the broker gave them
-    fn joined(
-        &mut self,
-        project: u64,
-        conn: ConnId,
-        top: LogPosition,
-        replay: Option<Result<Vec<Frame>, Unrecoverable>>,
-        version: u64,
-        state: Value,
-        members: Vec<String>,
-    ) {
+    fn joined(&mut self, project: u64, conn: ConnId, answer: Answer) {
+        let Answer {
+            top,
+            replay,
+            version,
+            state,
+            members,
+            own,
+        } = answer;
         let Some(member) = self
             .members
             .get_mut(&project)
@@ -1503,6 +1514,7 @@ impl<B: Broker> HubCore<B> {
         let Member::Joining { since, held } = std::mem::replace(member, Member::Live) else {
             return;
         };
+        let from = since.clone();
         let (joined, frames) = match (since, replay) {
             (Some(since), Some(Ok(frames))) => (
                 wire::Joined {
@@ -1537,13 +1549,26 @@ impl<B: Broker> HubCore<B> {
         };
         let answer = Envelope::new("project_joined", &joined).in_project(project);
         self.push_send(conn, answer.to_json().into());
-        match frames {
-            Some(frames) => {
-                for frame in frames {
-                    self.push_send(conn, frame);
+        match (frames, from) {
+            (Some(frames), Some(from)) => {
+                // The replay runs from the offset after the position, one frame per offset;
+                // the joiner's own messages (logged by a node that died before their ack) go
+                // back as those acks: a sender never gets its own messages.
+                for (i, frame) in frames.into_iter().enumerate() {
+                    let offset = from.offset + 1 + i as u64;
+                    match own.iter().find(|(o, _)| *o == offset) {
+                        Some((_, id)) => {
+                            let place = LogPosition {
+                                epoch: from.epoch.clone(),
+                                offset,
+                            };
+                            self.push_send(conn, ack_frame(id, Some((project, place))));
+                        }
+                        None => self.push_send(conn, frame),
+                    }
                 }
             }
-            None => self.send_snapshot(conn, project, version, state),
+            _ => self.send_snapshot(conn, project, version, state),
         }
         // The answer covers the log up to its top; what came later was held meanwhile.
         for (offset, frame) in held {
@@ -1831,6 +1856,16 @@ impl<B: Broker> HubCore<B> {
             }
         }
     }
+}
+
+/// The broker's answer to a join, as the hub uses it.
+struct Answer {
+    top: LogPosition,
+    replay: Option<Result<Vec<Frame>, Unrecoverable>>,
+    version: u64,
+    state: Value,
+    members: Vec<String>,
+    own: Vec<(u64, String)>,
 }
 
 /// What applying a client message came to.

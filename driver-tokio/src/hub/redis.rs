@@ -215,7 +215,7 @@ impl Keys {
 /// publishes it tagged with the node and its request token. XADD and PUBLISH in one script make
 /// the channel's order the log's order.
 const APPEND_LUA: &str = r#"
-local function append(meta, log, chan, candidate, maxlen, msg, project, node, token)
+local function append(meta, log, chan, candidate, maxlen, msg, project, node, token, session, id)
   local epoch = redis.call('HGET', meta, 'epoch')
   if not epoch then
     epoch = candidate
@@ -225,7 +225,12 @@ local function append(meta, log, chan, candidate, maxlen, msg, project, node, to
   local top = redis.call('HINCRBY', meta, 'top', 1)
   local offset = string.format('%d', top)
   local frame = string.sub(msg, 1, -2) .. ',"epoch":"' .. epoch .. '","offset":' .. offset .. '}'
-  redis.call('XADD', log, 'MAXLEN', maxlen, offset .. '-0', 'f', frame, 'n', node .. '|' .. token)
+  if session ~= '' and id ~= '' then
+    redis.call('XADD', log, 'MAXLEN', maxlen, offset .. '-0', 'f', frame, 'n', node .. '|' .. token,
+      's', session, 'i', id)
+  else
+    redis.call('XADD', log, 'MAXLEN', maxlen, offset .. '-0', 'f', frame, 'n', node .. '|' .. token)
+  end
   redis.call('PUBLISH', chan,
     'P|' .. project .. '|' .. node .. '|' .. token .. '|' .. epoch .. '|' .. offset .. '|' .. frame)
   return {epoch, top}
@@ -246,7 +251,8 @@ if keyed then
     if p == ARGV[4] then return {'dup', e, tonumber(o)} end
   end
 end
-local r = append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+local r = append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+  ARGV[7], ARGV[8])
 if keyed then
   redis.call('HSET', KEYS[4], ARGV[8], ARGV[4] .. '|' .. r[1] .. '|' .. string.format('%d', r[2]))
   redis.call('RPUSH', KEYS[5], ARGV[8])
@@ -266,15 +272,16 @@ const UPDATE_LUA: &str = r#"
 local version = redis.call('HINCRBY', KEYS[4], 'version', 1)
 redis.call('HSET', KEYS[4], 'state', ARGV[8])
 local msg = ARGV[3] .. string.format('%d', version) .. ARGV[4]
-return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], msg, ARGV[5], ARGV[6], ARGV[7])
+return append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], msg, ARGV[5], ARGV[6], ARGV[7], '', '')
 "#;
 
 /// KEYS: meta, log, state, channel, presence, node's projects. ARGV: epoch candidate,
 /// has-position (0/1), its epoch, its offset, replay limit, project, node, token, user, conn,
-/// the `presence_diff{joins: [user]}` frame. The decision is `InMemoryBroker`'s; the marker
-/// published after it gives the answer its place among the channel's messages, and the diff
-/// (only if the user was not present through any connection) follows it.
-/// Returns {epoch, top, version, state, outcome, n, n present users..., frames...}.
+/// the `presence_diff{joins: [user]}` frame, the joiner's session (`''`: none). The decision is
+/// `InMemoryBroker`'s; the marker published after it gives the answer its place among the
+/// channel's messages, and the diff (only if the user was not present through any connection)
+/// follows it. Returns {epoch, top, version, state, outcome, n, n present users..., frames...},
+/// a frame of the joiner's own session preceded by `=offset|id`.
 const JOIN_LUA: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local top = 0
@@ -324,9 +331,16 @@ if ARGV[2] == '1' then
       local entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', since + 1), '+')
       for _, e in ipairs(entries) do
         local fields = e[2]
+        local frame, session, id = nil, nil, nil
         for i = 1, #fields, 2 do
-          if fields[i] == 'f' then out[#out + 1] = fields[i + 1] end
+          if fields[i] == 'f' then frame = fields[i + 1] end
+          if fields[i] == 's' then session = fields[i + 1] end
+          if fields[i] == 'i' then id = fields[i + 1] end
         end
+        if ARGV[12] ~= '' and session == ARGV[12] and id then
+          out[#out + 1] = '=' .. string.match(e[1], '^(%d+)') .. '|' .. id
+        end
+        out[#out + 1] = frame
       end
     end
   end
@@ -516,6 +530,8 @@ struct JoinReply {
     version: u64,
     state: Json,
     present: Vec<String>,
+    /// The joiner's own messages in the replay (offset, id).
+    own: Vec<(u64, String)>,
 }
 
 /// What a pipelined command's reply is for.
@@ -835,6 +851,7 @@ impl Worker {
                     since,
                     limit,
                     user,
+                    session,
                 } => {
                     let token = self.token();
                     let keys = [
@@ -863,6 +880,7 @@ impl Worker {
                         user,
                         &conn.0.to_string(),
                         &presence_diff_frame(*project, vec![user.clone()], vec![]),
+                        session.as_deref().unwrap_or_default(),
                     ];
                     pipe.add_command(evalsha(&self.scripts.join, &keys, &args));
                     self.follows.entry(*project).or_default().insert(*conn);
@@ -1329,6 +1347,7 @@ impl Worker {
             version: reply.version,
             state: reply.state,
             present: reply.present,
+            own: reply.own,
         });
         Ok(())
     }
@@ -1560,13 +1579,18 @@ fn join_reply(command: BrokerCommand, reply: &Value) -> Option<JoinReply> {
     let (version, state) = state_of(&items[2], &items[3]);
     let n = usize::try_from(u64_of(items.get(5)?)?).ok()?;
     let present: Vec<String> = items.get(6..6 + n)?.iter().filter_map(text_of).collect();
+    // A frame of the joiner's own is preceded by `=offset|id` (a frame is a JSON object).
+    let mut own = Vec::new();
+    let mut frames = Vec::new();
+    for item in items[6 + n..].iter().filter_map(text_of) {
+        match item.strip_prefix('=').and_then(|m| m.split_once('|')) {
+            Some((offset, id)) => own.push((offset.parse().ok()?, id.to_string())),
+            None => frames.push(Frame::from(item)),
+        }
+    }
     let replay = match text_of(&items[4])?.as_str() {
         "none" => None,
-        "ok" => Some(Ok(items[6 + n..]
-            .iter()
-            .filter_map(text_of)
-            .map(Frame::from)
-            .collect())),
+        "ok" => Some(Ok(frames)),
         "epoch_changed" => Some(Err(Unrecoverable::EpochChanged)),
         "ahead" => Some(Err(Unrecoverable::Ahead)),
         "too_old" => Some(Err(Unrecoverable::TooOld)),
@@ -1582,6 +1606,7 @@ fn join_reply(command: BrokerCommand, reply: &Value) -> Option<JoinReply> {
         version,
         state,
         present,
+        own,
     })
 }
 
