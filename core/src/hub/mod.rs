@@ -989,10 +989,14 @@ impl<B: Broker> HubCore<B> {
         let mut allowed = c.limiter.try_acquire(now);
         if allowed {
             if let (Some(cfg), Some(user)) = (per_user, c.user.as_ref()) {
-                let limiter = self
-                    .user_limiters
-                    .entry(user.clone())
-                    .or_insert_with(|| RateLimiter::new(cfg, now));
+                // Looked up before inserting: no copy of the user id per frame.
+                if !self.user_limiters.contains_key(user) {
+                    let fresh = RateLimiter::new(cfg, now);
+                    self.user_limiters.insert(user.clone(), fresh);
+                }
+                let Some(limiter) = self.user_limiters.get_mut(user) else {
+                    return false;
+                };
                 allowed = limiter.try_acquire(now);
                 if !allowed {
                     user_wait = limiter.ready_at();
