@@ -294,6 +294,17 @@ fn diff_of(e: &BrokerEvent) -> Option<String> {
     }
 }
 
+/// Cuts one of Redis's client connections (as a network fault would).
+async fn kill_client(con: &mut redis::aio::MultiplexedConnection, id: i64) {
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(con)
+        .await
+        .unwrap();
+}
+
 /// A raw connection to the test's Redis.
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -403,14 +414,7 @@ async fn a_join_decides_replays_as_the_in_memory_broker_does() {
     let mut r = node(&redis.url(), 3).await;
     let mut mem = InMemoryBroker::new(3, 1);
     let joined = |e: BrokerEvent| match e {
-        BrokerEvent::Joined {
-            top,
-            replay,
-            present,
-            version,
-            state,
-            ..
-        } => (top, replay, present, version, state),
+        BrokerEvent::Joined { answer: a, .. } => (a.top, a.replay, a.present, a.version, a.state),
         other => panic!("{other:?}"),
     };
     let is_joined = |e: &BrokerEvent| matches!(e, BrokerEvent::Joined { .. });
@@ -498,7 +502,7 @@ async fn a_joiner_s_own_messages_in_its_replay_are_named_as_the_in_memory_broker
     let mut mem = InMemoryBroker::new(16, 1);
     let is_joined = |e: &BrokerEvent| matches!(e, BrokerEvent::Joined { .. });
     let top = |e: BrokerEvent| match e {
-        BrokerEvent::Joined { top, .. } => top,
+        BrokerEvent::Joined { answer, .. } => answer.top,
         other => panic!("{other:?}"),
     };
     r.submit(join(4, None, 10, "ann"));
@@ -540,7 +544,7 @@ async fn a_joiner_s_own_messages_in_its_replay_are_named_as_the_in_memory_broker
     r.submit(rejoin(&rtop.epoch));
     mem.submit(rejoin(&mtop.epoch));
     let own = |e: BrokerEvent| match e {
-        BrokerEvent::Joined { own, replay, .. } => (own, replay.unwrap().unwrap().len()),
+        BrokerEvent::Joined { answer, .. } => (answer.own, answer.replay.unwrap().unwrap().len()),
         other => panic!("{other:?}"),
     };
     let got = own(r.until(is_joined).await.pop().unwrap());
@@ -581,10 +585,10 @@ async fn a_resend_through_another_node_is_a_duplicate_and_presence_spans_nodes()
     // Presence: ann on a, bob on b; each node hears the other's arrival and departure.
     a.submit(join(3, None, 10, "ann"));
     let got = a.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
-    let BrokerEvent::Joined { present, .. } = got.last().unwrap() else {
+    let BrokerEvent::Joined { answer, .. } = got.last().unwrap() else {
         unreachable!()
     };
-    assert_eq!(present, &vec!["ann".to_string()]);
+    assert_eq!(answer.present, vec!["ann".to_string()]);
     let diff = |e: &BrokerEvent| match e {
         BrokerEvent::Broadcast { frame, origin, .. } => Some((frame.to_string(), origin.clone())),
         _ => None,
@@ -604,10 +608,10 @@ async fn a_resend_through_another_node_is_a_duplicate_and_presence_spans_nodes()
     );
     b.submit(join(3, None, 10, "bob"));
     let got = b.until(|e| matches!(e, BrokerEvent::Joined { .. })).await;
-    let BrokerEvent::Joined { present, .. } = got.last().unwrap() else {
+    let BrokerEvent::Joined { answer, .. } = got.last().unwrap() else {
         unreachable!()
     };
-    assert_eq!(present, &vec!["ann".to_string(), "bob".to_string()]);
+    assert_eq!(answer.present, vec!["ann".to_string(), "bob".to_string()]);
     a.until(|e| diff(e).is_some_and(|(f, _)| f.contains(r#""joins":["bob"]"#)))
         .await;
     // Node b goes away without a word: its presence ends when its liveness key expires.
@@ -677,8 +681,11 @@ fn check_order(events: &[BrokerEvent], project: u64) -> BTreeSet<u64> {
                     own.insert(last);
                 }
             }
-            BrokerEvent::Joined { top, .. } => {
-                assert_eq!(top.offset, last, "a join answered right after its top");
+            BrokerEvent::Joined { answer, .. } => {
+                assert_eq!(
+                    answer.top.offset, last,
+                    "a join answered right after its top"
+                );
             }
             _ => {}
         }
@@ -828,13 +835,7 @@ async fn a_node_whose_connection_broke_goes_down_comes_up_and_misses_nothing() {
             None,
         ));
         if i == 50 {
-            let _: () = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("ID")
-                .arg(victim)
-                .query_async(&mut con)
-                .await
-                .unwrap();
+            kill_client(&mut con, victim).await;
         }
         if i % 10 == 0 {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -1146,13 +1147,7 @@ async fn a_reconnect_catches_up_many_projects_in_one_round_trip() {
             ));
         }
         if i == 2 {
-            let _: () = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("ID")
-                .arg(victim)
-                .query_async(&mut con)
-                .await
-                .unwrap();
+            kill_client(&mut con, victim).await;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -192,21 +192,8 @@ pub enum BrokerEvent {
         project: u64,
         /// The joining connection.
         conn: ConnId,
-        /// The log's top when the join was answered.
-        top: LogPosition,
-        /// What followed the connection's position, or why it cannot be recovered (`None`: it
-        /// had no position).
-        replay: Option<Result<Vec<Frame>, Unrecoverable>>,
-        /// The project's version.
-        version: u64,
-        /// The project's state.
-        state: Value,
-        /// The users present in the project on every node, each once, sorted (the joiner's
-        /// included).
-        present: Vec<String>,
-        /// The joiner's session's own messages in the replay, by offset and id: the hub acks
-        /// those instead of sending them back (a node died after logging one, before its ack).
-        own: Vec<(u64, String)>,
+        /// Where it continues from and what it needs.
+        answer: JoinAnswer,
     },
     /// The answer to `Snapshot`.
     Snapshot {
@@ -243,6 +230,29 @@ pub enum BrokerEvent {
     /// The broker is reachable again.
     Up,
 }
+
+/// The broker's answer to a join: where the connection continues from and what it needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinAnswer {
+    /// The log's top when the join was answered.
+    pub top: LogPosition,
+    /// What followed the connection's position, or why it cannot be recovered (`None`: it had
+    /// no position).
+    pub replay: Option<Replay>,
+    /// The project's version.
+    pub version: u64,
+    /// The project's state.
+    pub state: Value,
+    /// The users present in the project on every node, each once, sorted (the joiner's
+    /// included).
+    pub present: Vec<String>,
+    /// The joiner's session's own messages in the replay, by offset and id: the hub acks those
+    /// instead of sending them back (a node died after logging one, before its ack).
+    pub own: Vec<(u64, String)>,
+}
+
+/// What follows a position in a log, or why it cannot be recovered.
+pub type Replay = Result<Vec<Frame>, Unrecoverable>;
 
 /// A hub node's broker: commands in, events out. An in-memory broker answers at once; a remote
 /// one later, and its driver then feeds the hub `broker_ready`.
@@ -286,9 +296,6 @@ struct Entry {
     frame: Frame,
     key: Option<(String, String)>,
 }
-
-/// What follows a position in a log, or why it cannot be recovered.
-type Replay = Result<Vec<Frame>, Unrecoverable>;
 
 /// A node handle's number in the shared logs.
 type NodeId = usize;
@@ -721,12 +728,14 @@ impl Broker for InMemoryBroker {
                     BrokerEvent::Joined {
                         project,
                         conn,
-                        top,
-                        replay,
-                        version,
-                        state,
-                        present,
-                        own,
+                        answer: JoinAnswer {
+                            top,
+                            replay,
+                            version,
+                            state,
+                            present,
+                            own,
+                        },
                     },
                 );
                 // The others hear of the joiner after its answer went out.
@@ -870,14 +879,16 @@ mod tests {
             &got_b[1],
             BrokerEvent::Published { position, origin: None, .. } if position.offset == 2
         ));
-        let BrokerEvent::Joined { top, .. } = join(&mut a, 8, None) else {
+        let BrokerEvent::Joined { answer, .. } = join(&mut a, 8, None) else {
             panic!()
         };
+        let top = answer.top;
         assert_ne!(top.epoch, position.epoch, "each log has its own epoch");
         let mut fresh = InMemoryBroker::new(8, 2);
-        let BrokerEvent::Joined { top: again, .. } = join(&mut fresh, 7, None) else {
+        let BrokerEvent::Joined { answer, .. } = join(&mut fresh, 7, None) else {
             panic!()
         };
+        let again = answer.top;
         assert_ne!(
             again.epoch, position.epoch,
             "a broker started afresh draws new epochs"
@@ -887,9 +898,10 @@ mod tests {
     #[test]
     fn a_join_recovers_what_the_log_still_holds_and_says_why_not() {
         let mut b = InMemoryBroker::new(3, 1);
-        let BrokerEvent::Joined { top, .. } = join(&mut b, 1, None) else {
+        let BrokerEvent::Joined { answer, .. } = join(&mut b, 1, None) else {
             panic!()
         };
+        let top = answer.top;
         let at = |offset| {
             Some(LogPosition {
                 epoch: top.epoch.clone(),
@@ -897,7 +909,7 @@ mod tests {
             })
         };
         let replay = |e: BrokerEvent| match e {
-            BrokerEvent::Joined { replay, .. } => replay,
+            BrokerEvent::Joined { answer, .. } => answer.replay,
             other => panic!("{other:?}"),
         };
         assert_eq!(

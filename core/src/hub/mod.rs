@@ -37,8 +37,8 @@ pub use agent::{AgentSource, ScriptedAgent};
 use auth::Grant;
 pub use auth::{accepts_origin, Claims, HubLimits, SecretSource, TokenError, TokenVerifier};
 pub use broker::{
-    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, Frame, InMemoryBroker, LogPosition,
-    Origin, Unrecoverable,
+    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, Frame, InMemoryBroker, JoinAnswer,
+    LogPosition, Origin, Replay, Unrecoverable,
 };
 pub use chaos::ChaosConfig;
 use chaos::{ConnChaos, PongFate};
@@ -513,23 +513,8 @@ impl<B: Broker> HubCore<B> {
             BrokerEvent::Joined {
                 project,
                 conn,
-                top,
-                replay,
-                version,
-                state,
-                present,
-                own,
-            } => {
-                let answer = Answer {
-                    top,
-                    replay,
-                    version,
-                    state,
-                    members: present,
-                    own,
-                };
-                self.joined(project, conn, answer)
-            }
+                answer,
+            } => self.joined(project, conn, answer),
             BrokerEvent::Snapshot {
                 project,
                 conn,
@@ -1499,13 +1484,13 @@ impl<B: Broker> HubCore<B> {
     /// The broker answered a join: the answer with the position the connection continues
     /// from, the messages it missed or the snapshot, what was published meanwhile, then who is
     /// present.
-    fn joined(&mut self, project: u64, conn: ConnId, answer: Answer) {
-        let Answer {
+    fn joined(&mut self, project: u64, conn: ConnId, answer: JoinAnswer) {
+        let JoinAnswer {
             top,
             replay,
             version,
             state,
-            members,
+            present: members,
             own,
         } = answer;
         let Some(member) = self
@@ -1860,16 +1845,6 @@ impl<B: Broker> HubCore<B> {
             }
         }
     }
-}
-
-/// The broker's answer to a join, as the hub uses it.
-struct Answer {
-    top: LogPosition,
-    replay: Option<Result<Vec<Frame>, Unrecoverable>>,
-    version: u64,
-    state: Value,
-    members: Vec<String>,
-    own: Vec<(u64, String)>,
 }
 
 /// What applying a client message came to.

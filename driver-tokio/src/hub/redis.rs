@@ -13,8 +13,8 @@ use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, Cmd, Script, Value};
 use serde_json::Value as Json;
 use sockline_core::hub::{
-    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, ConnId, Frame, LogPosition, Origin,
-    Unrecoverable,
+    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, ConnId, Frame, JoinAnswer,
+    LogPosition, Origin, Unrecoverable,
 };
 use sockline_core::Envelope;
 use tokio::sync::mpsc;
@@ -525,13 +525,7 @@ struct JoinReply {
     command: BrokerCommand,
     project: u64,
     conn: ConnId,
-    top: LogPosition,
-    replay: Option<Result<Vec<Frame>, Unrecoverable>>,
-    version: u64,
-    state: Json,
-    present: Vec<String>,
-    /// The joiner's own messages in the replay (offset, id).
-    own: Vec<(u64, String)>,
+    answer: JoinAnswer,
 }
 
 /// What a pipelined command's reply is for.
@@ -1316,7 +1310,7 @@ impl Worker {
     /// channel missed some), so its answer goes now.
     async fn answer_join(&mut self, link: &mut Link, reply: JoinReply) -> Result<(), Fault> {
         let project = reply.project;
-        let top = reply.top.clone();
+        let top = reply.answer.top.clone();
         match self.cursors.get(&project) {
             // The joiner left before its answer, and nobody else here is a member.
             _ if !self.follows.contains_key(&project) => {}
@@ -1342,12 +1336,7 @@ impl Worker {
         self.emit(BrokerEvent::Joined {
             project,
             conn: reply.conn,
-            top,
-            replay: reply.replay,
-            version: reply.version,
-            state: reply.state,
-            present: reply.present,
-            own: reply.own,
+            answer: reply.answer,
         });
         Ok(())
     }
@@ -1601,12 +1590,14 @@ fn join_reply(command: BrokerCommand, reply: &Value) -> Option<JoinReply> {
         command,
         project,
         conn,
-        top,
-        replay,
-        version,
-        state,
-        present,
-        own,
+        answer: JoinAnswer {
+            top,
+            replay,
+            version,
+            state,
+            present,
+            own,
+        },
     })
 }
 
