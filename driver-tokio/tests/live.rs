@@ -1,5 +1,7 @@
 //! The tokio client against the real hub over real loopback WebSockets.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,9 +11,8 @@ use sockline_core::hub::ChaosConfig;
 use sockline_core::{Config, Event, Jitter, SendRequest, State};
 use sockline_tokio::hub::{Hub, HubConfig, HubHandle};
 use sockline_tokio::{Client, ClientOptions, StreamUpdate};
+use support::{wait_event, WAIT};
 use tokio::time::timeout;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 async fn hub_with(f: impl FnOnce(&mut HubConfig)) -> HubHandle {
     let mut cfg = HubConfig::default();
@@ -88,23 +89,6 @@ async fn wait_state(c: &Client, want: State) {
         .await
         .unwrap_or_else(|_| panic!("never reached {want}, stuck at {}", *c.state().borrow()))
         .unwrap();
-}
-
-/// Waits for the first event matching `f`, returning what `f` extracted.
-async fn wait_event<T>(
-    events: &mut sockline_tokio::EventStream,
-    mut f: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    timeout(WAIT, async {
-        loop {
-            let e = events.recv().await.expect("client still running");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("event in time")
 }
 
 /// The reason given for the next move to `reconnecting`.

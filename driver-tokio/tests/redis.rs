@@ -2,6 +2,8 @@
 //! killed after it): its frames and decisions are the in-memory broker's, its events keep the
 //! core's ordering contract, and a cluster of hubs on it loses nothing when a hub or Redis dies.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -15,10 +17,9 @@ use sockline_core::hub::{
 use sockline_core::{Config, Delivery, Envelope, Event, Jitter, SendRequest, State};
 use sockline_tokio::hub::{Hub, HubConfig, HubHandle, RedisBroker, RedisConfig};
 use sockline_tokio::{Client, ClientOptions, EventStream, Subscription};
+use support::{wait_event, WAIT};
 use tokio::sync::Notify;
 use tokio::time::timeout;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 // ---- the redis-server fixture ---------------------------------------------------------------
 
@@ -1237,19 +1238,6 @@ async fn member(urls: Vec<String>, name: &str, project: u64) -> Member {
         inbox,
         got: Vec::new(),
     }
-}
-
-async fn wait_event<T>(events: &mut EventStream, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    timeout(WAIT, async {
-        loop {
-            let e = events.recv().await.expect("client still running");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("event in time")
 }
 
 impl Member {

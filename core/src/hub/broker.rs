@@ -692,7 +692,7 @@ impl Broker for InMemoryBroker {
                 entry.0 += 1;
                 entry.1 = state.clone();
                 let version = entry.0;
-                let message = Envelope::new("project_updated", &with_version(state, version));
+                let message = project_updated(project, state, version);
                 logs.publish(node, project, message, origin);
             }
             BrokerCommand::Broadcast {
@@ -791,6 +791,12 @@ impl Broker for InMemoryBroker {
         let node = self.node;
         self.lock().queues.get_mut(&node)?.pop_front()
     }
+}
+
+/// The `project_updated` message a broker logs for an update of `project` to `state` at
+/// `version` (without its position): the same bytes from every broker.
+pub fn project_updated(project: u64, state: Value, version: u64) -> Envelope {
+    Envelope::new("project_updated", &with_version(state, version)).in_project(project)
 }
 
 /// A project's state as its `project_updated`/`project_snapshot` data: the state's fields and

@@ -37,8 +37,8 @@ pub use agent::{AgentSource, ScriptedAgent};
 use auth::Grant;
 pub use auth::{accepts_origin, Claims, HubLimits, SecretSource, TokenError, TokenVerifier};
 pub use broker::{
-    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, Frame, InMemoryBroker, JoinAnswer,
-    LogPosition, Origin, Replay, Unrecoverable,
+    presence_diff_frame, project_updated, Broker, BrokerCommand, BrokerEvent, Frame,
+    InMemoryBroker, JoinAnswer, LogPosition, Origin, Replay, Unrecoverable,
 };
 pub use chaos::ChaosConfig;
 use chaos::{ConnChaos, PongFate};

@@ -13,10 +13,9 @@ use redis::aio::{MultiplexedConnection, PubSubStream};
 use redis::{AsyncConnectionConfig, Cmd, Script, Value};
 use serde_json::Value as Json;
 use sockline_core::hub::{
-    presence_diff_frame, Broker, BrokerCommand, BrokerEvent, ConnId, Frame, JoinAnswer,
-    LogPosition, Origin, Unrecoverable,
+    presence_diff_frame, project_updated, Broker, BrokerCommand, BrokerEvent, ConnId, Frame,
+    JoinAnswer, LogPosition, Origin, Unrecoverable,
 };
-use sockline_core::Envelope;
 use tokio::sync::mpsc;
 
 /// Called by the worker whenever it queued events: the driver then feeds the hub `broker_ready`.
@@ -1617,31 +1616,11 @@ fn duplicate_of(reply: &Value) -> Option<LogPosition> {
 
 // ---- frames ---------------------------------------------------------------------------------
 
-/// A project's state as its `project_updated` data, as the core builds it (`with_version` in
-/// `sockline_core::hub::broker`, which is not public): the state's fields and `version`.
-fn with_version(state: Json, version: u64) -> Json {
-    let mut obj = match state {
-        Json::Object(m) => m,
-        Json::Null => serde_json::Map::new(),
-        other => {
-            let mut m = serde_json::Map::new();
-            m.insert("value".into(), other);
-            m
-        }
-    };
-    obj.insert("version".into(), version.into());
-    Json::Object(obj)
-}
-
 /// The `project_updated` message of `state` (without its position) in two parts around its
 /// version's digits, for the update script to put the new version between: the text with
 /// version 0 and with version 1 differ in that one byte, wherever the map puts `version`.
-pub fn update_frame_parts(project: u64, state: &Json) -> (String, String) {
-    let text = |v| {
-        Envelope::new("project_updated", &with_version(state.clone(), v))
-            .in_project(project)
-            .to_json()
-    };
+fn update_frame_parts(project: u64, state: &Json) -> (String, String) {
+    let text = |v| project_updated(project, state.clone(), v).to_json();
     let (zero, one) = (text(0), text(1));
     let at = zero
         .bytes()
