@@ -193,7 +193,6 @@ struct Conn {
     greeting: Option<Option<String>>,
     /// Its user, once welcomed (counted in `user_conns` until its end is decided).
     user: Option<String>,
-    counted: bool,
     /// What its verified token allows, while it lasts.
     grant: Option<Grant>,
     /// The projects this connection joined (membership is per connection: a reconnect joins
@@ -648,7 +647,6 @@ impl<B: Broker> HubCore<B> {
                 session: None,
                 greeting: None,
                 user: None,
-                counted: false,
                 grant: None,
                 projects: BTreeSet::new(),
                 opened_at: now,
@@ -1235,7 +1233,6 @@ impl<B: Broker> HubCore<B> {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(sid.clone());
             c.user = Some(user.clone());
-            c.counted = true;
         }
         *self.user_conns.entry(user.clone()).or_insert(0) += 1;
         // From the hello deadline to the idle one, which an idle timeout shorter than the
@@ -1821,22 +1818,27 @@ impl<B: Broker> HubCore<B> {
     /// ignored until the driver reports it `closed`.
     fn end(&mut self, output: HubOutput) {
         let Some(conn) = output.conn() else { return };
-        let Some(c) = self.conns.get_mut(&conn).filter(|c| !c.closing) else {
+        if !self.is_live(conn) {
             return;
-        };
-        c.closing = true;
-        self.outputs.push_back(output);
+        }
         self.uncount(conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closing = true;
+        }
+        self.outputs.push_back(output);
     }
 
-    /// A connection whose end is decided (or that is gone) no longer counts against its user's
-    /// limit.
+    /// A welcomed connection whose end is being decided (or that is gone) no longer counts
+    /// against its user's limit; one closing already was uncounted then.
     fn uncount(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn).filter(|c| c.counted) else {
+        let Some(user) = self
+            .conns
+            .get(&conn)
+            .filter(|c| !c.closing)
+            .and_then(|c| c.user.clone())
+        else {
             return;
         };
-        c.counted = false;
-        let Some(user) = c.user.clone() else { return };
         if let Some(n) = self.user_conns.get_mut(&user) {
             *n -= 1;
             if *n == 0 {
